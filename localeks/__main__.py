@@ -1,0 +1,32 @@
+"""``python -m localeks up|down|serve|env``: the one entry point for the local EKS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from localeks.cluster import DEFAULT_STATE, Paths, Supervisor, down, up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="localeks")
+    parser.add_argument("command", choices=["up", "down", "serve"])
+    parser.add_argument("--state", type=Path, default=Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)))
+    parser.add_argument("--name", default=os.environ.get("LOCALEKS_CLUSTER_NAME", "local-eks"))
+    parser.add_argument("--speed", type=float, default=float(os.environ.get("LOCALEKS_SPEED", "0.1")),
+                        help="kwok finishes a graceful delete after grace period x speed")
+    args = parser.parse_args()
+    paths = Paths(args.state.resolve())
+    if args.command == "up":
+        env = up(paths, args.name, args.speed)
+        print(f"localeks: cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}; source {paths.env_file}")
+    elif args.command == "down":
+        down(paths)
+        print("localeks: down")
+    else:
+        Supervisor(paths, args.name, args.speed).run()
+
+
+if __name__ == "__main__":
+    main()
