@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kubectl, kwok)
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, kwok)
 # from the pinned wrapper modules in localeks/go/. Binaries go to a cache outside the git tree,
 # keyed by the hash of the wrapper modules, so a second run (or a fresh clone on the same
 # machine) reuses them. Prints the bin directory on stdout.
@@ -8,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${LOCALEKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eks-nth-localeks}
 key=$(cat "$here"/go/*/go.mod "$here"/go/*/go.sum "$here/build.sh" | sha256sum | cut -c1-16)
 bin="$cache_root/bin-$key"
-want=(etcd kube-apiserver kube-controller-manager kubectl kwok)
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
 complete=1
 for b in "${want[@]}"; do [ -x "$bin/$b" ] || complete=0; done
@@ -39,6 +40,7 @@ build etcd etcd go.etcd.io/etcd/server/v3
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
+build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
 
 rm -rf "$bin" && mv "$bin.partial" "$bin"

@@ -3,7 +3,7 @@
 The supervisor (``python -m localeks serve``) runs moto's server and the token webhook in its own
 process (the webhook needs moto's backend for the secret keys it issued, and DescribeCluster's
 record is rewritten in place to point at the local API server), and starts etcd, kube-apiserver,
-kube-controller-manager and kwok as children in its process group. ``up`` starts it detached and
+kube-controller-manager, kube-scheduler and kwok as children in its process group. ``up`` starts it detached and
 waits for ``cluster.env``; ``down`` stops the group and removes the state.
 """
 
@@ -127,7 +127,7 @@ class Supervisor:
 
     def _stop(self) -> None:
         self.paths.env_file.unlink(missing_ok=True)
-        for name in ("kwok", "kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self.children.get(name)
             if proc and proc.poll() is None:
                 proc.terminate()
@@ -220,7 +220,9 @@ class Supervisor:
                 f"--token-auth-file={paths.state / 'tokens.csv'}",
                 f"--authentication-token-webhook-config-file={webhook_kubeconfig}",
                 "--authentication-token-webhook-version=v1", "--authentication-token-webhook-cache-ttl=5s",
-                "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
+                # TaintNodesByCondition would leave a not-ready taint that only the node-lifecycle
+                # controller (not run: kwok sends no heartbeats) removes
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition", "--allow-privileged=true",
                 "--service-cluster-ip-range=10.0.0.0/24", "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={paths.pki / 'sa.pub'}", f"--service-account-signing-key-file={paths.pki / 'sa.key'}",
                 "--profiling=false", "--endpoint-reconciler-type=none", "--v=1",
@@ -231,9 +233,15 @@ class Supervisor:
             "kube-controller-manager",
             [
                 str(bin_dir / "kube-controller-manager"), f"--kubeconfig={paths.kubeconfig}",
-                "--controllers=disruption", "--leader-elect=false", "--secure-port=0",
+                # disruption: real PDB status; replicaset: evicted pods get replacements, so a
+                # PDB frees up again as it does in a real cluster
+                "--controllers=disruption,replicaset", "--leader-elect=false", "--secure-port=0",
                 "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
             ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [str(bin_dir / "kube-scheduler"), f"--kubeconfig={paths.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1"],
         )
         stages = (REPO / "localeks" / "kwok" / "stages.yaml").read_text().replace("@SPEED@", repr(self.speed))
         (paths.state / "kwok.yaml").write_text(stages)

@@ -1,4 +1,4 @@
-// Wrapper module: builds kube-apiserver, kube-controller-manager and kubectl v1.34.4 from k8s.io/kubernetes.
+// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl v1.34.4 from k8s.io/kubernetes.
 // k8s.io/kubernetes pins its staging modules to v0.0.0 + ./staging, which its module zip lacks;
 // the replace lines below point each one at its published v0.34.x release.
 module localeks/kube
@@ -181,6 +181,7 @@ require (
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubectl
 )
 

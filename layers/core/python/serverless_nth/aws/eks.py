@@ -1,0 +1,120 @@
+"""EKS cluster data (endpoint, CA) and the bearer token, cached across warm invocations.
+
+The token is what ``aws eks get-token`` makes: a presigned STS GetCallerIdentity URL whose
+signature covers the header ``x-k8s-aws-id: <cluster>``, base64url without padding, prefixed
+``k8s-aws-v1.``. EKS accepts it for 15 minutes after signing; it is re-made after 10.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from serverless_nth.errors import PermanentError, TemporaryError
+
+TOKEN_PREFIX = "k8s-aws-v1."
+CLUSTER_ID_HEADER = "x-k8s-aws-id"
+TOKEN_REFRESH_AFTER_SECONDS = 600  # EKS accepts a token for 15 minutes after X-Amz-Date
+_URL_EXPIRES_SECONDS = 60  # as aws-cli: the URL's own expiry; EKS applies its 15-minute rule
+
+
+@dataclass(frozen=True)
+class ClusterEndpoint:
+    name: str
+    endpoint: str
+    ca_pem: bytes
+
+
+class EksAccess:
+    """Cluster endpoint, CA and token for one cluster; safe to share between threads."""
+
+    def __init__(
+        self,
+        cluster_name: str,
+        eks_client: Any,
+        sts_client: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self._eks = eks_client
+        self._sts = sts_client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._endpoint: ClusterEndpoint | None = None
+        self._token: str | None = None
+        self._token_made_at = 0.0
+        self._sts.meta.events.register("provide-client-params.sts.GetCallerIdentity", _take_cluster_name)
+        self._sts.meta.events.register("before-sign.sts.GetCallerIdentity", _add_cluster_header)
+
+    def endpoint(self) -> ClusterEndpoint:
+        with self._lock:
+            if self._endpoint is None:
+                self._endpoint = self._describe_cluster()
+            return self._endpoint
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or self._clock() - self._token_made_at > TOKEN_REFRESH_AFTER_SECONDS:
+                self._token = self._make_token()
+                self._token_made_at = self._clock()
+            return self._token
+
+    def forget_token(self) -> None:
+        """After a 401, or a SnapStart restore: the next call makes a new token."""
+        with self._lock:
+            self._token = None
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._token = None
+            self._endpoint = None
+
+    def _describe_cluster(self) -> ClusterEndpoint:
+        try:
+            cluster = self._eks.describe_cluster(name=self.cluster_name)["cluster"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            error = TemporaryError if code in ("ThrottlingException", "ServerException", "ServiceUnavailableException") else PermanentError
+            raise error(f"DescribeCluster {self.cluster_name}: {code}: {exc}", stage="describe-cluster") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"DescribeCluster {self.cluster_name}: {exc}", stage="describe-cluster") from exc
+        endpoint = cluster.get("endpoint") or ""
+        ca_data = (cluster.get("certificateAuthority") or {}).get("data") or ""
+        if not endpoint.startswith("https://") or not ca_data:
+            raise PermanentError(
+                f"cluster {self.cluster_name} has no https endpoint or CA (status {cluster.get('status')})",
+                stage="describe-cluster",
+            )
+        try:
+            ca_pem = base64.b64decode(ca_data, validate=True)
+        except ValueError as exc:
+            raise PermanentError(f"cluster {self.cluster_name}: CA is not base64", stage="describe-cluster") from exc
+        return ClusterEndpoint(self.cluster_name, endpoint.rstrip("/"), ca_pem)
+
+    def _make_token(self) -> str:
+        try:
+            url: str = self._sts.generate_presigned_url(
+                "get_caller_identity",
+                Params={"ClusterName": self.cluster_name},
+                ExpiresIn=_URL_EXPIRES_SECONDS,
+                HttpMethod="GET",
+            )
+        except BotoCoreError as exc:  # no credentials, mostly
+            raise PermanentError(f"cannot sign the EKS token: {exc}", stage="token") from exc
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+
+
+def _take_cluster_name(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    if "ClusterName" in params:
+        context["eks_cluster"] = params.pop("ClusterName")
+
+
+def _add_cluster_header(request: Any, **_: Any) -> None:
+    if "eks_cluster" in request.context:
+        request.headers[CLUSTER_ID_HEADER] = request.context["eks_cluster"]

@@ -1,0 +1,136 @@
+"""Environment variables -> one validated, typed settings object, built once at init.
+
+A wrong value raises ConfigError while the function initialises, so a bad deployment fails on its
+first event with a clear message instead of in the middle of a drain.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound=Enum)
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or has a value the handler cannot use."""
+
+
+class TaintEffect(str, Enum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class BlockedPodPolicy(str, Enum):
+    """What to do with a pod that a PodDisruptionBudget still protects when the instance's end is
+    certain and only its grace period is left before the deadline."""
+
+    # Delete the pod (graceful, with the time that is left): it would die with the instance anyway,
+    # and this way it still gets SIGTERM and its preStop hook. The PDB is overridden; logged and counted.
+    DELETE_BEFORE_DEADLINE = "delete-before-deadline"
+    # Keep asking the Eviction API until the deadline; the pod dies with the instance if still blocked.
+    RESPECT_PDB = "respect-pdb"
+
+
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    cluster_name: str
+    dry_run: bool = False
+    drain_on_rebalance: bool = False
+    taint_effect: TaintEffect = TaintEffect.NO_SCHEDULE
+    # node.kubernetes.io/out-of-service on stopped/terminated instances, so that Kubernetes
+    # force-deletes their pods and detaches their volumes instead of waiting ~6 minutes.
+    out_of_service_taint: bool = True
+    # deadline of a drain for stopping / shutting-down, counted from the event's time
+    state_change_drain_seconds: int = 90
+    # deadline of a drain after a rebalance recommendation (only when drain_on_rebalance)
+    rebalance_drain_seconds: int = 300
+    # the drain stops this long before the deadline, so that a pod's grace period ends in time
+    deadline_margin_seconds: int = 5
+    eviction_concurrency: int = 64
+    blocked_pod_policy: BlockedPodPolicy = BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+    # how often the drain checks whether evicted pods are gone
+    poll_interval_seconds: float = 1.0
+    request_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        name = env.get("CLUSTER_NAME", "").strip()
+        if not _CLUSTER_NAME.match(name):
+            raise ConfigError(f"CLUSTER_NAME must be an EKS cluster name, got {name!r}")
+        return cls(
+            cluster_name=name,
+            dry_run=_bool(env, "DRY_RUN", cls.dry_run),
+            drain_on_rebalance=_bool(env, "DRAIN_ON_REBALANCE", cls.drain_on_rebalance),
+            taint_effect=_enum(env, "TAINT_EFFECT", TaintEffect, cls.taint_effect),
+            out_of_service_taint=_bool(env, "OUT_OF_SERVICE_TAINT", cls.out_of_service_taint),
+            state_change_drain_seconds=_int(env, "STATE_CHANGE_DRAIN_SECONDS", cls.state_change_drain_seconds, 5, 900),
+            rebalance_drain_seconds=_int(env, "REBALANCE_DRAIN_SECONDS", cls.rebalance_drain_seconds, 5, 900),
+            deadline_margin_seconds=_int(env, "DEADLINE_MARGIN_SECONDS", cls.deadline_margin_seconds, 0, 60),
+            eviction_concurrency=_int(env, "EVICTION_CONCURRENCY", cls.eviction_concurrency, 1, 256),
+            blocked_pod_policy=_enum(env, "BLOCKED_POD_POLICY", BlockedPodPolicy, cls.blocked_pod_policy),
+            poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, 0.05, 10),
+            request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds, 1, 60),
+        )
+
+
+def _raw(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key)
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    value = _raw(env, key)
+    if value is None:
+        return default
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    value = _raw(env, key)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{key} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _float(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    value = _raw(env, key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{key} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _enum(env: Mapping[str, str], key: str, kind: type[E], default: E) -> E:
+    value = _raw(env, key)
+    if value is None:
+        return default
+    for member in kind:
+        if member.value == value:
+            return member
+    allowed = ", ".join(str(m.value) for m in kind)
+    raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")

@@ -1,0 +1,74 @@
+"""Turns a ``normalise`` function into a Lambda handler: the only glue the handlers need.
+
+Settings are validated and the AWS clients built when the handler module is imported (Lambda's
+init phase), so a wrong configuration fails before the first event is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from serverless_nth.aws.ec2 import Ec2Instances
+from serverless_nth.aws.eks import EksAccess
+from serverless_nth.config import Settings
+from serverless_nth.errors import HandlerError
+from serverless_nth.events.model import InterruptionEvent, MalformedEvent
+from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
+from serverless_nth.service import Service
+
+Handler = Callable[[Any, LambdaContext], dict[str, Any]]
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+
+
+def build_service(settings: Settings) -> Service:
+    return Service(
+        settings,
+        Ec2Instances(boto3.client("ec2", config=_AWS_CONFIG)),
+        EksAccess(settings.cluster_name, boto3.client("eks", config=_AWS_CONFIG), boto3.client("sts", config=_AWS_CONFIG)),
+    )
+
+
+def _count_error(stage: str) -> None:
+    with single_metric(name=Metric.ERRORS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension("stage", stage)
+
+
+def _register_snapstart_restore(service: Service) -> None:
+    """Under SnapStart the token, cluster data and connections in the snapshot are stale."""
+    try:
+        from snapshot_restore_py import register_after_restore  # present in Lambda's Python runtimes
+    except ImportError:
+        return
+    register_after_restore(service.forget_connections)
+
+
+def make_handler(normalise: Callable[[Any], InterruptionEvent]) -> Handler:
+    settings = Settings.from_env()
+    service = build_service(settings)
+    _register_snapstart_restore(service)
+    metrics.set_default_dimensions(cluster=settings.cluster_name)
+
+    @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+        try:
+            interruption = normalise(event)
+        except MalformedEvent as exc:
+            metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
+            logger.error("malformed event: nothing was changed", extra={"outcome": "malformed", "reason": str(exc)})
+            raise
+        try:
+            return service.handle(interruption).as_dict()
+        except HandlerError as exc:
+            _count_error(exc.stage)
+            logger.exception("handler failed", extra={"outcome": "error", "stage": exc.stage, "retryable": type(exc).__name__})
+            raise
+
+    return lambda_handler

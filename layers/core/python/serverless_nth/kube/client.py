@@ -1,0 +1,146 @@
+"""The one place that sends requests to the Kubernetes API server.
+
+It uses the official client's transport (``kubernetes.client.rest``: urllib3, TLS verified against
+the cluster CA) and reads plain JSON: the generated API classes cost about 0.5 s of cold start to
+import and typed deserialisation of a 110-pod list about 8x the time of ``json.loads``. Errors come
+back typed as temporary (retry may help) or permanent, as in kopf. No client-side rate limit: the
+API server's priority and fairness says 429 when it wants fewer requests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes.client.configuration import Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTClientObject
+
+from serverless_nth.errors import PermanentError, TemporaryError
+
+USER_AGENT = "serverless-nth/1.0"
+
+
+class KubeApiError(Exception):
+    """Mixin data of every API failure: the HTTP status, the server's reason, Retry-After."""
+
+    status: int
+    reason: str
+    retry_after: float | None
+
+
+class KubeTemporaryError(TemporaryError, KubeApiError):
+    def __init__(self, status: int, reason: str, retry_after: float | None = None, stage: str = "kube") -> None:
+        super().__init__(f"Kubernetes API {status}: {reason}", stage=stage)
+        self.status, self.reason, self.retry_after = status, reason, retry_after
+
+
+class KubePermanentError(PermanentError, KubeApiError):
+    def __init__(self, status: int, reason: str, stage: str = "kube") -> None:
+        super().__init__(f"Kubernetes API {status}: {reason}", stage=stage)
+        self.status, self.reason, self.retry_after = status, reason, None
+
+
+class NotFound(KubePermanentError):
+    pass
+
+
+class Conflict(KubeTemporaryError):
+    """409: the object changed since it was read (resourceVersion precondition)."""
+
+
+class TooManyRequests(KubeTemporaryError):
+    """429: API priority and fairness, or an eviction that a PodDisruptionBudget refuses."""
+
+
+def path(*segments: str) -> str:
+    return "/" + "/".join(quote(s, safe="") for s in segments)
+
+
+class KubeApi:
+    """JSON requests to one API server; thread-safe; counts the requests it sends."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        ca_pem: bytes,
+        token: Callable[[], str],
+        on_unauthorized: Callable[[], None],
+        timeout_seconds: float,
+        pool_size: int,
+    ) -> None:
+        config = Configuration(host=endpoint)
+        config.ca_cert_data = ca_pem.decode()
+        config.verify_ssl = True  # never turned off: the CA comes from DescribeCluster
+        config.connection_pool_maxsize = pool_size
+        config.retries = False  # retries are decided above, where the deadline is known
+        self._rest = RESTClientObject(config)
+        self._endpoint = endpoint
+        self._token = token
+        self._on_unauthorized = on_unauthorized
+        self._timeout = timeout_seconds
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+
+    def request(
+        self,
+        method: str,
+        api_path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        stage: str = "kube",
+    ) -> dict[str, Any]:
+        url = self._endpoint + api_path + ("?" + urlencode(query) if query else "")
+        for attempt in (1, 2):
+            headers = {
+                "Authorization": f"Bearer {self._token()}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+            if body is not None:
+                headers["Content-Type"] = content_type
+            with self._lock:
+                self.requests_sent += 1
+            try:
+                response = self._rest.request(
+                    method, url, headers=headers, body=body, _request_timeout=self._timeout
+                )
+                status = response.status
+                data = response.read()
+            except (urllib3.exceptions.HTTPError, ApiException, OSError) as exc:
+                raise KubeTemporaryError(0, f"{type(exc).__name__}: {exc}", stage=stage) from exc
+            if status == 401 and attempt == 1:
+                self._on_unauthorized()  # a token the server no longer takes: make a new one once
+                continue
+            if 200 <= status < 300:
+                return json.loads(data) if data else {}
+            raise _error(status, data, response.headers.get("Retry-After"), stage)
+        raise AssertionError("unreachable")
+
+
+def _error(status: int, data: bytes, retry_after_header: str | None, stage: str) -> Exception:
+    try:
+        reason = str(json.loads(data).get("message", "")) or data.decode(errors="replace")[:300]
+    except ValueError:
+        reason = data.decode(errors="replace")[:300]
+    retry_after: float | None = None
+    if retry_after_header:
+        try:
+            retry_after = float(retry_after_header)
+        except ValueError:
+            retry_after = None
+    if status == 404:
+        return NotFound(status, reason, stage=stage)
+    if status == 409:
+        return Conflict(status, reason, stage=stage)
+    if status == 429:
+        return TooManyRequests(status, reason, retry_after, stage=stage)
+    if status >= 500:
+        return KubeTemporaryError(status, reason, retry_after, stage=stage)
+    return KubePermanentError(status, reason, stage=stage)

@@ -1,0 +1,102 @@
+"""Instance -> Node, and the cordon and taints, idempotent and safe under concurrent events."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from serverless_nth.aws.ec2 import InstanceFacts
+from serverless_nth.kube.client import Conflict, KubeApi, NotFound, path
+from serverless_nth.policy import Taint
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+_MAX_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    resource_version: str
+    provider_id: str
+    unschedulable: bool
+    taints: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_api(cls, obj: dict[str, Any]) -> Node:
+        spec = obj.get("spec", {})
+        return cls(
+            name=obj["metadata"]["name"],
+            resource_version=obj["metadata"].get("resourceVersion", ""),
+            provider_id=spec.get("providerID", ""),
+            unschedulable=bool(spec.get("unschedulable", False)),
+            taints=tuple(spec.get("taints") or ()),
+        )
+
+    def has_taint(self, taint: Taint) -> bool:
+        return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
+
+
+@dataclass(frozen=True)
+class CordonResult:
+    node: Node
+    cordoned: bool  # this call set spec.unschedulable
+    taints_added: tuple[str, ...]
+
+
+def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
+    """By name (the private DNS name: one GET), then by providerID among the nodes of the same zone
+    and instance type (one narrow LIST). Never lists every node of the cluster."""
+    if instance.private_dns_name:
+        try:
+            node = Node.from_api(api.request("GET", path("api", "v1", "nodes", instance.private_dns_name), stage="node-lookup"))
+        except NotFound:
+            node = None
+        # A name can be reused by another instance later: the providerID settles it.
+        if node is not None and (not node.provider_id or node.provider_id == instance.provider_id):
+            return node
+    selector = ",".join(
+        f"{label}={value}"
+        for label, value in ((ZONE_LABEL, instance.availability_zone), (INSTANCE_TYPE_LABEL, instance.instance_type))
+        if value
+    )
+    query = {"labelSelector": selector, "limit": "500"}
+    while True:
+        page = api.request("GET", "/api/v1/nodes", query=query, stage="node-lookup")
+        for item in page.get("items", []):
+            if item.get("spec", {}).get("providerID") == instance.provider_id:
+                return Node.from_api(item)
+        token = page.get("metadata", {}).get("continue")
+        if not token:
+            return None
+        query = {**query, "continue": token}
+
+
+def cordon_and_taint(api: KubeApi, node: Node, taints: tuple[Taint, ...], dry_run: bool) -> CordonResult:
+    """Sets spec.unschedulable and adds the taints that are missing, in one PATCH guarded by the
+    node's resourceVersion: a concurrent change (another event, a controller) makes it 409 and it
+    is re-read and re-applied, so no taint is lost and nothing is written twice."""
+    current = node
+    for _ in range(_MAX_CONFLICT_RETRIES):
+        missing = [t for t in taints if not current.has_taint(t)]
+        if not missing and current.unschedulable:
+            return CordonResult(current, cordoned=False, taints_added=())
+        if dry_run:
+            return CordonResult(current, cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing))
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        new_taints = [*current.taints, *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing)]
+        patch = {
+            "metadata": {"resourceVersion": current.resource_version},
+            "spec": {"unschedulable": True, "taints": new_taints},
+        }
+        try:
+            updated = api.request(
+                "PATCH", path("api", "v1", "nodes", current.name), body=patch,
+                content_type="application/merge-patch+json", stage="cordon",
+            )
+        except Conflict:
+            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="cordon"))
+            continue
+        return CordonResult(Node.from_api(updated), cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing))
+    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="cordon")

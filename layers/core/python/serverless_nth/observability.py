@@ -1,0 +1,38 @@
+"""Logger, metrics and tracer, configured once for every function.
+
+Metric names are constants here so that the dashboard in template.yaml and the tests use exactly
+the names the code emits. Dimensions stay low-cardinality: event kind, cluster, outcome.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = "serverless-nth"
+NAMESPACE = "ServerlessNTH"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+class Metric:
+    EVENTS_RECEIVED = "EventsReceived"
+    EVENTS_IGNORED = "EventsIgnored"
+    MALFORMED_EVENTS = "MalformedEvents"
+    INSTANCE_NOT_FOUND = "InstanceNotFound"
+    NOT_THIS_CLUSTER = "InstanceNotInCluster"
+    NODE_NOT_FOUND = "NodeNotFound"
+    NODES_CORDONED = "NodesCordoned"
+    NODES_TAINTED = "NodesTainted"
+    NODES_DRAINED = "NodesDrained"
+    DRAINS_INCOMPLETE = "DrainsIncomplete"
+    PODS_EVICTED = "PodsEvicted"
+    PODS_DELETED_PAST_PDB = "PodsDeletedPastPdb"
+    EVICTIONS_REFUSED_BY_PDB = "EvictionsRefusedByPdb"
+    PODS_REMAINING_AT_DEADLINE = "PodsRemainingAtDeadline"
+    PODS_WITH_LOCAL_DATA = "PodsWithEmptyDirEvicted"
+    PODS_WITHOUT_CONTROLLER = "PodsWithoutControllerEvicted"
+    DRAIN_DURATION = "DrainDuration"
+    EVENT_TO_CORDON_LATENCY = "EventToCordonLatency"
+    ERRORS = "Errors"

@@ -1,0 +1,185 @@
+"""The sequence every function runs: decide, find the instance and its node, cordon, taint, drain.
+
+It depends on small interfaces (Ec2Instances, EksAccess, KubeApi) built once per execution
+environment and reused while the function is warm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from serverless_nth.aws.ec2 import Ec2Instances
+from serverless_nth.aws.eks import EksAccess
+from serverless_nth.config import Settings
+from serverless_nth.events.model import InterruptionEvent
+from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.drain import DrainOptions, Drainer, PodFate
+from serverless_nth.kube.nodes import cordon_and_taint, find_node
+from serverless_nth.observability import Metric, logger, metrics, tracer
+from serverless_nth.policy import decide
+
+
+class Outcome:
+    IGNORED = "ignored"  # pending / running: nothing to do
+    INSTANCE_NOT_FOUND = "instance-not-found"
+    NOT_THIS_CLUSTER = "not-this-cluster"
+    NODE_NOT_FOUND = "node-not-found"
+    CORDONED = "cordoned"  # cordoned and tainted, no drain asked for
+    DRAINED = "drained"
+    DRAIN_INCOMPLETE = "drain-incomplete"
+    DRY_RUN = "dry-run"
+
+
+@dataclass
+class HandlerResult:
+    outcome: str
+    event_kind: str
+    instance_id: str
+    cluster: str
+    node: str | None = None
+    dry_run: bool = False
+    cordoned: bool = False
+    taints_added: list[str] = field(default_factory=list)
+    drain: dict[str, Any] | None = None
+    api_requests: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        instances: Ec2Instances,
+        eks: EksAccess,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.instances = instances
+        self.eks = eks
+        self.clock = clock
+        self._kube: KubeApi | None = None
+
+    def kube(self) -> KubeApi:
+        """The API client, made on first use and kept while the function is warm."""
+        if self._kube is None:
+            endpoint = self.eks.endpoint()
+            self._kube = KubeApi(
+                endpoint.endpoint, endpoint.ca_pem, self.eks.token, self.eks.forget_token,
+                timeout_seconds=self.settings.request_timeout_seconds,
+                pool_size=self.settings.eviction_concurrency,
+            )
+        return self._kube
+
+    def forget_connections(self) -> None:
+        """After a SnapStart restore: token, cluster data and connections are made anew."""
+        self.eks.forget_all()
+        self._kube = None
+
+    def handle(self, event: InterruptionEvent) -> HandlerResult:
+        settings = self.settings
+        kind = event.kind.value
+        result = HandlerResult(Outcome.IGNORED, kind, event.instance_id, settings.cluster_name, dry_run=settings.dry_run)
+        logger.append_keys(cluster=settings.cluster_name, instance_id=event.instance_id, event_kind=kind)
+        metrics.add_dimension("event_kind", kind)
+        metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
+        action = decide(event, settings)
+        if action.is_noop:
+            metrics.add_metric(name=Metric.EVENTS_IGNORED, unit=MetricUnit.Count, value=1)
+            logger.info("no action for this event", extra={"outcome": Outcome.IGNORED})
+            return result
+
+        with tracer.provider.in_subsegment("DescribeInstances"):
+            instance = self.instances.describe(event.instance_id)
+        if instance is None:
+            return self._quiet(result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance")
+        clusters = instance.cluster_names()
+        if clusters and settings.cluster_name not in clusters:
+            return self._quiet(
+                result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER,
+                f"the instance belongs to {', '.join(sorted(clusters))}",
+            )
+        api = self.kube()
+        requests_before = api.requests_sent
+        with tracer.provider.in_subsegment("NodeLookup"):
+            node = find_node(api, instance)
+        if node is None:
+            result.api_requests = api.requests_sent - requests_before
+            return self._quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance")
+        result.node = node.name
+        logger.append_keys(node=node.name)
+
+        with tracer.provider.in_subsegment("Cordon"):
+            cordon = cordon_and_taint(api, node, action.taints, settings.dry_run)
+        result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
+        if not settings.dry_run:
+            if cordon.cordoned:
+                metrics.add_metric(name=Metric.NODES_CORDONED, unit=MetricUnit.Count, value=1)
+                metrics.add_metric(
+                    name=Metric.EVENT_TO_CORDON_LATENCY, unit=MetricUnit.Seconds,
+                    value=max(0.0, self.clock() - event.time.timestamp()),
+                )
+            if cordon.taints_added:
+                metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
+        logger.info(
+            "node cordoned and tainted" if not settings.dry_run else "dry run: would cordon and taint",
+            extra={"cordoned": cordon.cordoned, "taints_added": list(cordon.taints_added)},
+        )
+        result.outcome = Outcome.DRY_RUN if settings.dry_run else Outcome.CORDONED
+
+        if action.drain and action.deadline is not None:
+            options = DrainOptions(
+                deadline=action.deadline.timestamp(),
+                margin_seconds=settings.deadline_margin_seconds,
+                concurrency=settings.eviction_concurrency,
+                termination_certain=action.termination_certain,
+                blocked_pod_policy=settings.blocked_pod_policy,
+                poll_interval_seconds=settings.poll_interval_seconds,
+                dry_run=settings.dry_run,
+            )
+            with tracer.provider.in_subsegment("Drain"):
+                drain = Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(node.name)
+            result.drain = {
+                "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
+                "evicted": drain.count(PodFate.EVICTED),
+                "deleted_past_pdb": drain.count(PodFate.DELETED_PAST_PDB),
+                "blocked": drain.count(PodFate.BLOCKED) + drain.count(PodFate.WOULD_BLOCK),
+                "failed": drain.count(PodFate.FAILED),
+                "skipped": drain.skipped,
+                "remaining": drain.remaining,
+                "pdb_refusals": drain.pdb_refusals,
+                "grace_capped": drain.grace_capped,
+                "evictions_sent_seconds": round(drain.evictions_sent_seconds, 3),
+                "duration_seconds": round(drain.duration_seconds, 3),
+                "completed": drain.completed,
+                "errors": drain.errors[:20],
+            }
+            if not settings.dry_run:
+                result.outcome = Outcome.DRAINED if drain.completed else Outcome.DRAIN_INCOMPLETE
+                self._drain_metrics(drain)
+            logger.info("drain finished" if drain.completed else "drain ended", extra={"outcome": result.outcome, "drain": result.drain})
+        result.api_requests = api.requests_sent - requests_before
+        return result
+
+    def _drain_metrics(self, drain: Any) -> None:
+        metrics.add_metric(name=Metric.NODES_DRAINED if drain.completed else Metric.DRAINS_INCOMPLETE, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.PODS_EVICTED, unit=MetricUnit.Count, value=drain.count(PodFate.EVICTED))
+        metrics.add_metric(name=Metric.PODS_DELETED_PAST_PDB, unit=MetricUnit.Count, value=drain.count(PodFate.DELETED_PAST_PDB))
+        metrics.add_metric(name=Metric.EVICTIONS_REFUSED_BY_PDB, unit=MetricUnit.Count, value=drain.pdb_refusals)
+        metrics.add_metric(name=Metric.PODS_REMAINING_AT_DEADLINE, unit=MetricUnit.Count, value=len(drain.remaining))
+        metrics.add_metric(name=Metric.PODS_WITH_LOCAL_DATA, unit=MetricUnit.Count, value=drain.emptydir_pods)
+        metrics.add_metric(name=Metric.PODS_WITHOUT_CONTROLLER, unit=MetricUnit.Count, value=drain.unmanaged_pods)
+        metrics.add_metric(name=Metric.DRAIN_DURATION, unit=MetricUnit.Seconds, value=drain.duration_seconds)
+
+    @staticmethod
+    def _quiet(result: HandlerResult, outcome: str, metric: str, why: str) -> HandlerResult:
+        result.outcome = outcome
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        logger.info(f"nothing to do: {why}", extra={"outcome": outcome})
+        return result
