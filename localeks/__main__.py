@@ -14,8 +14,12 @@ def main() -> None:
     parser.add_argument("command", choices=["up", "down", "serve"])
     parser.add_argument("--state", type=Path, default=Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)))
     parser.add_argument("--name", default=os.environ.get("LOCALEKS_CLUSTER_NAME", "local-eks"))
-    parser.add_argument("--speed", type=float, default=float(os.environ.get("LOCALEKS_SPEED", "0.1")),
-                        help="kwok finishes a graceful delete after grace period x speed")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=float(os.environ.get("LOCALEKS_SPEED", "0.1")),
+        help="kwok finishes a graceful delete after grace period x speed",
+    )
     args = parser.parse_args()
     paths = Paths(args.state.resolve())
     if args.command == "up":

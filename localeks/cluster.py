@@ -10,6 +10,7 @@ waits for ``cluster.env``; ``down`` stops the group and removes the state.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -71,9 +72,7 @@ def free_port() -> int:
 
 
 def build_binaries() -> Path:
-    out = subprocess.run(
-        ["bash", str(REPO / "localeks" / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
-    )
+    out = subprocess.run(["bash", str(REPO / "localeks" / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -113,7 +112,8 @@ class Supervisor:
             while not self.stopping:
                 for name, proc in self.children.items():
                     if proc.poll() is not None and not self.stopping:
-                        raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.paths.logs}/{name}.log")
+                        tail = (self.paths.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; the end of its log:\n{tail}")
                 time.sleep(0.5)
         finally:
             self._stop()
@@ -155,9 +155,7 @@ class Supervisor:
         api_url = f"https://127.0.0.1:{api_port}"
 
         # AWS on moto, in this process so the webhook and DescribeCluster can reach its backends.
-        os.environ.update(
-            AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION
-        )
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
         from moto.server import ThreadedMotoServer
 
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
@@ -167,7 +165,10 @@ class Supervisor:
         from localeks.webhook import EksTokenAuthenticator, serve
 
         paths.access_entries.write_text(
-            json.dumps({role_arn: {"username": "serverless-nth:{{SessionName}}", "kubernetesGroups": [FUNCTION_GROUP]}}, indent=2)
+            json.dumps(
+                {role_arn: {"username": "serverless-nth:{{SessionName}}", "kubernetesGroups": [FUNCTION_GROUP]}},
+                indent=2,
+            )
         )
         serve(
             EksTokenAuthenticator(self.cluster_name, moto_url, paths.access_entries, _moto_secret_lookup),
@@ -179,9 +180,16 @@ class Supervisor:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "eks-token-webhook", "cluster": {"server": f"http://127.0.0.1:{webhook_port}/authenticate"}}],
+                    "clusters": [
+                        {
+                            "name": "eks-token-webhook",
+                            "cluster": {"server": f"http://127.0.0.1:{webhook_port}/authenticate"},
+                        }
+                    ],
                     "users": [{"name": "kube-apiserver", "user": {}}],
-                    "contexts": [{"name": "webhook", "context": {"cluster": "eks-token-webhook", "user": "kube-apiserver"}}],
+                    "contexts": [
+                        {"name": "webhook", "context": {"cluster": "eks-token-webhook", "user": "kube-apiserver"}}
+                    ],
                     "current-context": "webhook",
                 }
             )
@@ -191,9 +199,16 @@ class Supervisor:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": self.cluster_name, "cluster": {"server": api_url, "certificate-authority": str(paths.pki / "ca.crt")}}],
+                    "clusters": [
+                        {
+                            "name": self.cluster_name,
+                            "cluster": {"server": api_url, "certificate-authority": str(paths.pki / "ca.crt")},
+                        }
+                    ],
                     "users": [{"name": "localeks-admin", "user": {"token": admin_token}}],
-                    "contexts": [{"name": "admin", "context": {"cluster": self.cluster_name, "user": "localeks-admin"}}],
+                    "contexts": [
+                        {"name": "admin", "context": {"cluster": self.cluster_name, "user": "localeks-admin"}}
+                    ],
                     "current-context": "admin",
                 }
             )
@@ -202,59 +217,95 @@ class Supervisor:
         self._spawn(
             "etcd",
             [
-                str(bin_dir / "etcd"), "--name=localeks", f"--data-dir={paths.state / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}", f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                str(bin_dir / "etcd"),
+                "--name=localeks",
+                f"--data-dir={paths.state / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
                 f"--initial-cluster=localeks=http://127.0.0.1:{peer_port}",
-                "--quota-backend-bytes=8589934592", "--unsafe-no-fsync", "--log-level=warn",
+                "--quota-backend-bytes=8589934592",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
             ],
         )
         self._spawn(
             "kube-apiserver",
             [
-                str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-                f"--cert-dir={paths.pki}", f"--tls-cert-file={paths.pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={paths.pki / 'apiserver.key'}", f"--client-ca-file={paths.pki / 'ca.crt'}",
-                "--authorization-mode=RBAC", "--anonymous-auth=false",
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={paths.pki}",
+                f"--tls-cert-file={paths.pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={paths.pki / 'apiserver.key'}",
+                f"--client-ca-file={paths.pki / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                "--anonymous-auth=false",
                 f"--token-auth-file={paths.state / 'tokens.csv'}",
                 f"--authentication-token-webhook-config-file={webhook_kubeconfig}",
-                "--authentication-token-webhook-version=v1", "--authentication-token-webhook-cache-ttl=5s",
+                "--authentication-token-webhook-version=v1",
+                "--authentication-token-webhook-cache-ttl=5s",
                 # TaintNodesByCondition would leave a not-ready taint that only the node-lifecycle
                 # controller (not run: kwok sends no heartbeats) removes
-                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition", "--allow-privileged=true",
-                "--service-cluster-ip-range=10.0.0.0/24", "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-account-key-file={paths.pki / 'sa.pub'}", f"--service-account-signing-key-file={paths.pki / 'sa.key'}",
-                "--profiling=false", "--endpoint-reconciler-type=none", "--v=1",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                "--allow-privileged=true",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={paths.pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={paths.pki / 'sa.key'}",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
             ],
         )
         self._wait_ready(api_url, admin_token)
         self._spawn(
             "kube-controller-manager",
             [
-                str(bin_dir / "kube-controller-manager"), f"--kubeconfig={paths.kubeconfig}",
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={paths.kubeconfig}",
                 # disruption: real PDB status; replicaset: evicted pods get replacements, so a
-                # PDB frees up again as it does in a real cluster
-                "--controllers=disruption,replicaset", "--leader-elect=false", "--secure-port=0",
-                "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
+                # PDB frees up again as in a real cluster; daemonset: DaemonSet pods with their
+                # usual tolerations; taint-eviction-controller and pod-garbage-collector: what
+                # the out-of-service taint sets off (pods that do not tolerate it are deleted)
+                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=1",
             ],
         )
         self._spawn(
             "kube-scheduler",
-            [str(bin_dir / "kube-scheduler"), f"--kubeconfig={paths.kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1"],
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={paths.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
         )
         stages = (REPO / "localeks" / "kwok" / "stages.yaml").read_text().replace("@SPEED@", repr(self.speed))
         (paths.state / "kwok.yaml").write_text(stages)
         self._spawn(
             "kwok",
             [
-                str(bin_dir / "kwok"), f"--kubeconfig={paths.kubeconfig}", "--manage-all-nodes=true",
-                f"--config={paths.state / 'kwok.yaml'}", "--server-address=", "--v=WARN",
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={paths.kubeconfig}",
+                "--manage-all-nodes=true",
+                f"--config={paths.state / 'kwok.yaml'}",
+                "--server-address=",
+                "--v=WARN",
             ],
         )
         subprocess.run(
             [str(bin_dir / "kubectl"), f"--kubeconfig={paths.kubeconfig}", "apply", "-f", str(RBAC_MANIFEST)],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         env = {
             "KUBECONFIG": str(paths.kubeconfig),
@@ -280,9 +331,13 @@ class Supervisor:
         iam = boto3.client("iam", endpoint_url=moto_url)
         trust = {
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
         }
-        role_arn = iam.create_role(RoleName=FUNCTION_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        role_arn = iam.create_role(RoleName=FUNCTION_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+            "Arn"
+        ]
         eks = boto3.client("eks", endpoint_url=moto_url)
         eks.create_cluster(
             name=self.cluster_name,
@@ -301,7 +356,8 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.children["kube-apiserver"].poll() is not None:
-                raise RuntimeError(f"kube-apiserver exited; see {self.paths.logs}/kube-apiserver.log")
+                tail = (self.paths.logs / "kube-apiserver.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"kube-apiserver exited; the end of its log:\n{tail}")
             request = urllib.request.Request(f"{api_url}/readyz", headers={"Authorization": f"Bearer {token}"})
             try:
                 with urllib.request.urlopen(request, context=context, timeout=5) as response:
@@ -331,8 +387,23 @@ def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> 
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = open(paths.logs / "supervisor.log", "ab")  # noqa: SIM115 (owned by the child)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "localeks", "serve", "--state", str(paths.state), "--name", cluster_name, "--speed", str(speed)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "localeks",
+            "serve",
+            "--state",
+            str(paths.state),
+            "--name",
+            cluster_name,
+            "--speed",
+            str(speed),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     paths.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
@@ -360,8 +431,6 @@ def down(paths: Paths) -> None:
                 time.sleep(0.2)
         except ProcessLookupError:
             pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)  # anything the supervisor left behind
-        except ProcessLookupError:
-            pass
     shutil.rmtree(paths.state, ignore_errors=True)

@@ -55,8 +55,11 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
 
 def role_credentials(cluster_env: dict[str, str]) -> dict[str, str]:
     sts = boto3.client(
-        "sts", endpoint_url=cluster_env["AWS_ENDPOINT_URL"], region_name=cluster_env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "sts",
+        endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
+        region_name=cluster_env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     creds = sts.assume_role(RoleArn=cluster_env["FUNCTION_ROLE_ARN"], RoleSessionName="local-invoke")["Credentials"]
     return {
@@ -94,13 +97,28 @@ def invoke(
     with tempfile.TemporaryDirectory() as tmp:
         event_file, result_file = Path(tmp) / "event.json", Path(tmp) / "result.json"
         event_file.write_text(json.dumps(event))
-        argv = [sys.executable, "-m", "localeks.lambda_runtime", spec.handler, str(event_file), str(result_file), str(spec.timeout)]
-        runtime_env = {**env, "PYTHONPATH": env["PYTHONPATH"] + os.pathsep + str(Path(__file__).resolve().parent.parent)}
+        argv = [
+            sys.executable,
+            "-m",
+            "localeks.lambda_runtime",
+            spec.handler,
+            str(event_file),
+            str(result_file),
+            str(spec.timeout),
+        ]
+        runtime_env = {
+            **env,
+            "PYTHONPATH": env["PYTHONPATH"] + os.pathsep + str(Path(__file__).resolve().parent.parent),
+        }
         try:
-            proc = subprocess.run(argv, env=runtime_env, cwd=spec.code_dir, capture_output=True, text=True, timeout=spec.timeout + 10)
+            proc = subprocess.run(
+                argv, env=runtime_env, cwd=spec.code_dir, capture_output=True, text=True, timeout=spec.timeout + 10
+            )
         except subprocess.TimeoutExpired as exc:
             out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return Invocation(1, {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {spec.timeout} s"}, out)
+            return Invocation(
+                1, {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {spec.timeout} s"}, out
+            )
         output = proc.stdout + proc.stderr
         if not result_file.exists():
             return Invocation(1, {"errorType": "Runtime.ExitError", "errorMessage": f"exit {proc.returncode}"}, output)
@@ -114,7 +132,9 @@ def main() -> None:
     parser.add_argument("event", type=Path, help="event file, e.g. events/spot-interruption.json")
     parser.add_argument("--instance-id", help="point the event at this instance")
     parser.add_argument("--now", action="store_true", help="stamp the event with the current time and a new id")
-    parser.add_argument("--param", action="append", default=[], metavar="Name=Value", help="template parameter override")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="Name=Value", help="template parameter override"
+    )
     parser.add_argument("--state", type=Path, default=Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)))
     args = parser.parse_args()
     paths = Paths(args.state.resolve())

@@ -33,12 +33,16 @@ def main() -> None:
 
     handler, event_file, result_file, timeout = sys.argv[1:5]
     module_name, _, function_name = handler.rpartition(".")
-    sys.path[:0] = [p for p in os.environ["PYTHONPATH"].split(os.pathsep)]
+    sys.path[:0] = list(os.environ["PYTHONPATH"].split(os.pathsep))
     reply: dict[str, Any]
     try:
         module = importlib.import_module(module_name)
         entry = getattr(module, function_name)
-        context = LocalContext(os.environ["AWS_LAMBDA_FUNCTION_NAME"], int(timeout), os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        context = LocalContext(
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+            int(timeout),
+            os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        )
         result = entry(json.loads(Path(event_file).read_text()), context)
         reply = {"ok": True, "result": result}
     except Exception as exc:  # what Lambda reports as the invocation's error

@@ -43,8 +43,11 @@ class Scenes:
     def __init__(self, cluster_env: dict[str, str]) -> None:
         self.cluster_name = cluster_env["CLUSTER_NAME"]
         self.ec2 = boto3.client(
-            "ec2", endpoint_url=cluster_env["AWS_ENDPOINT_URL"], region_name=cluster_env["AWS_DEFAULT_REGION"],
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "ec2",
+            endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
+            region_name=cluster_env["AWS_DEFAULT_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
         api_client = config.new_client_from_config(cluster_env["KUBECONFIG"])
         api_client.configuration.connection_pool_maxsize = 32
@@ -60,8 +63,13 @@ class Scenes:
 
     # --- AWS side -------------------------------------------------------------------------
     def instance(
-        self, *, spot: bool = True, cluster: str | None = "", instance_type: str = "m5.large",
-        az: str = "us-east-1b", nodegroup: str = "workers",
+        self,
+        *,
+        spot: bool = True,
+        cluster: str | None = "",
+        instance_type: str = "m5.large",
+        az: str = "us-east-1b",
+        nodegroup: str = "workers",
     ) -> dict[str, Any]:
         """An EC2 instance tagged as EKS tags its nodes. ``cluster=""`` means this cluster,
         ``None`` no cluster tags at all (a plain EC2 box), any other name another cluster."""
@@ -75,7 +83,10 @@ class Scenes:
                 {"Key": "aws:autoscaling:groupName", "Value": f"eks-{nodegroup}-{uuid.uuid4().hex[:8]}"},
             ]
         kwargs: dict[str, Any] = {
-            "ImageId": self._image, "MinCount": 1, "MaxCount": 1, "InstanceType": instance_type,
+            "ImageId": self._image,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "InstanceType": instance_type,
             "Placement": {"AvailabilityZone": az},
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
         }
@@ -84,7 +95,9 @@ class Scenes:
         return dict(self.ec2.run_instances(**kwargs)["Instances"][0])
 
     # --- Kubernetes side --------------------------------------------------------------------
-    def node(self, instance: dict[str, Any], name: str | None = None, spot: bool = True, nodegroup: str = "workers") -> str:
+    def node(
+        self, instance: dict[str, Any], name: str | None = None, spot: bool = True, nodegroup: str = "workers"
+    ) -> str:
         az = instance["Placement"]["AvailabilityZone"]
         node_name = name or instance["PrivateDnsName"]
         body = {
@@ -115,8 +128,15 @@ class Scenes:
         return name
 
     def deployment(
-        self, namespace: str, name: str, node_name: str, replicas: int, *, grace: int = 30,
-        pdb_max_unavailable: int | None = 1, emptydir: bool = False,
+        self,
+        namespace: str,
+        name: str,
+        node_name: str,
+        replicas: int,
+        *,
+        grace: int = 30,
+        pdb_max_unavailable: int | None = 1,
+        emptydir: bool = False,
     ) -> list[str]:
         """A Deployment whose ReplicaSet's pods all sit on ``node_name``, optionally under a PDB."""
         labels = {"app": name}
@@ -129,31 +149,56 @@ class Scenes:
                 **({"volumes": [{"name": "scratch", "emptyDir": {}}]} if emptydir else {}),
             },
         }
-        deployment = self.apps.create_namespaced_deployment(namespace, {
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": template,
-                     "strategy": {"type": "RollingUpdate"}},
-        })
+        deployment = self.apps.create_namespaced_deployment(
+            namespace,
+            {
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": template,
+                    "strategy": {"type": "RollingUpdate"},
+                },
+            },
+        )
         # Pods first, then their ReplicaSet: the replicaset controller adopts them (it would
         # create pods of its own for a ReplicaSet that had none yet).
         pods = [f"{name}-h1-{i:03d}" for i in range(replicas)]
-        self._create_pods(namespace, [
-            _pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods
-        ])
-        self.apps.create_namespaced_replica_set(namespace, {
-            "metadata": {
-                "name": f"{name}-h1", "labels": {**labels, "pod-template-hash": "h1"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                                     "uid": deployment.metadata.uid, "controller": True}],
+        self._create_pods(
+            namespace, [_pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods]
+        )
+        self.apps.create_namespaced_replica_set(
+            namespace,
+            {
+                "metadata": {
+                    "name": f"{name}-h1",
+                    "labels": {**labels, "pod-template-hash": "h1"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": name,
+                            "uid": deployment.metadata.uid,
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {**labels, "pod-template-hash": "h1"}},
+                    "template": template,
+                },
             },
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {**labels, "pod-template-hash": "h1"}}, "template": template},
-        })
+        )
         self._wait_adopted(namespace, f"app={name}", replicas)
         if pdb_max_unavailable is not None:
-            self.policy.create_namespaced_pod_disruption_budget(namespace, {
-                "metadata": {"name": name},
-                "spec": {"maxUnavailable": pdb_max_unavailable, "selector": {"matchLabels": labels}},
-            })
+            self.policy.create_namespaced_pod_disruption_budget(
+                namespace,
+                {
+                    "metadata": {"name": name},
+                    "spec": {"maxUnavailable": pdb_max_unavailable, "selector": {"matchLabels": labels}},
+                },
+            )
         return pods
 
     def _wait_adopted(self, namespace: str, selector: str, count: int, timeout: float = 30) -> None:
@@ -166,23 +211,43 @@ class Scenes:
         raise TimeoutError(f"ReplicaSet did not adopt the pods {selector} in {namespace}")
 
     def daemonset_pod(self, namespace: str, name: str, node_name: str) -> str:
-        ds = self.apps.create_namespaced_daemon_set(namespace, {
-            "metadata": {"name": name},
-            "spec": {"selector": {"matchLabels": {"ds": name}},
-                     "template": {"metadata": {"labels": {"ds": name}},
-                                  "spec": {"containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]}}},
-        })
-        owner = {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": ds.metadata.uid, "controller": True}
-        pod = f"{name}-{uuid.uuid4().hex[:5]}"
-        self._create_pods(namespace, [_pod(pod, node_name, {"ds": name}, 30, owner)])
-        return pod
+        """A DaemonSet (limited to this node, so scenes stay independent); the daemonset controller
+        creates its pod, with the tolerations DaemonSet pods get."""
+        self.apps.create_namespaced_daemon_set(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "selector": {"matchLabels": {"ds": name}},
+                    "template": {
+                        "metadata": {"labels": {"ds": name}},
+                        "spec": {
+                            "nodeSelector": {"kubernetes.io/hostname": node_name},
+                            "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}],
+                        },
+                    },
+                },
+            },
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pods = self.core.list_namespaced_pod(namespace, label_selector=f"ds={name}").items
+            if pods:
+                return str(pods[0].metadata.name)
+            time.sleep(0.1)
+        raise TimeoutError(f"the daemonset controller made no pod for {namespace}/{name}")
 
     def mirror_pod(self, namespace: str, node_name: str) -> str:
         name = f"static-web-{node_name.split('.')[0]}"
         body = _pod(name, node_name, {"tier": "static"}, 30, None)
-        body["metadata"]["annotations"] = {"kubernetes.io/config.mirror": uuid.uuid4().hex, "kubernetes.io/config.source": "file"}
+        body["metadata"]["annotations"] = {
+            "kubernetes.io/config.mirror": uuid.uuid4().hex,
+            "kubernetes.io/config.source": "file",
+        }
         node = self.core.read_node(node_name)
-        body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node.metadata.uid, "controller": True}]
+        body["metadata"]["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node.metadata.uid, "controller": True}
+        ]
         self._create_pods(namespace, [body])
         return name
 
@@ -195,19 +260,39 @@ class Scenes:
             list(pool.map(lambda b: self.core.create_namespaced_pod(namespace, b), bodies))
 
     # --- whole scenes -----------------------------------------------------------------------
-    def worker_node(self, *, spot: bool = True, cluster: str | None = "", custom_name: str | None = None,
-                    instance_type: str = "m5.large", az: str = "us-east-1b") -> NodeScene:
+    def worker_node(
+        self,
+        *,
+        spot: bool = True,
+        cluster: str | None = "",
+        custom_name: str | None = None,
+        instance_type: str = "m5.large",
+        az: str = "us-east-1b",
+    ) -> NodeScene:
         instance = self.instance(spot=spot, cluster=cluster, instance_type=instance_type, az=az)
-        node_name = self.node(instance, name=custom_name, spot=spot) if cluster is not None or custom_name else instance["PrivateDnsName"]
+        node_name = (
+            self.node(instance, name=custom_name, spot=spot)
+            if cluster is not None or custom_name
+            else instance["PrivateDnsName"]
+        )
         return NodeScene(
-            instance_id=instance["InstanceId"], node_name=node_name, private_dns_name=instance["PrivateDnsName"],
+            instance_id=instance["InstanceId"],
+            node_name=node_name,
+            private_dns_name=instance["PrivateDnsName"],
             availability_zone=instance["Placement"]["AvailabilityZone"],
-            provider_id=f"aws:///{instance['Placement']['AvailabilityZone']}/{instance['InstanceId']}", namespace="",
+            provider_id=f"aws:///{instance['Placement']['AvailabilityZone']}/{instance['InstanceId']}",
+            namespace="",
         )
 
     def node_with_workloads(
-        self, *, spot: bool = True, custom_name: str | None = None, web_replicas: int = 3,
-        grace: int = 10, long_grace: int = 60, spare_nodes: int = 1,
+        self,
+        *,
+        spot: bool = True,
+        custom_name: str | None = None,
+        web_replicas: int = 3,
+        grace: int = 10,
+        long_grace: int = 60,
+        spare_nodes: int = 1,
     ) -> NodeScene:
         """The standard scene: a worker node with every kind of pod the drain must tell apart, plus
         ``spare_nodes`` On-Demand nodes where replacements can be scheduled."""
@@ -216,11 +301,17 @@ class Scenes:
             self.worker_node(spot=False)
         ns = self.namespace()
         scene.namespace = ns
-        scene.pods["deployment"] = self.deployment(ns, "web", scene.node_name, web_replicas, grace=grace, pdb_max_unavailable=1)
-        scene.pods["long-grace"] = self.deployment(ns, "batch", scene.node_name, 1, grace=long_grace, pdb_max_unavailable=None)
+        scene.pods["deployment"] = self.deployment(
+            ns, "web", scene.node_name, web_replicas, grace=grace, pdb_max_unavailable=1
+        )
+        scene.pods["long-grace"] = self.deployment(
+            ns, "batch", scene.node_name, 1, grace=long_grace, pdb_max_unavailable=None
+        )
         scene.pods["daemonset"] = [self.daemonset_pod(ns, "node-agent", scene.node_name)]
         scene.pods["mirror"] = [self.mirror_pod(ns, scene.node_name)]
-        scene.pods["emptydir"] = self.deployment(ns, "cache", scene.node_name, 1, grace=grace, pdb_max_unavailable=None, emptydir=True)
+        scene.pods["emptydir"] = self.deployment(
+            ns, "cache", scene.node_name, 1, grace=grace, pdb_max_unavailable=None, emptydir=True
+        )
         scene.pods["bare"] = [self.bare_pod(ns, "debug-shell", scene.node_name, grace=grace)]
         self.wait_running(ns, scene.all_pods())
         self.wait_pdbs(ns)
@@ -241,7 +332,9 @@ class Scenes:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pdbs = self.policy.list_namespaced_pod_disruption_budget(namespace).items
-            if all((p.status.observed_generation or 0) >= p.metadata.generation and p.status.expected_pods for p in pdbs):
+            if all(
+                (p.status.observed_generation or 0) >= p.metadata.generation and p.status.expected_pods for p in pdbs
+            ):
                 return
             time.sleep(0.2)
         raise TimeoutError(f"PDBs in {namespace} not observed after {timeout} s")
@@ -250,8 +343,9 @@ class Scenes:
         return list(self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node_name}").items)
 
 
-def _pod(name: str, node_name: str, labels: dict[str, str], grace: int, owner: dict[str, Any] | None,
-         emptydir: bool = False) -> dict[str, Any]:
+def _pod(
+    name: str, node_name: str, labels: dict[str, str], grace: int, owner: dict[str, Any] | None, emptydir: bool = False
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "nodeName": node_name,
         "terminationGracePeriodSeconds": grace,

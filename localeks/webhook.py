@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import hmac
 import json
 import logging
@@ -37,8 +38,15 @@ TOKEN_PREFIX = "k8s-aws-v1."
 TOKEN_MAX_AGE = datetime.timedelta(minutes=15)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 _ALLOWED_PARAMS = {
-    "action", "version", "x-amz-algorithm", "x-amz-credential", "x-amz-date",
-    "x-amz-expires", "x-amz-security-token", "x-amz-signature", "x-amz-signedheaders",
+    "action",
+    "version",
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-date",
+    "x-amz-expires",
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-amz-signedheaders",
 }
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 _STS_HOST = re.compile(r"^sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?$")
@@ -130,9 +138,7 @@ class EksTokenAuthenticator:
 
     def _check_date(self, amz_date: str) -> None:
         try:
-            signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
-                tzinfo=datetime.UTC
-            )
+            signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
         except ValueError as exc:
             raise TokenRejected("X-Amz-Date is missing or malformed") from exc
         if self.now() - signed_at > TOKEN_MAX_AGE:
@@ -171,15 +177,9 @@ class EksTokenAuthenticator:
             raise TokenRejected("signature does not match (a token for another cluster?)")
 
     def _caller_arn(self, access_key: str, secret_key: str, session_token: str | None) -> str:
-        sts = boto3.client(
-            "sts",
-            endpoint_url=urlunsplit((self.local_sts.scheme, self.local_sts.netloc, "", "", "")),
-            region_name="us-east-1",
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            aws_session_token=session_token,
+        return _get_caller_identity_arn(
+            self.local_sts.scheme, self.local_sts.netloc, access_key, secret_key, session_token
         )
-        return str(sts.get_caller_identity()["Arn"])
 
     def _map(self, caller_arn: str) -> Identity:
         principal = caller_arn
@@ -200,6 +200,22 @@ class EksTokenAuthenticator:
             groups=[str(g) for g in entry.get("kubernetesGroups", [])],
             arn=caller_arn,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _get_caller_identity_arn(
+    scheme: str, netloc: str, access_key: str, secret_key: str, session_token: str | None
+) -> str:
+    """GetCallerIdentity on moto with the token's access key (cached: one STS client per key)."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=urlunsplit((scheme, netloc, "", "", "")),
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=session_token,
+    )
+    return str(sts.get_caller_identity()["Arn"])
 
 
 def token_review_response(authenticator: EksTokenAuthenticator, review: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +243,7 @@ def serve(authenticator: EksTokenAuthenticator, host: str = "127.0.0.1", port: i
     """Starts the webhook on a daemon thread; returns the server (``server_address`` has the port)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             try:
                 review = json.loads(self.rfile.read(length) or b"{}")

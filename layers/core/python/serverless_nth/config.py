@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TypeVar
 
 E = TypeVar("E", bound=Enum)
@@ -20,13 +20,13 @@ class ConfigError(ValueError):
     """An environment variable is missing or has a value the handler cannot use."""
 
 
-class TaintEffect(str, Enum):
+class TaintEffect(StrEnum):
     NO_SCHEDULE = "NoSchedule"
     PREFER_NO_SCHEDULE = "PreferNoSchedule"
     NO_EXECUTE = "NoExecute"
 
 
-class BlockedPodPolicy(str, Enum):
+class BlockedPodPolicy(StrEnum):
     """What to do with a pod that a PodDisruptionBudget still protects when the instance's end is
     certain and only its grace period is left before the deadline."""
 

@@ -6,8 +6,9 @@ init phase), so a wrong configuration fails before the first event is touched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -23,6 +24,7 @@ from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tra
 from serverless_nth.service import Service
 
 Handler = Callable[[Any, LambdaContext], dict[str, Any]]
+_REPORT_SECONDS = 3
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 
@@ -30,7 +32,9 @@ def build_service(settings: Settings) -> Service:
     return Service(
         settings,
         Ec2Instances(boto3.client("ec2", config=_AWS_CONFIG)),
-        EksAccess(settings.cluster_name, boto3.client("eks", config=_AWS_CONFIG), boto3.client("sts", config=_AWS_CONFIG)),
+        EksAccess(
+            settings.cluster_name, boto3.client("eks", config=_AWS_CONFIG), boto3.client("sts", config=_AWS_CONFIG)
+        ),
     )
 
 
@@ -65,10 +69,14 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent]) -> Handler:
             logger.error("malformed event: nothing was changed", extra={"outcome": "malformed", "reason": str(exc)})
             raise
         try:
-            return service.handle(interruption).as_dict()
+            # leave time to report (and flush metrics) before Lambda stops the invocation
+            stop_by = time.time() + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
+            return service.handle(interruption, stop_by=stop_by).as_dict()
         except HandlerError as exc:
             _count_error(exc.stage)
-            logger.exception("handler failed", extra={"outcome": "error", "stage": exc.stage, "retryable": type(exc).__name__})
+            logger.exception(
+                "handler failed", extra={"outcome": "error", "stage": exc.stage, "retryable": type(exc).__name__}
+            )
             raise
 
-    return lambda_handler
+    return cast(Handler, lambda_handler)  # Powertools' decorators are typed as returning Any

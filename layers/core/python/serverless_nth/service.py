@@ -18,7 +18,7 @@ from serverless_nth.aws.eks import EksAccess
 from serverless_nth.config import Settings
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.kube.client import KubeApi
-from serverless_nth.kube.drain import DrainOptions, Drainer, PodFate
+from serverless_nth.kube.drain import Drainer, DrainOptions, PodFate
 from serverless_nth.kube.nodes import cordon_and_taint, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
 from serverless_nth.policy import decide
@@ -71,7 +71,10 @@ class Service:
         if self._kube is None:
             endpoint = self.eks.endpoint()
             self._kube = KubeApi(
-                endpoint.endpoint, endpoint.ca_pem, self.eks.token, self.eks.forget_token,
+                endpoint.endpoint,
+                endpoint.ca_pem,
+                self.eks.token,
+                self.eks.forget_token,
                 timeout_seconds=self.settings.request_timeout_seconds,
                 pool_size=self.settings.eviction_concurrency,
             )
@@ -82,10 +85,13 @@ class Service:
         self.eks.forget_all()
         self._kube = None
 
-    def handle(self, event: InterruptionEvent) -> HandlerResult:
+    def handle(self, event: InterruptionEvent, stop_by: float | None = None) -> HandlerResult:
+        """``stop_by``: time.time() by which the result must be returned (the invocation's end)."""
         settings = self.settings
         kind = event.kind.value
-        result = HandlerResult(Outcome.IGNORED, kind, event.instance_id, settings.cluster_name, dry_run=settings.dry_run)
+        result = HandlerResult(
+            Outcome.IGNORED, kind, event.instance_id, settings.cluster_name, dry_run=settings.dry_run
+        )
         logger.append_keys(cluster=settings.cluster_name, instance_id=event.instance_id, event_kind=kind)
         metrics.add_dimension("event_kind", kind)
         metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
@@ -98,11 +104,15 @@ class Service:
         with tracer.provider.in_subsegment("DescribeInstances"):
             instance = self.instances.describe(event.instance_id)
         if instance is None:
-            return self._quiet(result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance")
+            return self._quiet(
+                result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance"
+            )
         clusters = instance.cluster_names()
         if clusters and settings.cluster_name not in clusters:
             return self._quiet(
-                result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER,
+                result,
+                Outcome.NOT_THIS_CLUSTER,
+                Metric.NOT_THIS_CLUSTER,
                 f"the instance belongs to {', '.join(sorted(clusters))}",
             )
         api = self.kube()
@@ -111,7 +121,9 @@ class Service:
             node = find_node(api, instance)
         if node is None:
             result.api_requests = api.requests_sent - requests_before
-            return self._quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance")
+            return self._quiet(
+                result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance"
+            )
         result.node = node.name
         logger.append_keys(node=node.name)
 
@@ -122,7 +134,8 @@ class Service:
             if cordon.cordoned:
                 metrics.add_metric(name=Metric.NODES_CORDONED, unit=MetricUnit.Count, value=1)
                 metrics.add_metric(
-                    name=Metric.EVENT_TO_CORDON_LATENCY, unit=MetricUnit.Seconds,
+                    name=Metric.EVENT_TO_CORDON_LATENCY,
+                    unit=MetricUnit.Seconds,
                     value=max(0.0, self.clock() - event.time.timestamp()),
                 )
             if cordon.taints_added:
@@ -136,6 +149,7 @@ class Service:
         if action.drain and action.deadline is not None:
             options = DrainOptions(
                 deadline=action.deadline.timestamp(),
+                stop_by=stop_by if stop_by is not None else float("inf"),
                 margin_seconds=settings.deadline_margin_seconds,
                 concurrency=settings.eviction_concurrency,
                 termination_certain=action.termination_certain,
@@ -144,7 +158,9 @@ class Service:
                 dry_run=settings.dry_run,
             )
             with tracer.provider.in_subsegment("Drain"):
-                drain = Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(node.name)
+                drain = Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(
+                    node.name
+                )
             result.drain = {
                 "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
                 "evicted": drain.count(PodFate.EVICTED),
@@ -163,14 +179,21 @@ class Service:
             if not settings.dry_run:
                 result.outcome = Outcome.DRAINED if drain.completed else Outcome.DRAIN_INCOMPLETE
                 self._drain_metrics(drain)
-            logger.info("drain finished" if drain.completed else "drain ended", extra={"outcome": result.outcome, "drain": result.drain})
+            logger.info(
+                "drain finished" if drain.completed else "drain ended",
+                extra={"outcome": result.outcome, "drain": result.drain},
+            )
         result.api_requests = api.requests_sent - requests_before
         return result
 
     def _drain_metrics(self, drain: Any) -> None:
-        metrics.add_metric(name=Metric.NODES_DRAINED if drain.completed else Metric.DRAINS_INCOMPLETE, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name=Metric.NODES_DRAINED if drain.completed else Metric.DRAINS_INCOMPLETE, unit=MetricUnit.Count, value=1
+        )
         metrics.add_metric(name=Metric.PODS_EVICTED, unit=MetricUnit.Count, value=drain.count(PodFate.EVICTED))
-        metrics.add_metric(name=Metric.PODS_DELETED_PAST_PDB, unit=MetricUnit.Count, value=drain.count(PodFate.DELETED_PAST_PDB))
+        metrics.add_metric(
+            name=Metric.PODS_DELETED_PAST_PDB, unit=MetricUnit.Count, value=drain.count(PodFate.DELETED_PAST_PDB)
+        )
         metrics.add_metric(name=Metric.EVICTIONS_REFUSED_BY_PDB, unit=MetricUnit.Count, value=drain.pdb_refusals)
         metrics.add_metric(name=Metric.PODS_REMAINING_AT_DEADLINE, unit=MetricUnit.Count, value=len(drain.remaining))
         metrics.add_metric(name=Metric.PODS_WITH_LOCAL_DATA, unit=MetricUnit.Count, value=drain.emptydir_pods)

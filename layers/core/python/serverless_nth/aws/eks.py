@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from serverless_nth.errors import PermanentError, TemporaryError
 
-TOKEN_PREFIX = "k8s-aws-v1."
+TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (a format prefix, not a secret)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 TOKEN_REFRESH_AFTER_SECONDS = 600  # EKS accepts a token for 15 minutes after X-Amz-Date
 _URL_EXPIRES_SECONDS = 60  # as aws-cli: the URL's own expiry; EKS applies its 15-minute rule
@@ -80,7 +80,11 @@ class EksAccess:
             cluster = self._eks.describe_cluster(name=self.cluster_name)["cluster"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            error = TemporaryError if code in ("ThrottlingException", "ServerException", "ServiceUnavailableException") else PermanentError
+            error = (
+                TemporaryError
+                if code in ("ThrottlingException", "ServerException", "ServiceUnavailableException")
+                else PermanentError
+            )
             raise error(f"DescribeCluster {self.cluster_name}: {code}: {exc}", stage="describe-cluster") from exc
         except BotoCoreError as exc:
             raise TemporaryError(f"DescribeCluster {self.cluster_name}: {exc}", stage="describe-cluster") from exc

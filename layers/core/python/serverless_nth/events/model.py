@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 class MalformedEvent(ValueError):
     """The payload is not the event this function handles; retrying cannot fix it."""
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     SPOT_INTERRUPTION = "spot-interruption"
     REBALANCE_RECOMMENDATION = "rebalance-recommendation"
     INSTANCE_STOPPING = "instance-stopping"

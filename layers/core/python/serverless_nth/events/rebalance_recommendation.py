@@ -19,7 +19,7 @@ class RebalanceDetail(BaseModel):
 
 
 class RebalanceRecommendationEvent(EventBridgeModel):
-    detail: RebalanceDetail  # type: ignore[assignment]
+    detail: RebalanceDetail
 
 
 def normalise(event: Any) -> InterruptionEvent:

@@ -20,7 +20,7 @@ class SpotInterruptionDetail(BaseModel):
 
 
 class SpotInterruptionEvent(EventBridgeModel):
-    detail: SpotInterruptionDetail  # type: ignore[assignment]
+    detail: SpotInterruptionDetail
 
 
 def normalise(event: Any) -> InterruptionEvent:

@@ -29,7 +29,7 @@ class StateChangeDetail(BaseModel):
 
 
 class StateChangeEvent(EventBridgeModel):
-    detail: StateChangeDetail  # type: ignore[assignment]
+    detail: StateChangeDetail
 
 
 def normalise(event: Any) -> InterruptionEvent:

@@ -108,7 +108,7 @@ class KubeApi:
             with self._lock:
                 self.requests_sent += 1
             try:
-                response = self._rest.request(
+                response = self._rest.request(  # type: ignore[no-untyped-call]
                     method, url, headers=headers, body=body, _request_timeout=self._timeout
                 )
                 status = response.status

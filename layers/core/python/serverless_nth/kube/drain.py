@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from serverless_nth.config import BlockedPodPolicy
@@ -24,7 +24,7 @@ DEFAULT_GRACE_SECONDS = 30
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 2.0
 
 
-class PodFate(str, Enum):
+class PodFate(StrEnum):
     EVICTED = "evicted"  # the Eviction API accepted it
     GONE = "gone"  # it disappeared before we evicted it
     DELETED_PAST_PDB = "deleted-past-pdb"  # BlockedPodPolicy.DELETE_BEFORE_DEADLINE
@@ -105,6 +105,9 @@ def list_node_pods(api: KubeApi, node_name: str) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class DrainOptions:
     deadline: float  # time.time() at which the instance is expected to vanish
+    # time.time() by which the drain must report, to finish before the Lambda function's own
+    # timeout; it ends retries and waiting, but never shortens a pod's grace period
+    stop_by: float
     margin_seconds: float
     concurrency: int
     termination_certain: bool
@@ -149,8 +152,11 @@ class Drainer:
         self.clock = clock
 
     def seconds_left(self) -> float:
-        """Seconds until the drain must be over (the deadline less the safety margin)."""
+        """Seconds of grace a pod can still have: until the deadline less the safety margin."""
         return self.options.deadline - self.options.margin_seconds - self.clock()
+
+    def out_of_time(self) -> bool:
+        return self.seconds_left() <= 0 or self.clock() >= self.options.stop_by
 
     def drain(self, node_name: str) -> DrainResult:
         started = self.clock()
@@ -162,8 +168,10 @@ class Drainer:
                 result.remaining = self._wait_until_gone(node_name, targets)
                 for ref in result.remaining:
                     result.pods.setdefault(ref, PodFate.BLOCKED)
-        result.completed = not self.options.dry_run and not result.remaining and all(
-            f in (PodFate.EVICTED, PodFate.GONE, PodFate.DELETED_PAST_PDB) for f in result.pods.values()
+        result.completed = (
+            not self.options.dry_run
+            and not result.remaining
+            and all(f in (PodFate.EVICTED, PodFate.GONE, PodFate.DELETED_PAST_PDB) for f in result.pods.values())
         )
         result.duration_seconds = self.clock() - started
         return result
@@ -182,7 +190,9 @@ class Drainer:
             if target.has_emptydir or not target.has_controller:
                 self.log(
                     "evicting a pod whose local data or missing controller means it will not come back as it was",
-                    pod=target.ref, emptydir=target.has_emptydir, controller=target.has_controller,
+                    pod=target.ref,
+                    emptydir=target.has_emptydir,
+                    controller=target.has_controller,
                 )
         return targets
 
@@ -190,11 +200,13 @@ class Drainer:
         states = {t.ref: _PodState(t, due=started) for t in targets}
         unanswered = len(states)
         in_flight: dict[Future[_Attempt], _PodState] = {}
-        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(targets)), thread_name_prefix="evict") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.options.concurrency, len(targets)), thread_name_prefix="evict"
+        ) as pool:
             while states or in_flight:
                 now = self.clock()
                 busy = {s.pod.ref for s in in_flight.values()}
-                if self.seconds_left() <= 0:  # every pod has had its first try; no more retries
+                if self.out_of_time():  # every pod has had its first try; no more retries
                     for ref in [r for r, s in states.items() if s.answered and r not in busy]:
                         result.pods[ref] = PodFate.BLOCKED
                         del states[ref]
@@ -244,7 +256,11 @@ class Drainer:
             wait_for = exc.retry_after if exc.retry_after is not None else backoff
             if pdb and self.options.dry_run:
                 return _Attempt(PodFate.WOULD_BLOCK, pdb_refused=True)
-            if pdb and self._deletes_past_pdb() and self.seconds_left() - min(wait_for, _BACKOFF_MAX) <= pod.grace_seconds:
+            if (
+                pdb
+                and self._deletes_past_pdb()
+                and self.seconds_left() - min(wait_for, _BACKOFF_MAX) <= pod.grace_seconds
+            ):
                 return self._delete_past_pdb(pod)
             return _Attempt(None, wait=min(wait_for, _BACKOFF_MAX), pdb_refused=pdb)
         except KubeTemporaryError as exc:
@@ -260,23 +276,32 @@ class Drainer:
             "deleteOptions": {"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
         }
         self.api.request(
-            "POST", path("api", "v1", "namespaces", pod.namespace, "pods", pod.name, "eviction"),
-            body=body, query={"dryRun": "All"} if self.options.dry_run else None, stage="drain",
+            "POST",
+            path("api", "v1", "namespaces", pod.namespace, "pods", pod.name, "eviction"),
+            body=body,
+            query={"dryRun": "All"} if self.options.dry_run else None,
+            stage="drain",
         )
 
     def _deletes_past_pdb(self) -> bool:
-        return self.options.termination_certain and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+        return (
+            self.options.termination_certain
+            and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+        )
 
     def _delete_past_pdb(self, pod: PodToEvict) -> _Attempt:
         grace = max(0, min(pod.grace_seconds, int(self.seconds_left())))
         self.log(
             "a PodDisruptionBudget still blocks and the instance is going away: deleting the pod with the time left",
-            pod=pod.ref, grace_seconds=grace,
+            pod=pod.ref,
+            grace_seconds=grace,
         )
         try:
             self.api.request(
-                "DELETE", path("api", "v1", "namespaces", pod.namespace, "pods", pod.name),
-                body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}}, stage="drain",
+                "DELETE",
+                path("api", "v1", "namespaces", pod.namespace, "pods", pod.name),
+                body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
+                stage="drain",
             )
         except NotFound:
             return _Attempt(PodFate.GONE, pdb_refused=True)
@@ -293,6 +318,7 @@ class Drainer:
             except KubeTemporaryError:
                 present = set(wanted)  # cannot tell now; keep waiting until the deadline
             left = sorted(ref for uid, ref in wanted.items() if uid in present)
-            if not left or self.clock() >= self.options.deadline:
+            end = min(self.options.deadline, self.options.stop_by)
+            if not left or self.clock() >= end:
                 return left
-            time.sleep(min(self.options.poll_interval_seconds, max(0.0, self.options.deadline - self.clock())))
+            time.sleep(min(self.options.poll_interval_seconds, max(0.0, end - self.clock())))

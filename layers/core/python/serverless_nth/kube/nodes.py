@@ -50,7 +50,9 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
     and instance type (one narrow LIST). Never lists every node of the cluster."""
     if instance.private_dns_name:
         try:
-            node = Node.from_api(api.request("GET", path("api", "v1", "nodes", instance.private_dns_name), stage="node-lookup"))
+            node = Node.from_api(
+                api.request("GET", path("api", "v1", "nodes", instance.private_dns_name), stage="node-lookup")
+            )
         except NotFound:
             node = None
         # A name can be reused by another instance later: the providerID settles it.
@@ -85,18 +87,26 @@ def cordon_and_taint(api: KubeApi, node: Node, taints: tuple[Taint, ...], dry_ru
         if dry_run:
             return CordonResult(current, cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing))
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        new_taints = [*current.taints, *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing)]
+        new_taints = [
+            *current.taints,
+            *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing),
+        ]
         patch = {
             "metadata": {"resourceVersion": current.resource_version},
             "spec": {"unschedulable": True, "taints": new_taints},
         }
         try:
             updated = api.request(
-                "PATCH", path("api", "v1", "nodes", current.name), body=patch,
-                content_type="application/merge-patch+json", stage="cordon",
+                "PATCH",
+                path("api", "v1", "nodes", current.name),
+                body=patch,
+                content_type="application/merge-patch+json",
+                stage="cordon",
             )
         except Conflict:
             current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="cordon"))
             continue
-        return CordonResult(Node.from_api(updated), cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing))
+        return CordonResult(
+            Node.from_api(updated), cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing)
+        )
     raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="cordon")

@@ -1,0 +1,62 @@
+# Everything a user or CI runs. Each target installs what it needs: Python tools into .venv and
+# .venv-sam, the control plane into a build cache outside the repo (see localeks/build.sh).
+SHELL := bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM := .venv-sam/bin/sam
+CORE := layers/core/python/serverless_nth
+export PYTHONPATH := $(CURDIR)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: demo test lint typecheck validate build unit integration cluster-up cluster-down invoke bench venv go
+
+demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
+	$(PY) -m localeks.demo
+
+test: lint typecheck validate build unit integration ## the whole suite, as CI runs it
+
+venv: $(VENV)/.installed .venv-sam/.installed
+
+$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.venv-sam/.installed: requirements-sam.txt
+	$(PYTHON) -m venv .venv-sam
+	.venv-sam/bin/pip install -q --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+go:
+	@command -v go >/dev/null || { echo "Go 1.26 or newer is needed to build the local EKS (go.dev/dl)"; exit 1; }
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy --strict $(CORE)
+
+validate: venv
+	$(SAM) validate --lint --region us-east-1
+
+build: venv ## sam build: the deployable artifacts (python3.13 / arm64), without Docker
+	$(SAM) build
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+integration: venv go
+	$(PY) -m pytest tests/integration -q
+
+cluster-up: venv go ## start the local EKS (idempotent); writes .local/cluster.env
+	$(PY) -m localeks up
+
+cluster-down: ## stop every process of the local EKS and remove its state
+	@if [ -x $(PY) ]; then $(PY) -m localeks down; fi
+
+# make invoke FUNCTION=SpotInterruptionFunction EVENT=events/spot-interruption.json [INSTANCE_ID=i-...] [NOW=1] [PARAMS="DryRun=true"]
+invoke: venv
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=<logical id> EVENT=<file> [INSTANCE_ID=i-...] [NOW=1] [PARAMS=\"Name=Value ...\"]"; exit 2; }
+	$(PY) -m localeks.invoke $(FUNCTION) $(EVENT) $(if $(INSTANCE_ID),--instance-id $(INSTANCE_ID)) $(if $(NOW),--now) $(foreach p,$(PARAMS),--param $(p))

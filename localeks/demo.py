@@ -1,0 +1,144 @@
+"""`make demo`: the handlers reacting to the sample events against the local EKS.
+
+Builds a small, realistic cluster (Spot and On-Demand nodes, Deployments under PDBs, DaemonSets,
+a mirror pod, pods with emptyDir or no controller), replays each file of events/ through the local
+invoke, exactly as `make invoke` would, and prints what happened to each node and its pods. The
+functions' log and metric lines are kept in .local/demo-output.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.invoke import invoke, prepare_event
+from localeks.scenes import NodeScene, Scenes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Step:
+    title: str
+    function: str
+    event_file: str
+    scene: NodeScene | None  # None: an instance that is not a node of this cluster
+    instance_id: str
+
+
+def main() -> None:
+    paths = Paths(Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve())
+    print("Starting the local EKS (first run builds the control plane: a few minutes)...", flush=True)
+    env = up(
+        paths, os.environ.get("LOCALEKS_CLUSTER_NAME", "local-eks"), float(os.environ.get("LOCALEKS_SPEED", "0.1"))
+    )
+    scenes = Scenes(env)
+    print(f"Cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}; building the workloads...", flush=True)
+    spot_a = scenes.node_with_workloads(spot=True, spare_nodes=2)
+    spot_b = scenes.node_with_workloads(spot=True, spare_nodes=0)
+    spot_custom = scenes.node_with_workloads(spot=True, custom_name="spot-worker-custom-7", spare_nodes=0)
+    od_stopping = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    od_terminated = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    od_running = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    foreign = scenes.worker_node(cluster="another-cluster")
+    steps = [
+        Step("Spot interruption warning", "SpotInterruptionFunction", "spot-interruption", spot_a, spot_a.instance_id),
+        Step(
+            "Rebalance recommendation",
+            "RebalanceRecommendationFunction",
+            "rebalance-recommendation",
+            spot_b,
+            spot_b.instance_id,
+        ),
+        Step(
+            "Spot interruption, custom node name",
+            "SpotInterruptionFunction",
+            "spot-interruption",
+            spot_custom,
+            spot_custom.instance_id,
+        ),
+        Step(
+            "State change: stopping",
+            "StateChangeFunction",
+            "state-change-stopping",
+            od_stopping,
+            od_stopping.instance_id,
+        ),
+        Step(
+            "State change: terminated",
+            "StateChangeFunction",
+            "state-change-terminated",
+            od_terminated,
+            od_terminated.instance_id,
+        ),
+        Step(
+            "State change: running", "StateChangeFunction", "state-change-running", od_running, od_running.instance_id
+        ),
+        Step(
+            "Spot interruption, another cluster's instance",
+            "SpotInterruptionFunction",
+            "spot-interruption",
+            None,
+            foreign.instance_id,
+        ),
+    ]
+    output = paths.state / "demo-output.jsonl"
+    with output.open("w") as captured:
+        for step in steps:
+            before = len(scenes.pods_on(step.scene.node_name)) if step.scene else 0
+            event = prepare_event(
+                json.loads((REPO / "events" / f"{step.event_file}.json").read_text()), step.instance_id, now=True
+            )
+            started = time.monotonic()
+            result = invoke(step.function, event, env)
+            took = time.monotonic() - started
+            captured.write(result.output)
+            _print_step(step, result.result, result.exit_code, took, before, scenes)
+    _print_nodes(scenes, [spot_a, spot_b, spot_custom, od_stopping, od_terminated, od_running])
+    print(f"\nLogs and EMF metrics of every invocation: {output}")
+    print(
+        f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
+    )
+
+
+def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_before: int, scenes: Scenes) -> None:  # type: ignore[type-arg]
+    print(f"\n== {step.title}  [{step.function} <- events/{step.event_file}.json]")
+    if exit_code:
+        print(f"   handler raised {result['errorType']}: {result['errorMessage']}")
+        return
+    print(
+        f"   instance {step.instance_id} -> node {result.get('node') or '-'}: "
+        f"outcome {result['outcome']} in {took:.1f} s"
+    )
+    if result.get("taints_added"):
+        print(f"   cordoned: {result['cordoned']}; taints added: {', '.join(result['taints_added'])}")
+    drain = result.get("drain")
+    if drain:
+        skipped = ", ".join(f"{n} {k}" for k, n in drain["skipped"].items()) or "none"
+        print(
+            f"   drain: {drain['evicted']} evicted (all sent after {drain['evictions_sent_seconds']} s), "
+            f"{drain['pdb_refusals']} PDB refusals retried, skipped {skipped}, "
+            f"{len(drain['remaining'])} remaining, done in {drain['duration_seconds']} s"
+        )
+    if step.scene:
+        after = scenes.pods_on(step.scene.node_name)
+        names = sorted(p.metadata.name for p in after)
+        print(f"   pods on the node: {pods_before} before, {len(after)} after ({', '.join(names)})")
+
+
+def _print_nodes(scenes: Scenes, scene_list: list[NodeScene]) -> None:
+    print("\n== Nodes now")
+    print(f"   {'node':36} {'capacity':10} {'schedulable':12} taints")
+    for scene in scene_list:
+        node = scenes.core.read_node(scene.node_name)
+        taints = ", ".join(f"{t.key}:{t.effect}" for t in node.spec.taints or []) or "-"
+        capacity = node.metadata.labels.get("eks.amazonaws.com/capacityType", "?")
+        print(f"   {scene.node_name:36} {capacity:10} {'no' if node.spec.unschedulable else 'yes':12} {taints}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The one loader of the sample events in events/, for every test tier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from localeks.invoke import prepare_event
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+
+
+def event_files() -> list[Path]:
+    return sorted(EVENTS_DIR.glob("*.json"))
+
+
+def load_event(name: str, *, instance_id: str | None = None, now: bool = False) -> dict[str, Any]:
+    """``name`` is a file name in events/ without .json, e.g. ``state-change-stopping``."""
+    raw = json.loads((EVENTS_DIR / f"{name}.json").read_text())
+    return prepare_event(raw, instance_id, now)

@@ -1,0 +1,288 @@
+"""The three functions through their Lambda entry points (the local invoke runs them as
+template.yaml defines them), with the files in events/, against the local EKS, with the shipped
+ClusterRole as their only Kubernetes permission."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from localeks.invoke import Invocation, invoke
+from localeks.scenes import NodeScene, Scenes
+from tests.eventfiles import load_event
+
+SPOT = "SpotInterruptionFunction"
+REBALANCE = "RebalanceRecommendationFunction"
+STATE = "StateChangeFunction"
+FUNCTION_OF = {"spot-interruption": SPOT, "rebalance-recommendation": REBALANCE}
+
+
+def run(
+    cluster_env: dict[str, str],
+    event_name: str,
+    instance_id: str,
+    *,
+    params: dict[str, str] | None = None,
+    age_seconds: float = 0,
+    event: dict[str, Any] | None = None,
+) -> Invocation:
+    if event is None:
+        event = load_event(event_name, instance_id=instance_id, now=True)
+        if age_seconds:
+            sent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age_seconds)
+            event["time"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+    function = FUNCTION_OF.get(event_name, STATE)
+    return invoke(function, event, cluster_env, params)
+
+
+def node_state(scenes: Scenes, name: str) -> tuple[bool, dict[str, str]]:
+    node = scenes.core.read_node(name)
+    return bool(node.spec.unschedulable), {t.key: t.effect for t in node.spec.taints or []}
+
+
+def pods_left(scenes: Scenes, scene: NodeScene) -> dict[str, bool]:
+    """Pod name -> terminating, for the pods still bound to the scene's node."""
+    return {p.metadata.name: p.metadata.deletion_timestamp is not None for p in scenes.pods_on(scene.node_name)}
+
+
+@pytest.fixture
+def scene(scenes: Scenes) -> NodeScene:
+    return scenes.node_with_workloads(grace=5, long_grace=30)
+
+
+def test_spot_interruption_cordons_taints_and_drains(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    healthy_web: list[int] = []
+    done = threading.Event()
+
+    def watch_budget() -> None:  # the PDB allows one web pod down at a time
+        while not done.is_set():
+            pods = scenes.core.list_namespaced_pod(scene.namespace, label_selector="app=web").items
+            healthy_web.append(
+                sum(
+                    1
+                    for p in pods
+                    if p.metadata.deletion_timestamp is None
+                    and p.status.phase == "Running"
+                    and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+                )
+            )
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_budget)
+    watcher.start()
+    try:
+        result = run(cluster_env, "spot-interruption", scene.instance_id)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.exit_code == 0, result.output
+    out = result.result
+    assert out["outcome"] == "drained"
+    assert out["node"] == scene.node_name
+    assert out["cordoned"] is True
+    assert out["taints_added"] == ["serverless-nth/spot-interruption"]
+    unschedulable, taints = node_state(scenes, scene.node_name)
+    assert unschedulable
+    assert taints["serverless-nth/spot-interruption"] == "NoSchedule"
+    drain = out["drain"]
+    evictable = scene.pods["deployment"] + scene.pods["long-grace"] + scene.pods["emptydir"] + scene.pods["bare"]
+    assert sorted(drain["pods"]) == sorted(f"{scene.namespace}/{p}" for p in evictable)
+    assert set(drain["pods"].values()) == {"evicted"}
+    assert drain["skipped"] == {"daemonset": 1, "mirror": 1}
+    assert drain["completed"]
+    assert drain["remaining"] == []
+    # what is left on the node is exactly the DaemonSet pod and the mirror pod, untouched
+    assert pods_left(scenes, scene) == {scene.pods["daemonset"][0]: False, scene.pods["mirror"][0]: False}
+    # the Deployment under its PDB drained no faster than its budget allows: never fewer than 2 of
+    # its 3 pods Ready (how many evictions the API refused on the way depends on how fast the
+    # replacements turn Ready, so that count is reported, not asserted)
+    assert min(healthy_web) >= 2, f"the PDB (maxUnavailable 1 of 3) was broken: {min(healthy_web)} healthy"
+    assert '"outcome":"drained"' in result.output.replace(" ", "")
+
+
+def test_spot_grace_periods_are_capped_to_the_time_left(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    # The warning came 100 s ago: 20 s left, less the 5 s margin; the 30 s pod gets at most 15 s.
+    result = run(cluster_env, "spot-interruption", scene.instance_id, age_seconds=100)
+    assert result.exit_code == 0, result.output
+    drain = result.result["drain"]
+    assert drain["grace_capped"] >= 1
+    assert drain["pods"][f"{scene.namespace}/{scene.pods['long-grace'][0]}"] == "evicted"
+    assert drain["duration_seconds"] < 20
+
+
+def test_rebalance_cordons_and_taints_without_evicting(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    before = pods_left(scenes, scene)
+    result = run(cluster_env, "rebalance-recommendation", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "cordoned"
+    assert result.result["drain"] is None
+    unschedulable, taints = node_state(scenes, scene.node_name)
+    assert unschedulable
+    assert "serverless-nth/rebalance-recommendation" in taints
+    assert pods_left(scenes, scene) == before
+    assert all(not terminating for terminating in before.values())
+
+
+def test_rebalance_drains_when_enabled(cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene) -> None:
+    result = run(cluster_env, "rebalance-recommendation", scene.instance_id, params={"DrainOnRebalance": "true"})
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "drained"
+    assert result.result["drain"]["evicted"] == 6
+    assert set(pods_left(scenes, scene)) == {scene.pods["daemonset"][0], scene.pods["mirror"][0]}
+
+
+@pytest.mark.parametrize("state", ["stopping", "shutting-down"])
+def test_stopping_and_shutting_down_drain(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene, state: str
+) -> None:
+    result = run(cluster_env, f"state-change-{state}", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "drained"
+    assert result.result["taints_added"] == [f"serverless-nth/instance-{state}"]
+    assert set(pods_left(scenes, scene)) == {scene.pods["daemonset"][0], scene.pods["mirror"][0]}
+
+
+@pytest.mark.parametrize("state", ["stopped", "terminated"])
+def test_stopped_and_terminated_mark_the_node_out_of_service(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene, state: str
+) -> None:
+    before = pods_left(scenes, scene)
+    result = run(cluster_env, f"state-change-{state}", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "cordoned"
+    unschedulable, taints = node_state(scenes, scene.node_name)
+    assert unschedulable
+    assert taints[f"serverless-nth/instance-{state}"] == "NoSchedule"
+    assert taints["node.kubernetes.io/out-of-service"] == "NoExecute"
+    assert result.result["drain"] is None  # the pods are already dead: nothing to wait for
+    # Kubernetes itself now deletes the pods that do not tolerate out-of-service, at once
+    # instead of after the unreachable timeout, so their replacements start elsewhere.
+    deadline = time.monotonic() + 20
+    while pods_left(scenes, scene) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pods_left(scenes, scene) == {}
+    assert before
+
+
+@pytest.mark.parametrize("state", ["pending", "running"])
+def test_pending_and_running_change_nothing(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene, state: str
+) -> None:
+    version = scenes.core.read_node(scene.node_name).metadata.resource_version
+    result = run(cluster_env, f"state-change-{state}", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "ignored"
+    assert result.result["api_requests"] == 0
+    assert scenes.core.read_node(scene.node_name).metadata.resource_version == version
+
+
+def test_node_whose_name_is_not_the_private_dns_name_is_found(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    scene = scenes.worker_node(custom_name=f"spot-worker-{int(time.time() * 1000) % 100000}")
+    result = run(cluster_env, "spot-interruption", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["node"] == scene.node_name
+    assert result.result["outcome"] == "drained"
+    assert node_state(scenes, scene.node_name)[0] is True
+
+
+def test_instance_of_another_cluster_is_a_quiet_no_op(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    scene = scenes.worker_node(cluster="someone-elses-cluster")
+    result = run(cluster_env, "spot-interruption", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "not-this-cluster"
+    assert result.result["api_requests"] == 0
+    assert "InstanceNotInCluster" in result.output
+
+
+def test_plain_ec2_instance_without_a_node_is_a_quiet_no_op(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    scene = scenes.worker_node(cluster=None)
+    result = run(cluster_env, "spot-interruption", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "node-not-found"
+    assert "NodeNotFound" in result.output
+
+
+def test_unknown_instance_is_a_quiet_no_op(cluster_env: dict[str, str]) -> None:
+    result = run(cluster_env, "spot-interruption", "i-0000000000deadbee")
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "instance-not-found"
+    assert "InstanceNotFound" in result.output
+
+
+def test_malformed_event_fails_clearly_and_changes_nothing(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    event = load_event("spot-interruption", instance_id=scene.instance_id, now=True)
+    del event["detail"]["instance-action"]
+    version = scenes.core.read_node(scene.node_name).metadata.resource_version
+    result = run(cluster_env, "spot-interruption", scene.instance_id, event=event)
+    assert result.exit_code == 1  # Lambda retries it, then the on-failure queue keeps it for replay
+    assert result.result["errorType"] == "MalformedEvent"
+    assert "instance-action" in result.result["errorMessage"]
+    assert '"outcome":"malformed"' in result.output.replace(" ", "")
+    assert "MalformedEvents" in result.output
+    assert scenes.core.read_node(scene.node_name).metadata.resource_version == version
+
+
+def test_same_event_twice_ends_as_one_delivery(cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene) -> None:
+    event = load_event("spot-interruption", instance_id=scene.instance_id, now=True)
+    first = run(cluster_env, "spot-interruption", scene.instance_id, event=event)
+    after_first = node_state(scenes, scene.node_name), pods_left(scenes, scene)
+    second = run(cluster_env, "spot-interruption", scene.instance_id, event=event)
+    assert first.exit_code == second.exit_code == 0
+    assert first.result["outcome"] == second.result["outcome"] == "drained"
+    assert second.result["cordoned"] is False
+    assert second.result["taints_added"] == []
+    assert second.result["drain"]["pods"] == {}
+    assert (node_state(scenes, scene.node_name), pods_left(scenes, scene)) == after_first
+    taints = scenes.core.read_node(scene.node_name).spec.taints
+    assert [t.key for t in taints].count("serverless-nth/spot-interruption") == 1
+
+
+def test_two_events_for_one_node_at_once_lose_nothing(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    results: dict[str, Invocation] = {}
+    threads = [
+        threading.Thread(target=lambda n=name: results.__setitem__(n, run(cluster_env, n, scene.instance_id)))
+        for name in ("spot-interruption", "state-change-shutting-down")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.exit_code == 0 for r in results.values()), [r.output[-2000:] for r in results.values()]
+    unschedulable, taints = node_state(scenes, scene.node_name)
+    assert unschedulable
+    assert {"serverless-nth/spot-interruption", "serverless-nth/instance-shutting-down"} <= set(taints)
+    assert set(pods_left(scenes, scene)) == {scene.pods["daemonset"][0], scene.pods["mirror"][0]}
+    assert {r.result["outcome"] for r in results.values()} == {"drained"}
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    version = scenes.core.read_node(scene.node_name).metadata.resource_version
+    before = pods_left(scenes, scene)
+    result = run(cluster_env, "spot-interruption", scene.instance_id, params={"DryRun": "true"})
+    assert result.exit_code == 0, result.output
+    out = result.result
+    assert out["outcome"] == "dry-run"
+    assert out["dry_run"] is True
+    assert out["cordoned"] is True
+    assert out["taints_added"] == ["serverless-nth/spot-interruption"]
+    fates = out["drain"]["pods"]
+    assert set(fates.values()) <= {"would-evict", "would-block"}
+    assert len(fates) == 6
+    assert scenes.core.read_node(scene.node_name).metadata.resource_version == version
+    assert pods_left(scenes, scene) == before

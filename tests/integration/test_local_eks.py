@@ -1,0 +1,267 @@
+"""Proof that the local EKS is real: the built release, EKS token authentication, the shipped
+ClusterRole, PodDisruptionBudgets computed by the disruption controller, DescribeCluster with TLS."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
+
+from localeks.cluster import Paths, down, up
+from localeks.pki import write_cluster_pki
+from localeks.scenes import Scenes
+from serverless_nth.aws.eks import EksAccess
+
+
+def eks_access(cluster_env: dict[str, str], session: boto3.Session, cluster_name: str | None = None) -> EksAccess:
+    endpoint = cluster_env["AWS_ENDPOINT_URL"]
+    return EksAccess(
+        cluster_name or cluster_env["CLUSTER_NAME"],
+        session.client("eks", endpoint_url=endpoint),
+        session.client("sts", endpoint_url=endpoint),
+    )
+
+
+def api_get(cluster_env: dict[str, str], path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    context = ssl.create_default_context(cafile=str(Path(cluster_env["KUBECONFIG"]).parent / "pki" / "ca.crt"))
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    request = urllib.request.Request(cluster_env["LOCALEKS_API_URL"] + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def admin_token(cluster_env: dict[str, str]) -> str:
+    kubeconfig = json.loads(Path(cluster_env["KUBECONFIG"]).read_text())
+    return str(kubeconfig["users"][0]["user"]["token"])
+
+
+def test_version_reports_the_built_release(cluster_env: dict[str, str]) -> None:
+    status, body = api_get(cluster_env, "/version", admin_token(cluster_env))
+    assert status == 200
+    assert body["gitVersion"] == "v1.34.4"
+    assert (body["major"], body["minor"]) == ("1", "34")
+
+
+def test_describe_cluster_gives_an_endpoint_and_ca_that_verify(
+    cluster_env: dict[str, str], function_session: boto3.Session
+) -> None:
+    cluster = function_session.client("eks", endpoint_url=cluster_env["AWS_ENDPOINT_URL"]).describe_cluster(
+        name=cluster_env["CLUSTER_NAME"]
+    )["cluster"]
+    assert cluster["endpoint"] == cluster_env["LOCALEKS_API_URL"]
+    ca_pem = base64.b64decode(cluster["certificateAuthority"]["data"])
+    token = eks_access(cluster_env, function_session).token()
+    with tempfile.NamedTemporaryFile(suffix=".crt") as ca_file:
+        ca_file.write(ca_pem)
+        ca_file.flush()
+        config = client.Configuration(host=cluster["endpoint"], api_key={"authorization": f"Bearer {token}"})
+        config.ssl_ca_cert = ca_file.name
+        config.verify_ssl = True
+        api = client.CoreV1Api(client.ApiClient(config))
+        assert api.list_node(limit=1).kind == "NodeList"
+    # TLS is really verified: a CA that did not sign the server's certificate fails.
+    with tempfile.TemporaryDirectory() as other:
+        write_cluster_pki(Path(other))
+        config = client.Configuration(host=cluster["endpoint"], api_key={"authorization": f"Bearer {token}"})
+        config.ssl_ca_cert = str(Path(other) / "ca.crt")
+        with pytest.raises(MaxRetryError, match="CERTIFICATE_VERIFY_FAILED"):
+            client.CoreV1Api(client.ApiClient(config)).list_node(limit=1, _request_timeout=5)
+
+
+def test_a_valid_token_of_the_function_role_is_accepted(
+    cluster_env: dict[str, str], function_session: boto3.Session
+) -> None:
+    token = eks_access(cluster_env, function_session).token()
+    status, _body = api_get(cluster_env, "/apis/authentication.k8s.io/v1/selfsubjectreviews", None)
+    assert status == 401
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    reply = _post(cluster_env, "/apis/authentication.k8s.io/v1/selfsubjectreviews", request, token)
+    user = reply["status"]["userInfo"]
+    assert user["username"].startswith("serverless-nth:")
+    assert "serverless-nth" in user["groups"]
+    assert user["extra"]["arn"][0].startswith("arn:aws:sts::123456789012:assumed-role/serverless-nth-function/")
+
+
+def _post(cluster_env: dict[str, str], path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+    context = ssl.create_default_context(cafile=str(Path(cluster_env["KUBECONFIG"]).parent / "pki" / "ca.crt"))
+    request = urllib.request.Request(
+        cluster_env["LOCALEKS_API_URL"] + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+class _PastClock:
+    @staticmethod
+    def make(minutes: int) -> Any:
+        then = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=minutes)
+        return lambda: then
+
+
+def test_bad_tokens_are_rejected(
+    cluster_env: dict[str, str], function_session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = eks_access(cluster_env, function_session).token()
+    other_cluster = eks_access(cluster_env, function_session, cluster_name="someone-elses-cluster").token()
+    # An IAM identity that STS on moto never issued (no access key of an assumed role).
+    stranger = eks_access(
+        cluster_env, boto3.Session(aws_access_key_id="AKIASTRANGER", aws_secret_access_key="x", region_name="us-east-1")
+    ).token()
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", _PastClock.make(minutes=16))
+    expired = eks_access(cluster_env, function_session).token()
+    monkeypatch.undo()
+    body = good[len("k8s-aws-v1.") :]
+    cases = {
+        "no credentials": None,
+        "not a token": "hello",
+        "missing prefix": body,
+        "padded base64": good + "==",
+        "tampered signature": good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB"),
+        "expired": expired,
+        "another cluster": other_cluster,
+        "unknown access key": stranger,
+    }
+    for name, token in cases.items():
+        status, _ = api_get(cluster_env, "/api/v1/nodes", token)
+        assert status == 401, f"{name}: expected 401, got {status}"
+    assert api_get(cluster_env, "/api/v1/nodes", good)[0] == 200
+
+
+# verb, resource, subresource, API group, expected answer for the shipped ClusterRole
+PERMISSIONS = [
+    ("get", "nodes", "", "", True),
+    ("list", "nodes", "", "", True),
+    ("patch", "nodes", "", "", True),
+    ("list", "pods", "", "", True),
+    ("create", "pods", "eviction", "", True),
+    ("delete", "pods", "", "", True),
+    ("create", "events", "", "", True),
+    ("patch", "events", "", "events.k8s.io", True),
+    ("create", "events", "", "events.k8s.io", True),
+    ("delete", "nodes", "", "", False),
+    ("update", "nodes", "", "", False),
+    ("create", "nodes", "", "", False),
+    ("get", "pods", "", "", False),
+    ("create", "pods", "", "", False),
+    ("patch", "pods", "", "", False),
+    ("get", "secrets", "", "", False),
+    ("list", "secrets", "", "", False),
+    ("get", "configmaps", "", "", False),
+    ("create", "pods", "exec", "", False),
+    ("patch", "deployments", "", "apps", False),
+    ("delete", "poddisruptionbudgets", "", "policy", False),
+    ("create", "clusterrolebindings", "", "rbac.authorization.k8s.io", False),
+    ("impersonate", "users", "", "", False),
+]
+
+
+def test_function_role_has_exactly_the_shipped_cluster_role(
+    cluster_env: dict[str, str], function_session: boto3.Session
+) -> None:
+    token = eks_access(cluster_env, function_session).token()
+    wrong = []
+    for verb, resource, sub, group, expected in PERMISSIONS:
+        review = _post(
+            cluster_env,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "resource": resource,
+                        "subresource": sub,
+                        "group": group,
+                        "namespace": "default",
+                    }
+                },
+            },
+            token,
+        )
+        if review["status"]["allowed"] is not expected:
+            wrong.append((verb, resource, sub, group, review["status"]["allowed"]))
+    assert wrong == []
+
+
+def test_pdb_refuses_eviction_with_429_and_allowed_eviction_removes_the_pod(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.worker_node(spot=False)
+    ns = scenes.namespace("pdb")
+    pods = scenes.deployment(ns, "db", node.node_name, replicas=2, grace=20, pdb_max_unavailable=None)
+    scenes.policy.create_namespaced_pod_disruption_budget(
+        ns,
+        {
+            "metadata": {"name": "db"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "db"}}},
+        },
+    )
+    scenes.wait_running(ns, pods)
+    scenes.wait_pdbs(ns)
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pods[0], "namespace": ns}}
+    with pytest.raises(ApiException) as refused:
+        scenes.core.create_namespaced_pod_eviction(pods[0], ns, eviction)
+    assert refused.value.status == 429
+    assert "disruption budget" in refused.value.body
+
+    scenes.policy.patch_namespaced_pod_disruption_budget("db", ns, {"spec": {"minAvailable": 1}})
+    scenes.wait_pdbs(ns)
+    deadline = time.monotonic() + 10
+    while True:  # the disruption controller may still be catching up with the new spec
+        try:
+            scenes.core.create_namespaced_pod_eviction(pods[0], ns, eviction)
+            break
+        except ApiException as exc:
+            assert exc.status == 429
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    evicted_at = time.monotonic()
+    pod = scenes.core.read_namespaced_pod(pods[0], ns)
+    assert pod.metadata.deletion_timestamp is not None  # terminating, for its grace period
+    while True:
+        try:
+            scenes.core.read_namespaced_pod(pods[0], ns)
+        except ApiException as exc:
+            assert exc.status == 404
+            break
+        assert time.monotonic() - evicted_at < 20, "pod still there after 20 s"
+        time.sleep(0.1)
+    gone_after = time.monotonic() - evicted_at
+    speed = float(cluster_env["LOCALEKS_SPEED"])
+    assert gone_after >= 20 * speed * 0.8, f"gone after {gone_after:.1f} s: kwok did not wait for the grace period"
+
+
+def test_cluster_down_leaves_no_process_and_no_state() -> None:
+    state = Path(tempfile.mkdtemp(prefix="localeks-down-")) / "state"
+    paths = Paths(state)
+    env = up(paths, "down-test", 0.1)
+    assert env["CLUSTER_NAME"] == "down-test"
+    pid = int(paths.pid_file.read_text())
+    children = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 6  # supervisor, etcd, apiserver, controller-manager, scheduler, kwok
+    down(paths)
+    assert not state.exists()
+    left = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
+    assert left == []

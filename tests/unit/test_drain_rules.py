@@ -1,0 +1,45 @@
+from serverless_nth.kube.drain import skip_reason, to_evict
+
+
+def pod(**overrides):  # type: ignore[no-untyped-def]
+    body = {"metadata": {"name": "p", "namespace": "n", "uid": "u1"}, "spec": {}, "status": {"phase": "Running"}}
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        body[section][field] = value
+    return body
+
+
+def test_daemonset_mirror_and_finished_pods_are_skipped() -> None:
+    ds_owner = [{"kind": "DaemonSet", "controller": True, "name": "d", "uid": "x"}]
+    assert skip_reason(pod(metadata__ownerReferences=ds_owner)) == "daemonset"
+    assert skip_reason(pod(metadata__annotations={"kubernetes.io/config.mirror": "abc"})) == "mirror"
+    assert skip_reason(pod(status__phase="Succeeded")) == "finished"
+    assert skip_reason(pod(status__phase="Failed")) == "finished"
+
+
+def test_a_daemonset_that_is_not_the_controller_does_not_count() -> None:
+    assert skip_reason(pod(metadata__ownerReferences=[{"kind": "DaemonSet", "name": "d", "uid": "x"}])) is None
+
+
+def test_ordinary_pods_are_evicted_with_their_facts() -> None:
+    target = to_evict(
+        pod(
+            spec__terminationGracePeriodSeconds=45,
+            spec__volumes=[{"name": "s", "emptyDir": {}}],
+            metadata__ownerReferences=[{"kind": "ReplicaSet", "controller": True, "name": "r", "uid": "y"}],
+        )
+    )
+    assert skip_reason(pod()) is None
+    assert (target.ref, target.uid, target.grace_seconds, target.has_emptydir, target.has_controller) == (
+        "n/p",
+        "u1",
+        45,
+        True,
+        True,
+    )
+
+
+def test_a_pod_without_grace_period_gets_the_kubernetes_default() -> None:
+    target = to_evict(pod())
+    assert target.grace_seconds == 30
+    assert not target.has_controller
