@@ -44,5 +44,7 @@ build kube kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$ldflags"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
 
 rm -rf "$bin" && mv "$bin.partial" "$bin"
+# binaries of other (older) wrapper-module versions are never used again
+find "$cache_root" -maxdepth 1 -name 'bin-*' ! -name "bin-$key" -exec rm -rf {} +
 echo "localeks: built in $(( $(date +%s) - start )) s into $bin ($(du -sh "$bin" | cut -f1))" >&2
 echo "$bin"

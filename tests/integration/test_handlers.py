@@ -247,6 +247,10 @@ def test_same_event_twice_ends_as_one_delivery(cluster_env: dict[str, str], scen
     assert (node_state(scenes, scene.node_name), pods_left(scenes, scene)) == after_first
     taints = scenes.core.read_node(scene.node_name).spec.taints
     assert [t.key for t in taints].count("serverless-nth/spot-interruption") == 1
+    # kubectl describe node tells why, once
+    events = scenes.core.list_namespaced_event("default", field_selector=f"involvedObject.name={scene.node_name}").items
+    assert sorted(e.reason for e in events) == ["DrainCompleted", "SpotInterruptionWarning"]
+    assert all(e.reporting_component == "serverless-nth" for e in events)
 
 
 def test_two_events_for_one_node_at_once_lose_nothing(

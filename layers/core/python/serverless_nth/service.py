@@ -16,12 +16,30 @@ from aws_lambda_powertools.metrics import MetricUnit
 from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.aws.eks import EksAccess
 from serverless_nth.config import Settings
-from serverless_nth.events.model import InterruptionEvent
+from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.kube.client import KubeApi
 from serverless_nth.kube.drain import Drainer, DrainOptions, PodFate
+from serverless_nth.kube.events import record_node_event
 from serverless_nth.kube.nodes import cordon_and_taint, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
 from serverless_nth.policy import decide
+
+_REASONS = {
+    EventKind.SPOT_INTERRUPTION: "SpotInterruptionWarning",
+    EventKind.REBALANCE_RECOMMENDATION: "RebalanceRecommendation",
+    EventKind.INSTANCE_STOPPING: "InstanceStopping",
+    EventKind.INSTANCE_SHUTTING_DOWN: "InstanceShuttingDown",
+    EventKind.INSTANCE_STOPPED: "InstanceStopped",
+    EventKind.INSTANCE_TERMINATED: "InstanceTerminated",
+}
+_DESCRIPTIONS = {
+    EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
+    EventKind.REBALANCE_RECOMMENDATION: "EC2 rebalance recommendation",
+    EventKind.INSTANCE_STOPPING: "EC2 instance stopping",
+    EventKind.INSTANCE_SHUTTING_DOWN: "EC2 instance shutting down",
+    EventKind.INSTANCE_STOPPED: "EC2 instance stopped",
+    EventKind.INSTANCE_TERMINATED: "EC2 instance terminated",
+}
 
 
 class Outcome:
@@ -145,6 +163,17 @@ class Service:
             extra={"cordoned": cordon.cordoned, "taints_added": list(cordon.taints_added)},
         )
         result.outcome = Outcome.DRY_RUN if settings.dry_run else Outcome.CORDONED
+        if not settings.dry_run:
+            until = f"; draining until {action.deadline:%H:%M:%S}Z" if action.drain and action.deadline else ""
+            record_node_event(
+                api,
+                node.name,
+                node.uid,
+                event.event_id,
+                _REASONS[event.kind],
+                f"{_DESCRIPTIONS[event.kind]} for {event.instance_id} at {event.time:%H:%M:%S}Z: cordoned, "
+                f"tainted {', '.join(t.key for t in action.taints)}{until}",
+            )
 
         if action.drain and action.deadline is not None:
             options = DrainOptions(
@@ -179,6 +208,17 @@ class Service:
             if not settings.dry_run:
                 result.outcome = Outcome.DRAINED if drain.completed else Outcome.DRAIN_INCOMPLETE
                 self._drain_metrics(drain)
+                summary = (
+                    f"{drain.count(PodFate.EVICTED)} pods evicted, "
+                    f"{drain.count(PodFate.DELETED_PAST_PDB)} deleted past their PDB at the deadline, "
+                    f"{len(drain.remaining)} remaining, in {drain.duration_seconds:.1f} s"
+                )
+                if drain.remaining:
+                    summary += f": {', '.join(drain.remaining[:10])}"
+                reason = "DrainCompleted" if drain.completed else "DrainIncomplete"
+                record_node_event(
+                    api, node.name, node.uid, event.event_id, reason, summary, warning=not drain.completed
+                )
             logger.info(
                 "drain finished" if drain.completed else "drain ended",
                 extra={"outcome": result.outcome, "drain": result.drain},

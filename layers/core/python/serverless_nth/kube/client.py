@@ -50,7 +50,7 @@ class NotFound(KubePermanentError):
 
 
 class Conflict(KubeTemporaryError):
-    """409: the object changed since it was read (resourceVersion precondition)."""
+    """409: the object changed since it was read (resourceVersion precondition), or already exists."""
 
 
 class TooManyRequests(KubeTemporaryError):

@@ -18,6 +18,7 @@ _MAX_CONFLICT_RETRIES = 5
 @dataclass(frozen=True)
 class Node:
     name: str
+    uid: str
     resource_version: str
     provider_id: str
     unschedulable: bool
@@ -28,6 +29,7 @@ class Node:
         spec = obj.get("spec", {})
         return cls(
             name=obj["metadata"]["name"],
+            uid=obj["metadata"].get("uid", ""),
             resource_version=obj["metadata"].get("resourceVersion", ""),
             provider_id=spec.get("providerID", ""),
             unschedulable=bool(spec.get("unschedulable", False)),
