@@ -9,12 +9,12 @@ CORE := layers/core/python/serverless_nth
 export PYTHONPATH := $(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint typecheck validate build unit integration cluster-up cluster-down invoke bench venv go
+.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench cluster-up cluster-down invoke venv go
 
 demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
 	$(PY) -m localeks.demo
 
-test: lint typecheck validate build unit integration ## the whole suite, as CI runs it
+test: lint typecheck validate build unit integration bench-smoke ## the whole suite, as CI runs it
 
 venv: $(VENV)/.installed .venv-sam/.installed
 
@@ -49,6 +49,12 @@ unit: venv
 
 integration: venv go
 	$(PY) -m pytest tests/integration -q
+
+bench-smoke: venv go ## a tiny run of the benchmark code (no timing asserted)
+	$(PY) -m pytest tests/bench -q
+
+bench: venv go build ## every benchmark; writes bench/results/latest.{json,md,png}
+	$(PY) -m bench.run
 
 cluster-up: venv go ## start the local EKS (idempotent); writes .local/cluster.env
 	$(PY) -m localeks up

@@ -1,8 +1,41 @@
-import sys
+"""Fixtures shared by the tiers. The local EKS is reused when `make cluster-up` already runs it,
+else started for the session (the same code as `make cluster-up`) and stopped at the end; the
+unit tier never asks for it."""
+
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-# The core package as Lambda mounts its layer (/opt/python), and the repo for localeks.
-for p in (REPO / "layers" / "core" / "python", REPO):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+import boto3
+import pytest
+
+from localeks.cluster import DEFAULT_STATE, Paths, down, read_env, supervisor_alive, up
+from localeks.invoke import role_credentials
+from localeks.scenes import Scenes
+
+
+@pytest.fixture(scope="session")
+def cluster_env() -> Iterator[dict[str, str]]:
+    paths = Paths(Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve())
+    started_here = not (supervisor_alive(paths) and paths.env_file.exists())
+    env = up(paths, "local-eks", 0.1) if started_here else read_env(paths)
+    yield env
+    if started_here:
+        down(paths)
+
+
+@pytest.fixture(scope="session")
+def scenes(cluster_env: dict[str, str]) -> Scenes:
+    return Scenes(cluster_env)
+
+
+@pytest.fixture(scope="session")
+def function_session(cluster_env: dict[str, str]) -> boto3.Session:
+    """A boto3 session with the credentials of the functions' IAM role (assumed on moto)."""
+    creds = role_credentials(cluster_env)
+    return boto3.Session(
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=creds["AWS_SESSION_TOKEN"],
+        region_name=cluster_env["AWS_DEFAULT_REGION"],
+    )

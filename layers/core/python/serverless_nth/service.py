@@ -64,7 +64,11 @@ class HandlerResult:
     cordoned: bool = False
     taints_added: list[str] = field(default_factory=list)
     drain: dict[str, Any] | None = None
-    api_requests: int = 0
+    api_requests: int = 0  # Kubernetes API requests this event cost
+    # AWS and Kubernetes requests from the handler's start until the node was cordoned (the
+    # latency that matters most), and the seconds that took
+    requests_to_cordon: int | None = None
+    cordoned_after_seconds: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +109,9 @@ class Service:
 
     def handle(self, event: InterruptionEvent, stop_by: float | None = None) -> HandlerResult:
         """``stop_by``: time.time() by which the result must be returned (the invocation's end)."""
+        started = self.clock()
+        kube_before = self._kube.requests_sent if self._kube else 0
+        aws_before = self.instances.requests_sent + self.eks.requests_sent
         settings = self.settings
         kind = event.kind.value
         result = HandlerResult(
@@ -134,11 +141,10 @@ class Service:
                 f"the instance belongs to {', '.join(sorted(clusters))}",
             )
         api = self.kube()
-        requests_before = api.requests_sent
         with tracer.provider.in_subsegment("NodeLookup"):
             node = find_node(api, instance)
         if node is None:
-            result.api_requests = api.requests_sent - requests_before
+            result.api_requests = api.requests_sent - kube_before
             return self._quiet(
                 result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance"
             )
@@ -148,6 +154,10 @@ class Service:
         with tracer.provider.in_subsegment("Cordon"):
             cordon = cordon_and_taint(api, node, action.taints, settings.dry_run)
         result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
+        result.cordoned_after_seconds = round(self.clock() - started, 4)
+        result.requests_to_cordon = (
+            api.requests_sent - kube_before + self.instances.requests_sent + self.eks.requests_sent - aws_before
+        )
         if not settings.dry_run:
             if cordon.cordoned:
                 metrics.add_metric(name=Metric.NODES_CORDONED, unit=MetricUnit.Count, value=1)
@@ -186,11 +196,13 @@ class Service:
                 poll_interval_seconds=settings.poll_interval_seconds,
                 dry_run=settings.dry_run,
             )
+            drain_started_after = self.clock() - started
             with tracer.provider.in_subsegment("Drain"):
                 drain = Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(
                     node.name
                 )
             result.drain = {
+                "started_after_seconds": round(drain_started_after, 4),
                 "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
                 "evicted": drain.count(PodFate.EVICTED),
                 "deleted_past_pdb": drain.count(PodFate.DELETED_PAST_PDB),
@@ -223,7 +235,7 @@ class Service:
                 "drain finished" if drain.completed else "drain ended",
                 extra={"outcome": result.outcome, "drain": result.drain},
             )
-        result.api_requests = api.requests_sent - requests_before
+        result.api_requests = api.requests_sent - kube_before
         return result
 
     def _drain_metrics(self, drain: Any) -> None:

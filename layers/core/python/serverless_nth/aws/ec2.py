@@ -39,9 +39,11 @@ class InstanceFacts:
 class Ec2Instances:
     def __init__(self, client: Any) -> None:
         self._client = client
+        self.requests_sent = 0
 
     def describe(self, instance_id: str) -> InstanceFacts | None:
         """The instance's facts, or None when EC2 does not know the instance."""
+        self.requests_sent += 1
         try:
             reply = self._client.describe_instances(InstanceIds=[instance_id])
         except ClientError as exc:

@@ -49,6 +49,7 @@ class EksAccess:
         self._endpoint: ClusterEndpoint | None = None
         self._token: str | None = None
         self._token_made_at = 0.0
+        self.requests_sent = 0  # DescribeCluster calls (the token is signed locally, no request)
         self._sts.meta.events.register("provide-client-params.sts.GetCallerIdentity", _take_cluster_name)
         self._sts.meta.events.register("before-sign.sts.GetCallerIdentity", _add_cluster_header)
 
@@ -76,6 +77,7 @@ class EksAccess:
             self._endpoint = None
 
     def _describe_cluster(self) -> ClusterEndpoint:
+        self.requests_sent += 1
         try:
             cluster = self._eks.describe_cluster(name=self.cluster_name)["cluster"]
         except ClientError as exc:

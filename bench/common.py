@@ -1,0 +1,91 @@
+"""What every benchmark shares: the warm handler core, API server metrics, medians."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import statistics
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from localeks.cluster import REPO
+from localeks.invoke import role_credentials
+
+CORE = REPO / "layers" / "core" / "python"
+if str(CORE) not in sys.path:
+    sys.path.insert(0, str(CORE))
+
+
+def function_environment(cluster_env: dict[str, str], **settings: str) -> dict[str, str]:
+    """The environment a deployed function has: the role's credentials, the cluster name, the
+    AWS endpoint (moto), and any setting overrides."""
+    return {
+        **role_credentials(cluster_env),
+        "AWS_ENDPOINT_URL": cluster_env["AWS_ENDPOINT_URL"],
+        "AWS_DEFAULT_REGION": cluster_env["AWS_DEFAULT_REGION"],
+        "AWS_REGION": cluster_env["AWS_DEFAULT_REGION"],
+        "CLUSTER_NAME": cluster_env["CLUSTER_NAME"],
+        "AWS_SAM_LOCAL": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+def warm_service(cluster_env: dict[str, str], **settings: str) -> Any:
+    """A Service exactly as a function's init builds it (the warm core of a handler)."""
+    os.environ.update(function_environment(cluster_env, **settings))
+    from serverless_nth.config import Settings
+    from serverless_nth.entrypoint import build_service
+
+    return build_service(Settings.from_env())
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 4) if values else float("nan")
+
+
+def apiserver_metrics(cluster_env: dict[str, str]) -> dict[str, float]:
+    """Request counters from the API server's own /metrics: all requests, requests of the
+    functions' flow (APF flow schema global-default: the functions are neither system users nor
+    service accounts), and requests APF rejected with 429."""
+    kubeconfig = json.loads(Path(cluster_env["KUBECONFIG"]).read_text())
+    token = kubeconfig["users"][0]["user"]["token"]
+    context = ssl.create_default_context(cafile=str(Path(cluster_env["KUBECONFIG"]).parent / "pki" / "ca.crt"))
+    request = urllib.request.Request(
+        cluster_env["LOCALEKS_API_URL"] + "/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        text = response.read().decode()
+    totals = {"requests_total": 0.0, "functions_dispatched": 0.0, "apf_rejected": 0.0, "status_429": 0.0}
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            value = float(line.rsplit(" ", 1)[1])
+            totals["requests_total"] += value
+            if 'code="429"' in line:
+                totals["status_429"] += value
+        elif (
+            line.startswith("apiserver_flowcontrol_dispatched_requests_total{")
+            and 'flow_schema="global-default"' in line
+        ):
+            totals["functions_dispatched"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("apiserver_flowcontrol_rejected_requests_total{"):
+            totals["apf_rejected"] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in before}
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(re.findall(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[0]) // 1024 // 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB"
