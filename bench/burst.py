@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from kubernetes import client, config
 
-from bench.common import apiserver_metrics, function_environment, metrics_delta
+from bench.common import apiserver_metrics, function_environment, handle, metrics_delta
 
 POD_GRACE = 20  # seconds; kwok's speed factor scales it
 
@@ -136,7 +136,7 @@ def _worker(args: tuple[dict[str, str], list[dict[str, str]], int, float]) -> li
         service = services[i % threads]
         target = targets[i]
         began = time.time()
-        result = service.handle(spot_event(target["instance_id"]))
+        result = handle(service, spot_event(target["instance_id"]))
         return {
             "began": began,
             "ended": time.time(),

@@ -14,6 +14,15 @@ started = time.perf_counter()
 def main() -> None:
     handler_dir, layer, event_file = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""
     sys.path[:0] = [handler_dir, layer]
+    if event_file == "--modules-only":
+        # what the handler imports, without its init (settings, AWS clients, tracer): the part
+        # comparable with the naive import, which does no init either
+        t0 = time.perf_counter()
+        importlib.import_module("serverless_nth.entrypoint")
+        for name in ("spot_interruption", "rebalance_recommendation", "state_change"):
+            importlib.import_module(f"serverless_nth.events.{name}")
+        print("BENCH " + json.dumps({"import_s": time.perf_counter() - t0}))
+        return
     t0 = time.perf_counter()
     app = importlib.import_module("app")
     imported = time.perf_counter() - t0

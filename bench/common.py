@@ -44,6 +44,17 @@ def warm_service(cluster_env: dict[str, str], **settings: str) -> Any:
     return build_service(Settings.from_env())
 
 
+def handle(service: Any, event: Any) -> Any:
+    """One warm invocation of the core; the metrics buffer is emptied afterwards, as a Lambda
+    invocation flushes it (Powertools' log_metrics is not around the core here)."""
+    from serverless_nth.observability import metrics
+
+    try:
+        return service.handle(event)
+    finally:
+        metrics.clear_metrics()
+
+
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 4) if values else float("nan")
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from bench.common import handle
 from localeks.scenes import NodeScene, Scenes
 
 PDB_SHARE = 0.2  # a fifth of the pods sit in Deployments of 5 under a PDB with maxUnavailable 1
@@ -52,7 +53,7 @@ def spot_event(instance_id: str) -> Any:
 
 
 def ours(service: Any, scene: NodeScene) -> dict[str, float]:
-    result = service.handle(spot_event(scene.instance_id))
+    result = handle(service, spot_event(scene.instance_id))
     drain = result.drain
     assert result.outcome == "drained", result
     return {

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, function_environment, machine, median, warm_service
+from bench.common import REPO, function_environment, handle, machine, median, warm_service
 from localeks.cluster import DEFAULT_STATE, Paths, up
 from localeks.scenes import Scenes
 
@@ -59,7 +59,6 @@ def child_env(cluster_env: dict[str, str]) -> dict[str, str]:
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
         "PYTHONPATH": str(REPO),
-        "PYTHONDONTWRITEBYTECODE": "0",
         **function_environment(cluster_env),
     }
 
@@ -72,10 +71,24 @@ def bench_imports(cluster_env: dict[str, str], repeats: int) -> dict[str, Any]:
         argv = [sys.executable, "-m", "bench.cold_child", str(REPO / "handlers" / name), layer]
         child_json(argv, env)  # first run compiles .pyc files; Lambda ships them compiled too
         per_handler[name] = median([child_json(argv, env)["import_s"] for _ in range(repeats)])
+    modules_argv = [
+        sys.executable,
+        "-m",
+        "bench.cold_child",
+        str(REPO / "handlers" / HANDLERS[0]),
+        layer,
+        "--modules-only",
+    ]
+    modules = median([child_json(modules_argv, env)["import_s"] for _ in range(repeats)])
     naive_argv = [sys.executable, "-m", "bench.naive_import"]
     child_json(naive_argv, env)
     naive = median([child_json(naive_argv, env)["import_s"] for _ in range(repeats)])
-    return {"per_handler_s": per_handler, "handler_import_s": max(per_handler.values()), "naive_import_s": naive}
+    return {
+        "per_handler_s": per_handler,
+        "handler_import_s": max(per_handler.values()),  # import + init, as Lambda's init phase runs it
+        "handler_modules_import_s": modules,  # the same imports without the init
+        "naive_import_s": naive,
+    }
 
 
 def bench_reaction(cluster_env: dict[str, str], scenes: Scenes, service: Any, repeats: int) -> dict[str, Any]:
@@ -95,7 +108,7 @@ def bench_reaction(cluster_env: dict[str, str], scenes: Scenes, service: Any, re
             event.account,
             event.time,
         )
-        result = service.handle(event)
+        result = handle(service, event)
         warm.append(result.cordoned_after_seconds)
         warm_requests.append(result.requests_to_cordon)
     layer = str(REPO / "layers" / "core" / "python")
@@ -216,7 +229,9 @@ def main() -> None:
         "api_calls_per_event_large_cluster": burst["large"]["apiserver_requests_per_event"],
         "handler_import_s": imports["handler_import_s"],
         "naive_import_s": imports["naive_import_s"],
+        "handler_modules_import_s": imports["handler_modules_import_s"],
         "handler_import_vs_naive": round(imports["handler_import_s"] / imports["naive_import_s"], 3),
+        "handler_modules_import_vs_naive": round(imports["handler_modules_import_s"] / imports["naive_import_s"], 3),
         "deployment_unzipped_mb": unzipped_mb(),
         "details": {"drain": drain, "burst": burst, "imports": imports, "reaction": reaction},
         "bench_seconds": round(time.monotonic() - started, 1),

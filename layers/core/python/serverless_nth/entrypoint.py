@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.aws.eks import EksAccess
 from serverless_nth.config import Settings
@@ -25,16 +24,13 @@ from serverless_nth.service import Service
 
 Handler = Callable[[Any, LambdaContext], dict[str, Any]]
 _REPORT_SECONDS = 3
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 
 def build_service(settings: Settings) -> Service:
     return Service(
         settings,
-        Ec2Instances(boto3.client("ec2", config=_AWS_CONFIG)),
-        EksAccess(
-            settings.cluster_name, boto3.client("eks", config=_AWS_CONFIG), boto3.client("sts", config=_AWS_CONFIG)
-        ),
+        Ec2Instances(aws_client("ec2")),
+        EksAccess(settings.cluster_name, aws_client("eks"), aws_client("sts")),
     )
 
 
