@@ -132,7 +132,7 @@ def _worker(args: tuple[dict[str, str], list[dict[str, str]], int, float]) -> li
     while time.time() < start_at:
         time.sleep(0.005)
 
-    def handle(i: int) -> dict[str, Any]:
+    def handle_one(i: int) -> dict[str, Any]:
         service = services[i % threads]
         target = targets[i]
         began = time.time()
@@ -147,7 +147,7 @@ def _worker(args: tuple[dict[str, str], list[dict[str, str]], int, float]) -> li
 
     # each thread takes the next event when it is done with one, as Lambda concurrency does
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(handle, range(len(targets))))
+        return list(pool.map(handle_one, range(len(targets))))
 
 
 def run_burst(
