@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.dashboard import render
 from localeks.invoke import invoke, prepare_event
 from localeks.scenes import NodeScene, Scenes
 
@@ -40,7 +42,9 @@ def main() -> None:
     print(f"Cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}; building the workloads...", flush=True)
     spot_a = scenes.node_with_workloads(spot=True, spare_nodes=2)
     spot_b = scenes.node_with_workloads(spot=True, spare_nodes=0)
-    spot_custom = scenes.node_with_workloads(spot=True, custom_name="spot-worker-custom-7", spare_nodes=0)
+    spot_custom = scenes.node_with_workloads(
+        spot=True, custom_name=f"spot-worker-{uuid.uuid4().hex[:6]}", spare_nodes=0
+    )
     od_stopping = scenes.node_with_workloads(spot=False, spare_nodes=0)
     od_terminated = scenes.node_with_workloads(spot=False, spare_nodes=0)
     od_running = scenes.node_with_workloads(spot=False, spare_nodes=0)
@@ -85,6 +89,13 @@ def main() -> None:
             None,
             foreign.instance_id,
         ),
+        Step(
+            "Malformed event (no instance-action)",
+            "SpotInterruptionFunction",
+            "spot-interruption",
+            None,
+            spot_b.instance_id,
+        ),
     ]
     output = paths.state / "demo-output.jsonl"
     with output.open("w") as captured:
@@ -93,6 +104,8 @@ def main() -> None:
             event = prepare_event(
                 json.loads((REPO / "events" / f"{step.event_file}.json").read_text()), step.instance_id, now=True
             )
+            if step.title.startswith("Malformed"):
+                del event["detail"]["instance-action"]
             started = time.monotonic()
             result = invoke(step.function, event, env)
             took = time.monotonic() - started
@@ -100,6 +113,8 @@ def main() -> None:
             _print_step(step, result.result, result.exit_code, took, before, scenes)
     _print_nodes(scenes, [spot_a, spot_b, spot_custom, od_stopping, od_terminated, od_running])
     print(f"\nLogs and EMF metrics of every invocation: {output}")
+    render(output, paths.state / "dashboard.png")
+    print(f"The dashboard of template.yaml drawn from those metrics: {paths.state / 'dashboard.png'}")
     print(
         f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
     )
@@ -109,6 +124,7 @@ def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_befo
     print(f"\n== {step.title}  [{step.function} <- events/{step.event_file}.json]")
     if exit_code:
         print(f"   handler raised {result['errorType']}: {result['errorMessage']}")
+        print("   (in AWS: retried by Lambda, then kept in the on-failure queue for replay; nothing was changed)")
         return
     print(
         f"   instance {step.instance_id} -> node {result.get('node') or '-'}: "

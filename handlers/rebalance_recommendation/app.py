@@ -3,4 +3,4 @@
 from serverless_nth.entrypoint import make_handler
 from serverless_nth.events import rebalance_recommendation
 
-lambda_handler = make_handler(rebalance_recommendation.normalise)
+lambda_handler = make_handler(rebalance_recommendation.normalise, "rebalance-recommendation")

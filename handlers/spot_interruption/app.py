@@ -3,4 +3,4 @@
 from serverless_nth.entrypoint import make_handler
 from serverless_nth.events import spot_interruption
 
-lambda_handler = make_handler(spot_interruption.normalise)
+lambda_handler = make_handler(spot_interruption.normalise, "spot-interruption")

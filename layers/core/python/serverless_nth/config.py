@@ -60,6 +60,8 @@ class Settings:
     # how often the drain checks whether evicted pods are gone
     poll_interval_seconds: float = 1.0
     request_timeout_seconds: float = 10.0
+    # SNS topic for one notification per handled event; empty: none
+    notification_topic_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,7 +82,18 @@ class Settings:
             blocked_pod_policy=_enum(env, "BLOCKED_POD_POLICY", BlockedPodPolicy, cls.blocked_pod_policy),
             poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, 0.05, 10),
             request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds, 1, 60),
+            notification_topic_arn=_topic_arn(env, "NOTIFICATION_TOPIC_ARN"),
         )
+
+
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+def _topic_arn(env: Mapping[str, str], key: str) -> str:
+    value = _raw(env, key) or ""
+    if value and not _SNS_TOPIC_ARN.match(value):
+        raise ConfigError(f"{key} must be an SNS topic ARN, got {value!r}")
+    return value
 
 
 def _raw(env: Mapping[str, str], key: str) -> str | None:

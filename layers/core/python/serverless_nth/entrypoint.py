@@ -16,26 +16,31 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.aws.eks import EksAccess
+from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
-from serverless_nth.errors import HandlerError
+from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
-from serverless_nth.service import Service
+from serverless_nth.service import Outcome, Service
 
 Handler = Callable[[Any, LambdaContext], dict[str, Any]]
 _REPORT_SECONDS = 3
 
 
 def build_service(settings: Settings) -> Service:
+    topic = settings.notification_topic_arn
     return Service(
         settings,
         Ec2Instances(aws_client("ec2")),
         EksAccess(settings.cluster_name, aws_client("eks"), aws_client("sts")),
+        Notifier(topic, aws_client("sns") if topic else None),
     )
 
 
-def _count_error(stage: str) -> None:
+def _count_error(cluster: str, stage: str) -> None:
+    """Errors by stage: a metric of its own, since its dimensions differ from the event's."""
     with single_metric(name=Metric.ERRORS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension("cluster", cluster)
         metric.add_dimension("stage", stage)
 
 
@@ -48,7 +53,8 @@ def _register_snapstart_restore(service: Service) -> None:
     register_after_restore(service.forget_connections)
 
 
-def make_handler(normalise: Callable[[Any], InterruptionEvent]) -> Handler:
+def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: str) -> Handler:
+    """``event_family`` names the function's events in metrics when an event cannot be parsed."""
     settings = Settings.from_env()
     service = build_service(settings)
     _register_snapstart_restore(service)
@@ -61,17 +67,24 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent]) -> Handler:
         try:
             interruption = normalise(event)
         except MalformedEvent as exc:
+            metrics.add_dimension("event_kind", event_family)
+            metrics.add_dimension("outcome", Outcome.MALFORMED)
             metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
-            logger.error("malformed event: nothing was changed", extra={"outcome": "malformed", "reason": str(exc)})
+            logger.error(
+                "malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)}
+            )
+            _count_error(settings.cluster_name, "parse")
             raise
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
             stop_by = time.time() + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
             return service.handle(interruption, stop_by=stop_by).as_dict()
         except HandlerError as exc:
-            _count_error(exc.stage)
+            metrics.add_dimension("outcome", Outcome.ERROR)
+            _count_error(settings.cluster_name, exc.stage)
             logger.exception(
-                "handler failed", extra={"outcome": "error", "stage": exc.stage, "retryable": type(exc).__name__}
+                "handler failed",
+                extra={"outcome": Outcome.ERROR, "stage": exc.stage, "retryable": isinstance(exc, TemporaryError)},
             )
             raise
 

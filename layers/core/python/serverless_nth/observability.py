@@ -16,6 +16,14 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 
+# The dimension sets the metrics carry (CloudWatch identifies a metric by its exact set; the
+# dashboard's SEARCH expressions name these).
+EVENT_DIMENSIONS = ("cluster", "event_kind", "outcome", "service")
+ERROR_DIMENSIONS = ("cluster", "service", "stage")  # Metric.ERRORS
+COLD_START_DIMENSIONS = ("function_name", "service")  # Powertools' ColdStart
+COLD_START = "ColdStart"
+
+
 class Metric:
     EVENTS_RECEIVED = "EventsReceived"
     EVENTS_IGNORED = "EventsIgnored"
@@ -35,4 +43,5 @@ class Metric:
     PODS_WITHOUT_CONTROLLER = "PodsWithoutControllerEvicted"
     DRAIN_DURATION = "DrainDuration"
     EVENT_TO_CORDON_LATENCY = "EventToCordonLatency"
-    ERRORS = "Errors"
+    NOTIFICATIONS_FAILED = "NotificationsFailed"
+    ERRORS = "Errors"  # emitted alone, with the dimension "stage"

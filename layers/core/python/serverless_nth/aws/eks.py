@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.observability import tracer
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (a format prefix, not a secret)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -56,13 +57,15 @@ class EksAccess:
     def endpoint(self) -> ClusterEndpoint:
         with self._lock:
             if self._endpoint is None:
-                self._endpoint = self._describe_cluster()
+                with tracer.provider.in_subsegment("DescribeCluster"):
+                    self._endpoint = self._describe_cluster()
             return self._endpoint
 
     def token(self) -> str:
         with self._lock:
             if self._token is None or self._clock() - self._token_made_at > TOKEN_REFRESH_AFTER_SECONDS:
-                self._token = self._make_token()
+                with tracer.provider.in_subsegment("EksToken"):
+                    self._token = self._make_token()
                 self._token_made_at = self._clock()
             return self._token
 

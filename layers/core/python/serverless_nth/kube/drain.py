@@ -61,6 +61,8 @@ class DrainResult:
     duration_seconds: float = 0.0
     completed: bool = False  # every evicted pod was gone before the deadline
     errors: list[str] = field(default_factory=list)
+    # the pods evicted or deleted, with the grace period each was given
+    removed: list[tuple[PodToEvict, PodFate, int]] = field(default_factory=list)
 
     def count(self, fate: PodFate) -> int:
         return sum(1 for f in self.pods.values() if f is fate)
@@ -123,6 +125,7 @@ class _Attempt:
     fate: PodFate | None  # None: try again after `wait`
     wait: float = 0.0
     pdb_refused: bool = False
+    grace: int = 0  # the grace period the pod was given, when evicted or deleted
     grace_capped: bool = False
     error: str = ""
 
@@ -230,6 +233,8 @@ class Drainer:
                     result.pdb_refusals += attempt.pdb_refused
                     if attempt.error:
                         result.errors.append(f"{state.pod.ref}: {attempt.error}")
+                    if attempt.fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB):
+                        result.removed.append((state.pod, attempt.fate, attempt.grace))
                     if attempt.fate is not None:
                         result.pods[state.pod.ref] = attempt.fate
                         states.pop(state.pod.ref, None)
@@ -248,7 +253,7 @@ class Drainer:
             self._post_eviction(pod, grace)
             if self.options.dry_run:
                 return _Attempt(PodFate.WOULD_EVICT)
-            return _Attempt(PodFate.EVICTED, grace_capped=grace < pod.grace_seconds)
+            return _Attempt(PodFate.EVICTED, grace=grace, grace_capped=grace < pod.grace_seconds)
         except NotFound:
             return _Attempt(PodFate.GONE)
         except TooManyRequests as exc:
@@ -307,7 +312,7 @@ class Drainer:
             return _Attempt(PodFate.GONE, pdb_refused=True)
         except (KubeTemporaryError, KubePermanentError) as exc:
             return _Attempt(PodFate.BLOCKED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
-        return _Attempt(PodFate.DELETED_PAST_PDB, pdb_refused=True)
+        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True)
 
     def _wait_until_gone(self, node_name: str, targets: list[PodToEvict]) -> list[str]:
         """Polls the node's pods until none of the targets is left or the deadline passes."""
