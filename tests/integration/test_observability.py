@@ -5,6 +5,7 @@ notification per handled event."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import boto3
@@ -139,8 +140,9 @@ def test_one_sns_notification_per_handled_event(cluster_env: dict[str, str], sce
         "aws_secret_access_key": "testing",
     }
     sns, sqs = boto3.client("sns", **aws), boto3.client("sqs", **aws)
-    topic = sns.create_topic(Name="serverless-nth-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="notifications-inbox")["QueueUrl"]
+    suffix = uuid.uuid4().hex[:8]
+    topic = sns.create_topic(Name=f"serverless-nth-{suffix}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"notifications-{suffix}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
     scene = scenes.worker_node(spot=True)
