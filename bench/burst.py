@@ -57,7 +57,7 @@ def seed_pool(cluster_env: dict[str, str], nodes: int, pods_per_node: int, label
     api_client = config.new_client_from_config(cluster_env["KUBECONFIG"])
     api_client.configuration.connection_pool_maxsize = 64
     core = client.CoreV1Api(api_client)
-    ns = f"burst-{label}"
+    ns = f"burst-{label}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": ns}})
     # The pods name a ReplicaSet as their controller, but no such object exists: the drain treats
     # them as managed, and no controller floods the burst with replacements (they would have no

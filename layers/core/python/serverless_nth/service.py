@@ -167,6 +167,8 @@ class Service:
         result.requests_to_cordon = (
             api.requests_sent - kube_before + self.instances.requests_sent + self.eks.requests_sent - aws_before
         )
+        if not settings.dry_run:
+            self._record_cordon(api, event, action, node)
         if action.drain and action.deadline is not None:
             self._drain(api, event, action, node, result, started, stop_by)
         result.api_requests = api.requests_sent - kube_before
@@ -192,6 +194,8 @@ class Service:
             metrics.add_metric(name=Metric.EVENT_TO_CORDON_LATENCY, unit=MetricUnit.Seconds, value=latency)
         if cordon.taints_added:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
+
+    def _record_cordon(self, api: KubeApi, event: InterruptionEvent, action: Action, node: Node) -> None:
         until = f"; draining until {action.deadline:%H:%M:%S}Z" if action.drain and action.deadline else ""
         record_event(
             api,
