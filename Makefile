@@ -9,7 +9,7 @@ CORE := layers/core/python/serverless_nth
 export PYTHONPATH := $(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench cluster-up cluster-down invoke venv go
+.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go
 
 demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
 	$(PY) -m localeks.demo
@@ -55,6 +55,9 @@ bench-smoke: venv go ## a tiny run of the benchmark code (no timing asserted)
 
 bench: venv go build ## every benchmark; writes bench/results/latest.{json,md,png}
 	$(PY) -m bench.run
+
+dashboard: venv ## draw template.yaml's dashboard from the metrics `make demo` captured (.local/dashboard.png)
+	$(PY) -m localeks.dashboard
 
 cluster-up: venv go ## start the local EKS (idempotent); writes .local/cluster.env
 	$(PY) -m localeks up

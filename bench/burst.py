@@ -15,10 +15,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 from kubernetes import client, config
 
 from bench.common import apiserver_metrics, function_environment, handle, metrics_delta
+from localeks.cluster import moto_client
 
 POD_GRACE = 20  # seconds; kwok's speed factor scales it
 
@@ -26,13 +26,7 @@ POD_GRACE = 20  # seconds; kwok's speed factor scales it
 def seed_pool(cluster_env: dict[str, str], nodes: int, pods_per_node: int, label: str) -> list[dict[str, str]]:
     """``nodes`` Spot instances in moto and their Nodes, each with ``pods_per_node`` pods owned by
     a ReplicaSet; returns [{"instance_id", "node"}]. Seeded with many requests in flight."""
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
-        region_name=cluster_env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ec2 = moto_client(cluster_env, "ec2")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     instances: list[dict[str, Any]] = []
     while len(instances) < nodes:

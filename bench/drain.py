@@ -58,6 +58,7 @@ def ours(service: Any, scene: NodeScene) -> dict[str, float]:
     assert result.outcome == "drained", result
     return {
         "evictions_sent_s": drain["started_after_seconds"] + drain["evictions_sent_seconds"],
+        "evictions_answered_s": drain["started_after_seconds"] + drain["evictions_answered_seconds"],
         "complete_s": drain["started_after_seconds"] + drain["duration_seconds"],
         "api_requests": result.api_requests,
         "pdb_refusals": drain["pdb_refusals"],

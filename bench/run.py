@@ -145,13 +145,20 @@ def bench_drain(
 
     out: dict[str, Any] = {}
     for size in sizes:
-        runs: dict[str, list[float]] = {"evictions_sent_s": [], "complete_s": [], "kubectl_s": [], "api_requests": []}
+        runs: dict[str, list[float]] = {
+            "evictions_sent_s": [],
+            "evictions_answered_s": [],
+            "complete_s": [],
+            "kubectl_s": [],
+            "api_requests": [],
+        }
         for _ in range(repeats):
             ours_node, kubectl_node = seed_node(scenes, size), seed_node(scenes, size)
             for _node in (ours_node, kubectl_node):  # replacements need room: a spare node per node drained
                 scenes.worker_node(spot=False)
             mine = ours(service, ours_node)
             runs["evictions_sent_s"].append(mine["evictions_sent_s"])
+            runs["evictions_answered_s"].append(mine["evictions_answered_s"])
             runs["complete_s"].append(mine["complete_s"])
             runs["api_requests"].append(mine["api_requests"])
             runs["kubectl_s"].append(kubectl(cluster_env, kubectl_node))
@@ -215,6 +222,7 @@ def main() -> None:
         "kwok_speed": float(cluster_env["LOCALEKS_SPEED"]),
         "smoke": args.smoke,
         f"drain_{key}_evictions_sent_s": drain[key]["evictions_sent_s"],
+        f"drain_{key}_evictions_answered_s": drain[key]["evictions_answered_s"],
         f"drain_{key}_complete_s": drain[key]["complete_s"],
         f"kubectl_drain_{key}_complete_s": drain[key]["kubectl_s"],
         "drain_speedup_vs_kubectl": drain[key]["speedup"],

@@ -76,6 +76,19 @@ def build_binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def moto_client(cluster_env: dict[str, str], service: str) -> Any:
+    """A boto3 client for moto with its dummy admin credentials (for setting scenes up)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
+        region_name=cluster_env["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def read_env(paths: Paths) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in paths.env_file.read_text().splitlines():

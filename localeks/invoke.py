@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from localeks.cluster import DEFAULT_STATE, Paths, read_env
+from localeks.cluster import DEFAULT_STATE, Paths, moto_client, read_env
 from localeks.template import function_spec
 
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")
@@ -54,13 +52,7 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
 
 
 def role_credentials(cluster_env: dict[str, str]) -> dict[str, str]:
-    sts = boto3.client(
-        "sts",
-        endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
-        region_name=cluster_env["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    sts = moto_client(cluster_env, "sts")
     creds = sts.assume_role(RoleArn=cluster_env["FUNCTION_ROLE_ARN"], RoleSessionName="local-invoke")["Credentials"]
     return {
         "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from kubernetes import client, config
+
+from localeks.cluster import moto_client
 
 _counter = itertools.count(1)
 
@@ -42,13 +43,7 @@ class NodeScene:
 class Scenes:
     def __init__(self, cluster_env: dict[str, str]) -> None:
         self.cluster_name = cluster_env["CLUSTER_NAME"]
-        self.ec2 = boto3.client(
-            "ec2",
-            endpoint_url=cluster_env["AWS_ENDPOINT_URL"],
-            region_name=cluster_env["AWS_DEFAULT_REGION"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        self.ec2 = moto_client(cluster_env, "ec2")
         api_client = config.new_client_from_config(cluster_env["KUBECONFIG"])
         api_client.configuration.connection_pool_maxsize = 32
         self.api = api_client
@@ -161,12 +156,14 @@ class Scenes:
                 },
             },
         )
-        # Pods first, then their ReplicaSet: the replicaset controller adopts them (it would
-        # create pods of its own for a ReplicaSet that had none yet).
+        # Pods first, then their ReplicaSet: the replicaset controller adopts them. Had it not
+        # seen them yet when the ReplicaSet appears, it would create pods of its own and then
+        # delete the surplus, so the ReplicaSet comes only once kwok has made them Running.
         pods = [f"{name}-h1-{i:03d}" for i in range(replicas)]
         self._create_pods(
             namespace, [_pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods]
         )
+        self.wait_running(namespace, pods)
         self.apps.create_namespaced_replica_set(
             namespace,
             {
@@ -205,6 +202,8 @@ class Scenes:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+            if len(pods) > count:
+                raise RuntimeError(f"the replicaset controller made pods of its own for {selector} in {namespace}")
             if len(pods) == count and all(p.metadata.owner_references for p in pods):
                 return
             time.sleep(0.1)

@@ -245,6 +245,7 @@ class Service:
             "pdb_refusals": drain.pdb_refusals,
             "grace_capped": drain.grace_capped,
             "evictions_sent_seconds": round(drain.evictions_sent_seconds, 3),
+            "evictions_answered_seconds": round(drain.evictions_answered_seconds, 3),
             "duration_seconds": round(drain.duration_seconds, 3),
             "completed": drain.completed,
             "errors": drain.errors[:20],

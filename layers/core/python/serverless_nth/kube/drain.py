@@ -57,7 +57,9 @@ class DrainResult:
     emptydir_pods: int = 0
     unmanaged_pods: int = 0
     grace_capped: int = 0
-    evictions_sent_seconds: float = 0.0  # from drain start to every pod's first eviction answered
+    # from drain start until every pod's first eviction request was sent, and answered
+    evictions_sent_seconds: float = 0.0
+    evictions_answered_seconds: float = 0.0
     duration_seconds: float = 0.0
     completed: bool = False  # every evicted pod was gone before the deadline
     errors: list[str] = field(default_factory=list)
@@ -124,6 +126,7 @@ class _Attempt:
 
     fate: PodFate | None  # None: try again after `wait`
     wait: float = 0.0
+    sent_at: float = 0.0  # clock time the request went out
     pdb_refused: bool = False
     grace: int = 0  # the grace period the pod was given, when evicted or deleted
     grace_capped: bool = False
@@ -202,6 +205,7 @@ class Drainer:
     def _evict_all(self, targets: list[PodToEvict], result: DrainResult, started: float) -> None:
         states = {t.ref: _PodState(t, due=started) for t in targets}
         unanswered = len(states)
+        last_first_sent = started
         in_flight: dict[Future[_Attempt], _PodState] = {}
         with ThreadPoolExecutor(
             max_workers=min(self.options.concurrency, len(targets)), thread_name_prefix="evict"
@@ -228,8 +232,10 @@ class Drainer:
                     if not state.answered:
                         state.answered = True
                         unanswered -= 1
+                        last_first_sent = max(last_first_sent, attempt.sent_at)
                         if unanswered == 0:
-                            result.evictions_sent_seconds = self.clock() - started
+                            result.evictions_answered_seconds = self.clock() - started
+                            result.evictions_sent_seconds = last_first_sent - started
                     result.pdb_refusals += attempt.pdb_refused
                     if attempt.error:
                         result.errors.append(f"{state.pod.ref}: {attempt.error}")
@@ -242,10 +248,17 @@ class Drainer:
                     else:
                         state.due = self.clock() + attempt.wait
                         state.backoff = min(state.backoff * 2, _BACKOFF_MAX)
-        if unanswered:
-            result.evictions_sent_seconds = self.clock() - started
+        if unanswered:  # out of time before every pod was answered once
+            result.evictions_answered_seconds = self.clock() - started
+            result.evictions_sent_seconds = last_first_sent - started
 
     def _attempt(self, pod: PodToEvict, backoff: float) -> _Attempt:
+        sent_at = self.clock()
+        attempt = self._try_eviction(pod, backoff)
+        attempt.sent_at = sent_at
+        return attempt
+
+    def _try_eviction(self, pod: PodToEvict, backoff: float) -> _Attempt:
         """One eviction request; decides whether the pod is done or when to try again (after the
         server's Retry-After, else after ``backoff``, which doubles up to 2 s)."""
         grace = max(0, min(pod.grace_seconds, int(self.seconds_left())))
