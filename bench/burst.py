@@ -130,7 +130,17 @@ def _worker(args: tuple[dict[str, str], list[dict[str, str]], int, float]) -> li
         service = services[i % threads]
         target = targets[i]
         began = time.time()
-        result = handle(service, spot_event(target["instance_id"]))
+        try:
+            result = handle(service, spot_event(target["instance_id"]))
+        except Exception as exc:  # reported as an outcome: Lambda would retry the event
+            now = time.time()
+            return {
+                "began": began,
+                "ended": now,
+                "cordoned": now,
+                "outcome": f"error: {type(exc).__name__}: {exc}"[:200],
+                "api_requests": 0,
+            }
         return {
             "began": began,
             "ended": time.time(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,6 +24,9 @@ from kubernetes.client.rest import RESTClientObject
 from serverless_nth.errors import PermanentError, TemporaryError
 
 USER_AGENT = "serverless-nth/1.0"
+_RETRY_ATTEMPTS = 4
+_RETRY_BACKOFF_SECONDS = 0.2
+_RETRY_MAX_WAIT_SECONDS = 1.0
 
 
 class KubeApiError(Exception):
@@ -95,8 +99,26 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         stage: str = "kube",
+        retry_temporary: bool = True,
     ) -> dict[str, Any]:
+        """Sends one request. A temporary failure (429 from API priority and fairness, 5xx, a
+        connection error) is retried a few times within about 2 s, honouring Retry-After, unless
+        ``retry_temporary`` is False (the drain schedules its own eviction retries). A 409 is never
+        retried here: the caller re-reads the object."""
         url = self._endpoint + api_path + ("?" + urlencode(query) if query else "")
+        backoff = _RETRY_BACKOFF_SECONDS
+        attempts = _RETRY_ATTEMPTS if retry_temporary else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._send(method, url, body, content_type, stage)
+            except KubeTemporaryError as exc:
+                if attempt == attempts or isinstance(exc, Conflict):
+                    raise
+                time.sleep(min(exc.retry_after if exc.retry_after is not None else backoff, _RETRY_MAX_WAIT_SECONDS))
+                backoff *= 2
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, url: str, body: Any, content_type: str, stage: str) -> dict[str, Any]:
         for attempt in (1, 2):
             headers = {
                 "Authorization": f"Bearer {self._token()}",

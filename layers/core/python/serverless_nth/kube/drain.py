@@ -21,7 +21,7 @@ from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporar
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 DEFAULT_GRACE_SECONDS = 30
 # A PDB frees up when a replacement pod turns Ready: retry often enough not to add much to that.
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 2.0
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 1.0
 
 
 class PodFate(StrEnum):
@@ -260,7 +260,7 @@ class Drainer:
 
     def _try_eviction(self, pod: PodToEvict, backoff: float) -> _Attempt:
         """One eviction request; decides whether the pod is done or when to try again (after the
-        server's Retry-After, else after ``backoff``, which doubles up to 2 s)."""
+        server's Retry-After, else after ``backoff``, which doubles up to 1 s)."""
         grace = max(0, min(pod.grace_seconds, int(self.seconds_left())))
         try:
             self._post_eviction(pod, grace)
@@ -299,6 +299,7 @@ class Drainer:
             body=body,
             query={"dryRun": "All"} if self.options.dry_run else None,
             stage="drain",
+            retry_temporary=False,
         )
 
     def _deletes_past_pdb(self) -> bool:
@@ -320,6 +321,7 @@ class Drainer:
                 path("api", "v1", "namespaces", pod.namespace, "pods", pod.name),
                 body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
                 stage="drain",
+                retry_temporary=False,
             )
         except NotFound:
             return _Attempt(PodFate.GONE, pdb_refused=True)
