@@ -8,8 +8,6 @@ import json
 import sys
 import time
 
-started = time.perf_counter()
-
 
 def main() -> None:
     handler_dir, layer, event_file = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""

@@ -115,6 +115,7 @@ class Supervisor:
         self.cluster_name = cluster_name
         self.speed = speed
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.moto: Any = None  # moto.server.ThreadedMotoServer, once started
         self.stopping = False
 
     def run(self) -> None:
@@ -149,7 +150,7 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        if getattr(self, "moto", None) is not None:
+        if self.moto is not None:
             self.moto.stop()
 
     def _start(self) -> None:

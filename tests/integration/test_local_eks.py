@@ -112,11 +112,10 @@ def _post(cluster_env: dict[str, str], path: str, body: dict[str, Any], token: s
         return dict(json.loads(response.read()))
 
 
-class _PastClock:
-    @staticmethod
-    def make(minutes: int) -> Any:
-        then = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=minutes)
-        return lambda: then
+def clock_minutes_ago(minutes: int) -> Any:
+    """A stand-in for botocore's clock, to sign a token as if made ``minutes`` ago."""
+    then = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=minutes)
+    return lambda: then
 
 
 def test_bad_tokens_are_rejected(
@@ -128,7 +127,7 @@ def test_bad_tokens_are_rejected(
     stranger = eks_access(
         cluster_env, boto3.Session(aws_access_key_id="AKIASTRANGER", aws_secret_access_key="x", region_name="us-east-1")
     ).token()
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", _PastClock.make(minutes=16))
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", clock_minutes_ago(16))
     expired = eks_access(cluster_env, function_session).token()
     monkeypatch.undo()
     body = good[len("k8s-aws-v1.") :]

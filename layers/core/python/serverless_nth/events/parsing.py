@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -13,7 +12,6 @@ from serverless_nth.events.model import MalformedEvent
 
 M = TypeVar("M", bound=EventBridgeModel)
 INSTANCE_ID = r"^i-[0-9a-f]{8}([0-9a-f]{9})?$"
-_INSTANCE_ID = re.compile(INSTANCE_ID)
 
 
 def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str) -> M:
@@ -32,7 +30,3 @@ def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str)
     if parsed.time.tzinfo is None:
         raise MalformedEvent("event time has no timezone")
     return parsed
-
-
-def is_instance_id(value: str) -> bool:
-    return _INSTANCE_ID.match(value) is not None

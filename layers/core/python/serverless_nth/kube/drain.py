@@ -248,9 +248,6 @@ class Drainer:
                     else:
                         state.due = self.clock() + attempt.wait
                         state.backoff = min(state.backoff * 2, _BACKOFF_MAX)
-        if unanswered:  # out of time before every pod was answered once
-            result.evictions_answered_seconds = self.clock() - started
-            result.evictions_sent_seconds = last_first_sent - started
 
     def _attempt(self, pod: PodToEvict, backoff: float) -> _Attempt:
         sent_at = self.clock()
