@@ -1,4 +1,6 @@
-from serverless_nth.kube.drain import skip_reason, to_evict
+import pytest
+
+from serverless_nth.kube.drain import GRACE_FLOOR_SECONDS, grace_period, skip_reason, to_evict
 
 
 def pod(**overrides):  # type: ignore[no-untyped-def]
@@ -43,3 +45,22 @@ def test_a_pod_without_grace_period_gets_the_kubernetes_default() -> None:
     target = to_evict(pod())
     assert target.grace_seconds == 30
     assert not target.has_controller
+
+
+@pytest.mark.parametrize(
+    ("own", "left", "expected"),
+    [
+        (30, None, 30),  # no deadline caps it: the pod's own
+        (30, 100.0, 30),
+        (30, 15.7, 15),
+        (30, 0.9, GRACE_FLOOR_SECONDS),  # int() would make 0: a force delete
+        (30, -50.0, GRACE_FLOOR_SECONDS),
+        (0, None, GRACE_FLOOR_SECONDS),  # 0 is "remove the object now" to the API server
+        (0, 10.0, GRACE_FLOOR_SECONDS),
+    ],
+)
+def test_grace_period_is_capped_only_by_a_deadline_and_never_below_the_floor(
+    own: int, left: float | None, expected: int
+) -> None:
+    assert grace_period(own, left) == expected
+    assert GRACE_FLOOR_SECONDS >= 1

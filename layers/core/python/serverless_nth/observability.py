@@ -27,6 +27,7 @@ COLD_START = "ColdStart"
 class Metric:
     EVENTS_RECEIVED = "EventsReceived"
     EVENTS_IGNORED = "EventsIgnored"
+    EVENTS_OUTDATED = "EventsOutdated"  # EC2's current state contradicts the event: nothing done
     MALFORMED_EVENTS = "MalformedEvents"
     INSTANCE_NOT_FOUND = "InstanceNotFound"
     NOT_THIS_CLUSTER = "InstanceNotInCluster"

@@ -1,18 +1,42 @@
-"""Which event does what: pure functions of the event and the settings (table-tested)."""
+"""Which event does what: pure functions of the event, EC2's current state, the time and the
+settings (table-tested).
+
+An event says what was expected; EC2's state now says what is. A late, retried or replayed event
+is judged by both: an instance already gone gets the treatment of a dead node, an instance that is
+still live past its predicted end gets a gentle drain, and a state change that EC2 has since left
+behind changes nothing. Only a deadline that is still ahead, of an instance that is certainly
+going, shortens grace periods or licenses a delete past a PodDisruptionBudget.
+"""
 
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from enum import StrEnum
 
 from serverless_nth.config import Settings, TaintEffect
 from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.instance import Presence
 
 SPOT_WARNING = datetime.timedelta(seconds=120)
 TAINT_PREFIX = "serverless-nth"
 # Kubernetes' own taint for a node that is shut down: the pod GC force-deletes its pods and
 # detaches their volumes at once, instead of after the ~6 minute unreachable timeout.
 OUT_OF_SERVICE_KEY = "node.kubernetes.io/out-of-service"
+_GONE_KINDS = (EventKind.INSTANCE_STOPPED, EventKind.INSTANCE_TERMINATED)
+_GOING_KINDS = (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN)
+
+
+class Basis(StrEnum):
+    """Why the action is what it is, in the logs and the result."""
+
+    EVENT = "event"  # the event still holds: its own row of the table
+    INSTANCE_GONE = "instance-gone"  # EC2 says stopped/terminated, whatever the event expected
+    PAST_DEADLINE = "past-deadline"  # still live past its predicted end: a gentle drain
+    NOT_CONFIRMED = "not-confirmed"  # EC2 does not (yet) confirm the state change: a gentle drain
+    HIBERNATE = "hibernate"  # Spot hibernation starts at once: no drain can finish
+    OUTDATED = "outdated"  # EC2 has left the reported state behind: nothing to do
+    NOT_HANDLED = "not-handled"  # pending / running events
 
 
 @dataclass(frozen=True)
@@ -27,17 +51,25 @@ class Action:
     cordon: bool
     taints: tuple[Taint, ...]
     drain: bool
-    # The instance will certainly go away: a pod still blocked by a PDB when only its grace period
-    # is left is handled by Settings.blocked_pod_policy.
-    termination_certain: bool
+    # Set only while the instance is certainly going and its predicted end is still ahead: grace
+    # periods are capped to it, and Settings.blocked_pod_policy may delete a pod past its PDB just
+    # before it. None: every pod gets its own grace period and every PDB is respected.
     deadline: datetime.datetime | None
+    # When the drain stops retrying and waiting; None: when the function must report.
+    wait_until: datetime.datetime | None
+    basis: Basis = Basis.EVENT
 
     @property
     def is_noop(self) -> bool:
         return not (self.cordon or self.taints or self.drain)
 
+    @property
+    def termination_certain(self) -> bool:
+        return self.deadline is not None
 
-NO_ACTION = Action(cordon=False, taints=(), drain=False, termination_certain=False, deadline=None)
+
+def _no_action(basis: Basis) -> Action:
+    return Action(cordon=False, taints=(), drain=False, deadline=None, wait_until=None, basis=basis)
 
 
 def event_taint(event: InterruptionEvent, settings: Settings) -> Taint:
@@ -45,22 +77,47 @@ def event_taint(event: InterruptionEvent, settings: Settings) -> Taint:
     return Taint(f"{TAINT_PREFIX}/{event.kind.value}", event.detail or "true", settings.taint_effect)
 
 
-def decide(event: InterruptionEvent, settings: Settings) -> Action:
-    kind = event.kind
-    if kind in (EventKind.INSTANCE_PENDING, EventKind.INSTANCE_RUNNING):
-        return NO_ACTION
+def ignores(event: InterruptionEvent) -> bool:
+    """Events that need nothing at all, decided before any request is sent."""
+    return event.kind in (EventKind.INSTANCE_PENDING, EventKind.INSTANCE_RUNNING)
+
+
+def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now: datetime.datetime) -> Action:
+    """``presence``: what EC2's current state means (instance.presence); ``now``: timezone-aware."""
+    if ignores(event):
+        return _no_action(Basis.NOT_HANDLED)
     taint = event_taint(event, settings)
-    if kind is EventKind.SPOT_INTERRUPTION:
-        return Action(True, (taint,), True, True, event.time + SPOT_WARNING)
-    if kind is EventKind.REBALANCE_RECOMMENDATION:
-        drain = settings.drain_on_rebalance
-        deadline = event.time + datetime.timedelta(seconds=settings.rebalance_drain_seconds)
-        return Action(True, (taint,), drain, False, deadline if drain else None)
-    if kind in (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN):
-        deadline = event.time + datetime.timedelta(seconds=settings.state_change_drain_seconds)
-        return Action(True, (taint,), True, True, deadline)
-    # stopped / terminated: the pods are already dead; evicting them would only wait for nothing.
-    taints = [taint]
-    if settings.out_of_service_taint:
-        taints.append(Taint(OUT_OF_SERVICE_KEY, "nodeshutdown", TaintEffect.NO_EXECUTE))
-    return Action(True, tuple(taints), False, True, event.time)
+    if presence is Presence.GONE:
+        taints = [taint]
+        if settings.out_of_service_taint:
+            taints.append(Taint(OUT_OF_SERVICE_KEY, "nodeshutdown", TaintEffect.NO_EXECUTE))
+        basis = Basis.EVENT if event.kind in _GONE_KINDS else Basis.INSTANCE_GONE
+        # the pods are already dead: evicting them would only wait for nothing
+        return Action(True, tuple(taints), drain=False, deadline=None, wait_until=None, basis=basis)
+    if event.kind is EventKind.REBALANCE_RECOMMENDATION:
+        # not certain to go: never a capped grace period, never past a PDB, whatever the time
+        wait_until = _ahead(event.time + datetime.timedelta(seconds=settings.rebalance_drain_seconds), now)
+        return Action(True, (taint,), settings.drain_on_rebalance, None, wait_until)
+    if event.kind is EventKind.SPOT_INTERRUPTION:
+        if event.detail == "hibernate":
+            # Hibernation begins with the notice: no drain can finish. Cordon and taint now; the
+            # stopped state change that follows marks the node out of service.
+            return Action(True, (taint,), drain=False, deadline=None, wait_until=None, basis=Basis.HIBERNATE)
+        expected_end = event.time + SPOT_WARNING
+        confirmed = True  # a Spot warning arrives while the instance still runs
+    else:  # stopping, shutting-down, or stopped/terminated before EC2 reports it
+        expected_end = event.time + datetime.timedelta(seconds=settings.state_change_drain_seconds)
+        confirmed = presence is Presence.GOING
+        if presence is Presence.LIVE and (event.kind in _GONE_KINDS or expected_end <= now):
+            # Running again after the reported stop (a stop/start, or a replay): never
+            # out-of-service, never a drain of a node that came back.
+            return _no_action(Basis.OUTDATED)
+    if expected_end > now and confirmed:
+        return Action(True, (taint,), True, deadline=expected_end, wait_until=expected_end)
+    # Still here past its predicted end, or EC2 does not confirm the event: drain gently.
+    basis = Basis.PAST_DEADLINE if expected_end <= now else Basis.NOT_CONFIRMED
+    return Action(True, (taint,), True, deadline=None, wait_until=None, basis=basis)
+
+
+def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
+    return moment if moment > now else None

@@ -7,6 +7,7 @@ execution environment and reused while the function is warm.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from serverless_nth.kube.drain import Drainer, DrainOptions, DrainResult, PodFat
 from serverless_nth.kube.events import node_ref, pod_ref, record_event
 from serverless_nth.kube.nodes import Node, cordon_and_taint, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
-from serverless_nth.policy import Action, decide
+from serverless_nth.policy import Action, decide, ignores
 
 # Kubernetes Event reasons, as a reader of `kubectl describe node` sees them
 _REASONS = {
@@ -48,6 +49,7 @@ _DESCRIPTIONS = {
 
 class Outcome:
     IGNORED = "ignored"  # pending / running: nothing to do
+    OUTDATED = "outdated"  # EC2 has left the reported state behind (a late, retried or replayed event)
     INSTANCE_NOT_FOUND = "instance-not-found"
     NOT_THIS_CLUSTER = "not-this-cluster"
     NODE_NOT_FOUND = "node-not-found"
@@ -68,6 +70,8 @@ class HandlerResult:
     cluster: str
     node: str | None = None
     dry_run: bool = False
+    instance_state: str | None = None  # EC2's State.Name when the event was handled
+    basis: str | None = None  # why the action is what it is (policy.Basis)
     cordoned: bool = False
     taints_added: list[str] = field(default_factory=list)
     drain: dict[str, Any] | None = None
@@ -137,8 +141,7 @@ class Service:
         result = HandlerResult(
             Outcome.IGNORED, event.kind.value, event.instance_id, settings.cluster_name, dry_run=settings.dry_run
         )
-        action = decide(event, settings)
-        if action.is_noop:
+        if ignores(event):
             return self._quiet(result, Outcome.IGNORED, Metric.EVENTS_IGNORED, "no action for this event")
 
         with tracer.provider.in_subsegment("DescribeInstances"):
@@ -151,6 +154,12 @@ class Service:
         if clusters and settings.cluster_name not in clusters:
             why = f"the instance belongs to {', '.join(sorted(clusters))}"
             return self._quiet(result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER, why)
+        action = decide(event, settings, instance.presence, datetime.datetime.fromtimestamp(started, datetime.UTC))
+        result.instance_state, result.basis = instance.state, action.basis.value
+        logger.append_keys(instance_state=instance.state, basis=action.basis.value)
+        if action.is_noop:
+            why = f"EC2 says the instance is {instance.state}: the {event.kind.value} event no longer holds"
+            return self._quiet(result, Outcome.OUTDATED, Metric.EVENTS_OUTDATED, why)
         api = self.kube()
         with tracer.provider.in_subsegment("NodeLookup"):
             node = find_node(api, instance)
@@ -168,8 +177,8 @@ class Service:
             api.requests_sent - kube_before + self.instances.requests_sent + self.eks.requests_sent - aws_before
         )
         if not settings.dry_run:
-            self._record_cordon(api, event, action, node)
-        if action.drain and action.deadline is not None:
+            self._record_cordon(api, event, action, node, instance.state)
+        if action.drain:
             self._drain(api, event, action, node, result, started, stop_by)
         result.api_requests = api.requests_sent - kube_before
         return result
@@ -195,8 +204,16 @@ class Service:
         if cordon.taints_added:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
 
-    def _record_cordon(self, api: KubeApi, event: InterruptionEvent, action: Action, node: Node) -> None:
-        until = f"; draining until {action.deadline:%H:%M:%S}Z" if action.drain and action.deadline else ""
+    def _record_cordon(
+        self, api: KubeApi, event: InterruptionEvent, action: Action, node: Node, instance_state: str
+    ) -> None:
+        until = ""
+        if action.drain:
+            until = "; draining"
+            until += f" until {action.wait_until:%H:%M:%S}Z" if action.wait_until else ""
+            until += "" if action.deadline else " with every pod's own grace period and PDBs respected"
+        if action.basis.value != "event":
+            until += f" (EC2 says {instance_state}: {action.basis.value})"
         record_event(
             api,
             node_ref(node.name, node.uid),
@@ -217,13 +234,12 @@ class Service:
         stop_by: float | None,
     ) -> None:
         settings = self.settings
-        assert action.deadline is not None
+        ends = [t for t in (stop_by, action.wait_until.timestamp() if action.wait_until else None) if t is not None]
         options = DrainOptions(
-            deadline=action.deadline.timestamp(),
-            stop_by=stop_by if stop_by is not None else float("inf"),
+            deadline=action.deadline.timestamp() if action.deadline else None,
+            stop_by=min(ends, default=float("inf")),
             margin_seconds=settings.deadline_margin_seconds,
             concurrency=settings.eviction_concurrency,
-            termination_certain=action.termination_certain,
             blocked_pod_policy=settings.blocked_pod_policy,
             poll_interval_seconds=settings.poll_interval_seconds,
             dry_run=settings.dry_run,

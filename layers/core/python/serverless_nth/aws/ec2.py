@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.instance import InstanceFacts
 
 _NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 _THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "Unavailable"}
-CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
-CLUSTER_NAME_TAGS = ("eks:cluster-name", "aws:eks:cluster-name")
-
-
-@dataclass(frozen=True)
-class InstanceFacts:
-    instance_id: str
-    private_dns_name: str
-    availability_zone: str
-    instance_type: str
-    state: str
-    lifecycle: str  # "spot", "scheduled", "capacity-block" or "on-demand"
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def provider_id(self) -> str:
-        return f"aws:///{self.availability_zone}/{self.instance_id}"
-
-    def cluster_names(self) -> set[str]:
-        """The EKS clusters that the instance's tags name (empty when the tags name none)."""
-        names = {k[len(CLUSTER_TAG_PREFIX) :] for k in self.tags if k.startswith(CLUSTER_TAG_PREFIX)}
-        names.update(v for k, v in self.tags.items() if k in CLUSTER_NAME_TAGS)
-        return names
 
 
 class Ec2Instances:
@@ -65,6 +42,7 @@ class Ec2Instances:
                         instance_type=instance.get("InstanceType", ""),
                         state=instance.get("State", {}).get("Name", ""),
                         lifecycle=instance.get("InstanceLifecycle", "on-demand"),
+                        private_ip=instance.get("PrivateIpAddress", ""),
                         tags={t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])},
                     )
         return None

@@ -2,8 +2,9 @@
 
 Evictions go through the Eviction API (policy/v1) so PodDisruptionBudgets are honoured, all at
 once with bounded concurrency; a 429 is retried honouring Retry-After until the deadline; DaemonSet
-pods, mirror pods and finished pods are left alone; grace periods are capped to the time left; then
-the drain waits until the evicted pods are gone or the deadline passes, and says what remains.
+pods, mirror pods and finished pods are left alone; grace periods are capped to the time left
+before a deadline that is still ahead, and never below GRACE_FLOOR_SECONDS; then the drain waits
+until the evicted pods are gone or its time is up, and says what remains.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporar
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 DEFAULT_GRACE_SECONDS = 30
+# No pod is ever sent a shorter grace period. The API server reads 0 as "remove the object now"
+# (a force delete, whatever the kubelet is doing), and a truncated 0.9 s would become that.
+GRACE_FLOOR_SECONDS = 1
 # A PDB frees up when a replacement pod turns Ready: retry often enough not to add much to that.
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 1.0
 
@@ -106,15 +110,25 @@ def list_node_pods(api: KubeApi, node_name: str) -> list[dict[str, Any]]:
         query = {**query, "continue": token}
 
 
+def grace_period(own_seconds: int, seconds_left: float | None) -> int:
+    """The pod's own grace period, capped to ``seconds_left`` when a deadline caps it, and never
+    below the floor."""
+    grace = max(own_seconds, GRACE_FLOOR_SECONDS)
+    if seconds_left is None:
+        return grace
+    return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))
+
+
 @dataclass(frozen=True)
 class DrainOptions:
-    deadline: float  # time.time() at which the instance is expected to vanish
-    # time.time() by which the drain must report, to finish before the Lambda function's own
-    # timeout; it ends retries and waiting, but never shortens a pod's grace period
+    # time.time() at which the instance is certainly gone, while that is still ahead: it caps grace
+    # periods and lets blocked_pod_policy act. None: pods' own grace periods, PDBs respected.
+    deadline: float | None
+    # time.time() by which the drain must report (the deadline, or the Lambda function's own
+    # timeout); it ends retries and waiting, but never shortens a pod's grace period
     stop_by: float
     margin_seconds: float
     concurrency: int
-    termination_certain: bool
     blocked_pod_policy: BlockedPodPolicy
     poll_interval_seconds: float
     dry_run: bool
@@ -157,12 +171,16 @@ class Drainer:
         self.log = log
         self.clock = clock
 
-    def seconds_left(self) -> float:
-        """Seconds of grace a pod can still have: until the deadline less the safety margin."""
+    def seconds_left(self) -> float | None:
+        """Seconds of grace a pod can still have: until the deadline less the safety margin; None
+        when no deadline caps grace periods."""
+        if self.options.deadline is None:
+            return None
         return self.options.deadline - self.options.margin_seconds - self.clock()
 
     def out_of_time(self) -> bool:
-        return self.seconds_left() <= 0 or self.clock() >= self.options.stop_by
+        left = self.seconds_left()
+        return (left is not None and left <= 0) or self.clock() >= self.options.stop_by
 
     def drain(self, node_name: str) -> DrainResult:
         started = self.clock()
@@ -258,7 +276,7 @@ class Drainer:
     def _try_eviction(self, pod: PodToEvict, backoff: float) -> _Attempt:
         """One eviction request; decides whether the pod is done or when to try again (after the
         server's Retry-After, else after ``backoff``, which doubles up to 1 s)."""
-        grace = max(0, min(pod.grace_seconds, int(self.seconds_left())))
+        grace = grace_period(pod.grace_seconds, self.seconds_left())
         try:
             self._post_eviction(pod, grace)
             if self.options.dry_run:
@@ -271,10 +289,12 @@ class Drainer:
             wait_for = exc.retry_after if exc.retry_after is not None else backoff
             if pdb and self.options.dry_run:
                 return _Attempt(PodFate.WOULD_BLOCK, pdb_refused=True)
+            left = self.seconds_left()
             if (
                 pdb
+                and left is not None
                 and self._deletes_past_pdb()
-                and self.seconds_left() - min(wait_for, _BACKOFF_MAX) <= pod.grace_seconds
+                and left - min(wait_for, _BACKOFF_MAX) <= pod.grace_seconds
             ):
                 return self._delete_past_pdb(pod)
             return _Attempt(None, wait=min(wait_for, _BACKOFF_MAX), pdb_refused=pdb)
@@ -301,12 +321,12 @@ class Drainer:
 
     def _deletes_past_pdb(self) -> bool:
         return (
-            self.options.termination_certain
+            self.options.deadline is not None
             and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
         )
 
     def _delete_past_pdb(self, pod: PodToEvict) -> _Attempt:
-        grace = max(0, min(pod.grace_seconds, int(self.seconds_left())))
+        grace = grace_period(pod.grace_seconds, self.seconds_left())
         self.log(
             "a PodDisruptionBudget still blocks and the instance is going away: deleting the pod with the time left",
             pod=pod.ref,
@@ -324,7 +344,7 @@ class Drainer:
             return _Attempt(PodFate.GONE, pdb_refused=True)
         except (KubeTemporaryError, KubePermanentError) as exc:
             return _Attempt(PodFate.BLOCKED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
-        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True)
+        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=grace < pod.grace_seconds)
 
     def _wait_until_gone(self, node_name: str, targets: list[PodToEvict]) -> list[str]:
         """Polls the node's pods until none of the targets is left or the deadline passes."""
@@ -335,7 +355,7 @@ class Drainer:
             except KubeTemporaryError:
                 present = set(wanted)  # cannot tell now; keep waiting until the deadline
             left = sorted(ref for uid, ref in wanted.items() if uid in present)
-            end = min(self.options.deadline, self.options.stop_by)
+            end = self.options.stop_by
             if not left or self.clock() >= end:
                 return left
             time.sleep(min(self.options.poll_interval_seconds, max(0.0, end - self.clock())))

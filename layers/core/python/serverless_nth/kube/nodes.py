@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from serverless_nth.aws.ec2 import InstanceFacts
+from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.client import Conflict, KubeApi, NotFound, path
 from serverless_nth.policy import Taint
 

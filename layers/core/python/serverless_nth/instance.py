@@ -1,0 +1,59 @@
+"""What EC2 says about an instance now: the facts the policy, the cluster check and the node lookup
+share. A neutral module, so that neither adapter (``aws/``, ``kube/``) imports the other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
+CLUSTER_NAME_TAGS = ("eks:cluster-name", "aws:eks:cluster-name")
+
+
+class Presence(StrEnum):
+    """What an instance's EC2 state means for the pods of its node."""
+
+    LIVE = "live"  # pending or running: its pods run; nothing may be forced on them
+    GOING = "going"  # stopping or shutting-down: its end is certain and near
+    GONE = "gone"  # stopped or terminated: its pods are dead
+
+
+_PRESENCE = {
+    "pending": Presence.LIVE,
+    "running": Presence.LIVE,
+    "stopping": Presence.GOING,
+    "shutting-down": Presence.GOING,
+    "stopped": Presence.GONE,
+    "terminated": Presence.GONE,
+}
+
+
+def presence(state: str) -> Presence:
+    """An unknown state counts as live: the safe reading, which forces nothing on any pod."""
+    return _PRESENCE.get(state, Presence.LIVE)
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    instance_id: str
+    private_dns_name: str
+    availability_zone: str
+    instance_type: str
+    state: str  # EC2's State.Name now: pending, running, stopping, stopped, shutting-down, terminated
+    lifecycle: str  # "spot", "scheduled", "capacity-block" or "on-demand"
+    private_ip: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider_id(self) -> str:
+        return f"aws:///{self.availability_zone}/{self.instance_id}"
+
+    @property
+    def presence(self) -> Presence:
+        return presence(self.state)
+
+    def cluster_names(self) -> set[str]:
+        """The EKS clusters that the instance's tags name (empty when the tags name none)."""
+        names = {k[len(CLUSTER_TAG_PREFIX) :] for k in self.tags if k.startswith(CLUSTER_TAG_PREFIX)}
+        names.update(v for k, v in self.tags.items() if k in CLUSTER_NAME_TAGS)
+        return names
