@@ -4,49 +4,22 @@ ClusterRole as their only Kubernetes permission."""
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
-from typing import Any
 
 import pytest
 
-from localeks.invoke import Invocation, invoke
+from localeks.invoke import Invocation
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
-
-SPOT = "SpotInterruptionFunction"
-REBALANCE = "RebalanceRecommendationFunction"
-STATE = "StateChangeFunction"
-FUNCTION_OF = {"spot-interruption": SPOT, "rebalance-recommendation": REBALANCE}
+from tests.integration.support import ec2_state, node_state, pods_left, run, wait_ec2_state
 
 
-def run(
-    cluster_env: dict[str, str],
-    event_name: str,
-    instance_id: str,
-    *,
-    params: dict[str, str] | None = None,
-    age_seconds: float = 0,
-    event: dict[str, Any] | None = None,
-) -> Invocation:
-    if event is None:
-        event = load_event(event_name, instance_id=instance_id, now=True)
-        if age_seconds:
-            sent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age_seconds)
-            event["time"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
-    function = FUNCTION_OF.get(event_name, STATE)
-    return invoke(function, event, cluster_env, params)
-
-
-def node_state(scenes: Scenes, name: str) -> tuple[bool, dict[str, str]]:
-    node = scenes.core.read_node(name)
-    return bool(node.spec.unschedulable), {t.key: t.effect for t in node.spec.taints or []}
-
-
-def pods_left(scenes: Scenes, scene: NodeScene) -> dict[str, bool]:
-    """Pod name -> terminating, for the pods still bound to the scene's node."""
-    return {p.metadata.name: p.metadata.deletion_timestamp is not None for p in scenes.pods_on(scene.node_name)}
+def stop_or_terminate(scenes: Scenes, instance_id: str, state: str) -> None:
+    if state in ("stopping", "stopped"):
+        scenes.ec2.stop_instances(InstanceIds=[instance_id])
+    else:
+        scenes.ec2.terminate_instances(InstanceIds=[instance_id])
 
 
 @pytest.fixture
@@ -106,18 +79,6 @@ def test_spot_interruption_cordons_taints_and_drains(
     assert '"outcome":"drained"' in result.output.replace(" ", "")
 
 
-def test_spot_grace_periods_are_capped_to_the_time_left(
-    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
-) -> None:
-    # The warning came 100 s ago: 20 s left, less the 5 s margin; the 30 s pod gets at most 15 s.
-    result = run(cluster_env, "spot-interruption", scene.instance_id, age_seconds=100)
-    assert result.exit_code == 0, result.output
-    drain = result.result["drain"]
-    assert drain["grace_capped"] >= 1
-    assert drain["pods"][f"{scene.namespace}/{scene.pods['long-grace'][0]}"] == "evicted"
-    assert drain["duration_seconds"] < 20
-
-
 def test_rebalance_cordons_and_taints_without_evicting(
     cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
 ) -> None:
@@ -145,9 +106,13 @@ def test_rebalance_drains_when_enabled(cluster_env: dict[str, str], scenes: Scen
 def test_stopping_and_shutting_down_drain(
     cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene, state: str
 ) -> None:
+    # EC2 reports stopping / shutting-down for a while after the call, as the event says
+    stop_or_terminate(scenes, scene.instance_id, state)
+    assert ec2_state(scenes, scene.instance_id) == state
     result = run(cluster_env, f"state-change-{state}", scene.instance_id)
     assert result.exit_code == 0, result.output
     assert result.result["outcome"] == "drained"
+    assert (result.result["instance_state"], result.result["basis"]) == (state, "event")
     assert result.result["taints_added"] == [f"serverless-nth/instance-{state}"]
     assert set(pods_left(scenes, scene)) == {scene.pods["daemonset"][0], scene.pods["mirror"][0]}
 
@@ -157,6 +122,8 @@ def test_stopped_and_terminated_mark_the_node_out_of_service(
     cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene, state: str
 ) -> None:
     before = pods_left(scenes, scene)
+    stop_or_terminate(scenes, scene.instance_id, state)
+    wait_ec2_state(scenes, scene.instance_id, state)
     result = run(cluster_env, f"state-change-{state}", scene.instance_id)
     assert result.exit_code == 0, result.output
     assert result.result["outcome"] == "cordoned"

@@ -1,6 +1,12 @@
 import pytest
 
-from serverless_nth.kube.drain import GRACE_FLOOR_SECONDS, grace_period, skip_reason, to_evict
+from serverless_nth.kube.pods import GRACE_FLOOR_SECONDS, grace_period, skip_reason, to_evict
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+def skip(pod: dict, stuck_after: float = 30) -> str | None:  # type: ignore[type-arg]
+    return skip_reason(pod, NOW, stuck_after)
 
 
 def pod(**overrides):  # type: ignore[no-untyped-def]
@@ -13,14 +19,14 @@ def pod(**overrides):  # type: ignore[no-untyped-def]
 
 def test_daemonset_mirror_and_finished_pods_are_skipped() -> None:
     ds_owner = [{"kind": "DaemonSet", "controller": True, "name": "d", "uid": "x"}]
-    assert skip_reason(pod(metadata__ownerReferences=ds_owner)) == "daemonset"
-    assert skip_reason(pod(metadata__annotations={"kubernetes.io/config.mirror": "abc"})) == "mirror"
-    assert skip_reason(pod(status__phase="Succeeded")) == "finished"
-    assert skip_reason(pod(status__phase="Failed")) == "finished"
+    assert skip(pod(metadata__ownerReferences=ds_owner)) == "daemonset"
+    assert skip(pod(metadata__annotations={"kubernetes.io/config.mirror": "abc"})) == "mirror"
+    assert skip(pod(status__phase="Succeeded")) == "finished"
+    assert skip(pod(status__phase="Failed")) == "finished"
 
 
 def test_a_daemonset_that_is_not_the_controller_does_not_count() -> None:
-    assert skip_reason(pod(metadata__ownerReferences=[{"kind": "DaemonSet", "name": "d", "uid": "x"}])) is None
+    assert skip(pod(metadata__ownerReferences=[{"kind": "DaemonSet", "name": "d", "uid": "x"}])) is None
 
 
 def test_ordinary_pods_are_evicted_with_their_facts() -> None:
@@ -31,7 +37,7 @@ def test_ordinary_pods_are_evicted_with_their_facts() -> None:
             metadata__ownerReferences=[{"kind": "ReplicaSet", "controller": True, "name": "r", "uid": "y"}],
         )
     )
-    assert skip_reason(pod()) is None
+    assert skip(pod()) is None
     assert (target.ref, target.uid, target.grace_seconds, target.has_emptydir, target.has_controller) == (
         "n/p",
         "u1",
@@ -64,3 +70,21 @@ def test_grace_period_is_capped_only_by_a_deadline_and_never_below_the_floor(
 ) -> None:
     assert grace_period(own, left) == expected
     assert GRACE_FLOOR_SECONDS >= 1
+
+
+@pytest.mark.parametrize(
+    ("deleted", "reason"),
+    [
+        ("2027-01-15T07:59:29Z", "stuck-terminating"),  # its grace period ended 31 s ago
+        ("2027-01-15T07:59:31Z", None),  # 29 s ago: still waited for
+        ("2027-01-15T08:00:20Z", None),  # still in its grace period
+    ],
+)
+def test_a_pod_whose_deletion_ended_long_ago_is_not_waited_for(deleted: str, reason: str | None) -> None:
+    assert skip(pod(metadata__deletionTimestamp=deleted)) == reason
+
+
+def test_a_terminating_pod_knows_when_its_grace_period_ends() -> None:
+    target = to_evict(pod(metadata__deletionTimestamp="2027-01-15T08:00:20Z"))
+    assert target.deleting_since == NOW + 20
+    assert to_evict(pod()).deleting_since is None

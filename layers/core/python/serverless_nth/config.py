@@ -62,6 +62,9 @@ class Settings:
     # how often the drain checks whether evicted pods are gone
     poll_interval_seconds: float = 1.0
     request_timeout_seconds: float = 10.0
+    # a pod whose deletion should have ended this long ago (a finalizer or a lost kubelet holds it)
+    # is not waited for: kubectl drain's --skip-wait-for-delete-timeout
+    skip_wait_for_delete_seconds: int = 30
     # SNS topic for one notification per handled event; empty: none
     notification_topic_arn: str = ""
 
@@ -84,6 +87,9 @@ class Settings:
             blocked_pod_policy=_enum(env, "BLOCKED_POD_POLICY", BlockedPodPolicy, cls.blocked_pod_policy),
             poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", cls.poll_interval_seconds, 0.05, 10),
             request_timeout_seconds=_float(env, "REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds, 1, 60),
+            skip_wait_for_delete_seconds=_int(
+                env, "SKIP_WAIT_FOR_DELETE_SECONDS", cls.skip_wait_for_delete_seconds, 1, 3600
+            ),
             notification_topic_arn=_topic_arn(env, "NOTIFICATION_TOPIC_ARN"),
         )
 

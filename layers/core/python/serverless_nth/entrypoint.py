@@ -21,7 +21,8 @@ from serverless_nth.config import Settings
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
-from serverless_nth.service import Outcome, Service
+from serverless_nth.report import Outcome
+from serverless_nth.service import Service
 
 Handler = Callable[[Any, LambdaContext], dict[str, Any]]
 _REPORT_SECONDS = 3

@@ -42,6 +42,8 @@ class Metric:
     PODS_REMAINING_AT_DEADLINE = "PodsRemainingAtDeadline"
     PODS_WITH_LOCAL_DATA = "PodsWithEmptyDirEvicted"
     PODS_WITHOUT_CONTROLLER = "PodsWithoutControllerEvicted"
+    PODS_STUCK_TERMINATING = "PodsStuckTerminating"  # deletion ended long ago, still there: not waited for
+    PODS_IN_TERMINATING_NAMESPACE = "PodsInTerminatingNamespace"  # go with their namespace: waited for
     DRAIN_DURATION = "DrainDuration"
     EVENT_TO_CORDON_LATENCY = "EventToCordonLatency"
     NOTIFICATIONS_FAILED = "NotificationsFailed"

@@ -30,11 +30,13 @@ _RETRY_MAX_WAIT_SECONDS = 1.0
 
 
 class KubeApiError(Exception):
-    """Mixin data of every API failure: the HTTP status, the server's reason, Retry-After."""
+    """Mixin data of every API failure: the HTTP status, the server's reason, Retry-After, and the
+    cause types of its Status (``details.causes[].type``, e.g. NamespaceTerminating)."""
 
     status: int
     reason: str
     retry_after: float | None
+    causes: tuple[str, ...] = ()
 
 
 class KubeTemporaryError(TemporaryError, KubeApiError):
@@ -44,9 +46,9 @@ class KubeTemporaryError(TemporaryError, KubeApiError):
 
 
 class KubePermanentError(PermanentError, KubeApiError):
-    def __init__(self, status: int, reason: str, stage: str = "kube") -> None:
+    def __init__(self, status: int, reason: str, stage: str = "kube", causes: tuple[str, ...] = ()) -> None:
         super().__init__(f"Kubernetes API {status}: {reason}", stage=stage)
-        self.status, self.reason, self.retry_after = status, reason, None
+        self.status, self.reason, self.retry_after, self.causes = status, reason, None, causes
 
 
 class NotFound(KubePermanentError):
@@ -59,6 +61,11 @@ class Conflict(KubeTemporaryError):
 
 class TooManyRequests(KubeTemporaryError):
     """429: API priority and fairness, or an eviction that a PodDisruptionBudget refuses."""
+
+
+class Unauthorized(KubeTemporaryError):
+    """401 even with a token made anew: the authenticator (or the network to it) failed, which
+    says nothing about the request itself. Temporary: a later attempt, with a new token, may pass."""
 
 
 def path(*segments: str) -> str:
@@ -100,17 +107,20 @@ class KubeApi:
         content_type: str = "application/json",
         stage: str = "kube",
         retry_temporary: bool = True,
+        timeout_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Sends one request. A temporary failure (429 from API priority and fairness, 5xx, a
         connection error) is retried a few times within about 2 s, honouring Retry-After, unless
         ``retry_temporary`` is False (the drain schedules its own eviction retries). A 409 is never
-        retried here: the caller re-reads the object."""
+        retried here: the caller re-reads the object. ``timeout_seconds`` overrides the client's
+        request timeout for this request."""
         url = self._endpoint + api_path + ("?" + urlencode(query) if query else "")
         backoff = _RETRY_BACKOFF_SECONDS
         attempts = _RETRY_ATTEMPTS if retry_temporary else 1
+        timeout = self._timeout if timeout_seconds is None else timeout_seconds
         for attempt in range(1, attempts + 1):
             try:
-                return self._send(method, url, body, content_type, stage)
+                return self._send(method, url, body, content_type, stage, timeout)
             except KubeTemporaryError as exc:
                 if attempt == attempts or isinstance(exc, Conflict):
                     raise
@@ -118,7 +128,7 @@ class KubeApi:
                 backoff *= 2
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, url: str, body: Any, content_type: str, stage: str) -> dict[str, Any]:
+    def _send(self, method: str, url: str, body: Any, content_type: str, stage: str, timeout: float) -> dict[str, Any]:
         for attempt in (1, 2):
             headers = {
                 "Authorization": f"Bearer {self._token()}",
@@ -131,32 +141,57 @@ class KubeApi:
                 self.requests_sent += 1
             try:
                 response = self._rest.request(  # type: ignore[no-untyped-call]
-                    method, url, headers=headers, body=body, _request_timeout=self._timeout
+                    method, url, headers=headers, body=body, _request_timeout=timeout
                 )
                 status = response.status
                 data = response.read()
             except (urllib3.exceptions.HTTPError, ApiException, OSError) as exc:
                 raise KubeTemporaryError(0, f"{type(exc).__name__}: {exc}", stage=stage) from exc
-            if status == 401 and attempt == 1:
-                self._on_unauthorized()  # a token the server no longer takes: make a new one once
-                continue
+            if status == 401:
+                self._on_unauthorized()  # a token the server no longer takes: make a new one
+                if attempt == 1:
+                    continue
             if 200 <= status < 300:
-                return json.loads(data) if data else {}
+                return _json(data, status, stage)
             raise _error(status, data, response.headers.get("Retry-After"), stage)
         raise AssertionError("unreachable")
 
 
-def _error(status: int, data: bytes, retry_after_header: str | None, stage: str) -> Exception:
+def _json(data: bytes, status: int, stage: str) -> dict[str, Any]:
+    """A 2xx answer that is not a JSON object (a proxy's page, a truncated body) is a temporary
+    failure of the transport, not a result."""
+    if not data:
+        return {}
     try:
-        reason = str(json.loads(data).get("message", "")) or data.decode(errors="replace")[:300]
+        parsed = json.loads(data)
     except ValueError:
+        raise KubeTemporaryError(status, f"answer is not JSON: {data[:100]!r}", stage=stage) from None
+    if not isinstance(parsed, dict):
+        raise KubeTemporaryError(status, f"answer is not a JSON object: {data[:100]!r}", stage=stage)
+    return parsed
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds, as the API server sends it; a negative, non-finite or unreadable value is ignored."""
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
+
+
+def _error(status: int, data: bytes, retry_after_header: str | None, stage: str) -> Exception:
+    causes: tuple[str, ...] = ()
+    try:
+        status_body = json.loads(data)
+        reason = str(status_body.get("message", "")) or data.decode(errors="replace")[:300]
+        details = status_body.get("details") or {}
+        causes = tuple(str(c.get("type") or c.get("reason") or "") for c in details.get("causes") or ())
+    except (ValueError, AttributeError, TypeError):
         reason = data.decode(errors="replace")[:300]
-    retry_after: float | None = None
-    if retry_after_header:
-        try:
-            retry_after = float(retry_after_header)
-        except ValueError:
-            retry_after = None
+    retry_after = _retry_after(retry_after_header)
+    if status == 401:
+        return Unauthorized(status, reason, retry_after, stage=stage)
     if status == 404:
         return NotFound(status, reason, stage=stage)
     if status == 409:
@@ -165,4 +200,4 @@ def _error(status: int, data: bytes, retry_after_header: str | None, stage: str)
         return TooManyRequests(status, reason, retry_after, stage=stage)
     if status >= 500:
         return KubeTemporaryError(status, reason, retry_after, stage=stage)
-    return KubePermanentError(status, reason, stage=stage)
+    return KubePermanentError(status, reason, stage=stage, causes=causes)

@@ -1,10 +1,11 @@
 """Drain with the semantics of ``kubectl drain``, for a node that is about to vanish.
 
 Evictions go through the Eviction API (policy/v1) so PodDisruptionBudgets are honoured, all at
-once with bounded concurrency; a 429 is retried honouring Retry-After until the deadline; DaemonSet
-pods, mirror pods and finished pods are left alone; grace periods are capped to the time left
-before a deadline that is still ahead, and never below GRACE_FLOOR_SECONDS; then the drain waits
-until the evicted pods are gone or its time is up, and says what remains.
+once with bounded concurrency; a 429 is retried honouring Retry-After, and a temporary failure
+(401, 5xx, a lost connection) with backoff, until the drain's time is up; which pods are left
+alone is decided in ``kube/pods.py``; grace periods are capped to the time left before a deadline
+that is still ahead, and never below GRACE_FLOOR_SECONDS; then the drain waits until the evicted
+pods are gone or its time is up, and says what remains and why.
 """
 
 from __future__ import annotations
@@ -18,38 +19,45 @@ from typing import Any
 
 from serverless_nth.config import BlockedPodPolicy
 from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporaryError, NotFound, TooManyRequests, path
+from serverless_nth.kube.pods import (
+    PodToEvict,
+    deletion_time,
+    grace_period,
+    list_node_pods,
+    orphaned_daemonset_pods,
+    skip_reason,
+    to_evict,
+)
 
-MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-DEFAULT_GRACE_SECONDS = 30
-# No pod is ever sent a shorter grace period. The API server reads 0 as "remove the object now"
-# (a force delete, whatever the kubelet is doing), and a truncated 0.9 s would become that.
-GRACE_FLOOR_SECONDS = 1
 # A PDB frees up when a replacement pod turns Ready: retry often enough not to add much to that.
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 1.0
+# The longest an eviction may wait for its answer, when the drain's time allows it at all
+_EVICTION_TIMEOUT_MAX = 900.0
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 
 
 class PodFate(StrEnum):
     EVICTED = "evicted"  # the Eviction API accepted it
     GONE = "gone"  # it disappeared before we evicted it
     DELETED_PAST_PDB = "deleted-past-pdb"  # BlockedPodPolicy.DELETE_BEFORE_DEADLINE
-    BLOCKED = "blocked"  # a PDB still refused at the deadline
-    FAILED = "failed"  # a permanent error (permission, invalid request)
+    ALREADY_TERMINATING = "already-terminating"  # another deletion was under way: waited for
+    NAMESPACE_TERMINATING = "namespace-terminating"  # its namespace is being deleted: waited for
+    STUCK_TERMINATING = "stuck-terminating"  # its deletion ended long ago and it stays: not waited for
+    BLOCKED = "blocked"  # a PDB still refused when the drain's time was up
+    FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
     WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
     WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
 
 
-@dataclass(frozen=True)
-class PodToEvict:
-    namespace: str
-    name: str
-    uid: str
-    grace_seconds: int
-    has_emptydir: bool
-    has_controller: bool
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{self.name}"
+# fates that leave nothing for the drain to do
+_DONE = {
+    PodFate.EVICTED,
+    PodFate.GONE,
+    PodFate.DELETED_PAST_PDB,
+    PodFate.ALREADY_TERMINATING,
+    PodFate.NAMESPACE_TERMINATING,
+    PodFate.STUCK_TERMINATING,
+}
 
 
 @dataclass
@@ -59,64 +67,19 @@ class DrainResult:
     remaining: list[str] = field(default_factory=list)  # still on the node when the drain ended
     pdb_refusals: int = 0  # 429 answers from the Eviction API
     emptydir_pods: int = 0
-    unmanaged_pods: int = 0
+    unmanaged_pods: int = 0  # no controller, or a DaemonSet that no longer exists
     grace_capped: int = 0
     # from drain start until every pod's first eviction request was sent, and answered
     evictions_sent_seconds: float = 0.0
     evictions_answered_seconds: float = 0.0
     duration_seconds: float = 0.0
-    completed: bool = False  # every evicted pod was gone before the deadline
+    completed: bool = False  # every pod to evict was gone (or not to be waited for) in time
     errors: list[str] = field(default_factory=list)
-    # the pods evicted or deleted, with the grace period each was given
+    # the pods evicted or deleted by this drain, with the grace period each was given
     removed: list[tuple[PodToEvict, PodFate, int]] = field(default_factory=list)
 
     def count(self, fate: PodFate) -> int:
         return sum(1 for f in self.pods.values() if f is fate)
-
-
-def skip_reason(pod: dict[str, Any]) -> str | None:
-    metadata, status = pod.get("metadata", {}), pod.get("status", {})
-    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}):
-        return "mirror"
-    if any(o.get("controller") and o.get("kind") == "DaemonSet" for o in metadata.get("ownerReferences") or ()):
-        return "daemonset"
-    if status.get("phase") in ("Succeeded", "Failed"):
-        return "finished"
-    return None
-
-
-def to_evict(pod: dict[str, Any]) -> PodToEvict:
-    metadata, spec = pod["metadata"], pod.get("spec", {})
-    grace = spec.get("terminationGracePeriodSeconds")
-    return PodToEvict(
-        namespace=metadata["namespace"],
-        name=metadata["name"],
-        uid=metadata.get("uid", ""),
-        grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else int(grace),
-        has_emptydir=any("emptyDir" in v for v in spec.get("volumes") or ()),
-        has_controller=any(o.get("controller") for o in metadata.get("ownerReferences") or ()),
-    )
-
-
-def list_node_pods(api: KubeApi, node_name: str) -> list[dict[str, Any]]:
-    query = {"fieldSelector": f"spec.nodeName={node_name}", "limit": "500"}
-    pods: list[dict[str, Any]] = []
-    while True:
-        page = api.request("GET", "/api/v1/pods", query=query, stage="drain")
-        pods.extend(page.get("items", []))
-        token = page.get("metadata", {}).get("continue")
-        if not token:
-            return pods
-        query = {**query, "continue": token}
-
-
-def grace_period(own_seconds: int, seconds_left: float | None) -> int:
-    """The pod's own grace period, capped to ``seconds_left`` when a deadline caps it, and never
-    below the floor."""
-    grace = max(own_seconds, GRACE_FLOOR_SECONDS)
-    if seconds_left is None:
-        return grace
-    return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))
 
 
 @dataclass(frozen=True)
@@ -132,6 +95,9 @@ class DrainOptions:
     blocked_pod_policy: BlockedPodPolicy
     poll_interval_seconds: float
     dry_run: bool
+    # a pod whose deletion ended longer ago than this is not waited for
+    stuck_after_seconds: float = 30.0
+    request_timeout_seconds: float = 10.0
 
 
 @dataclass
@@ -153,6 +119,7 @@ class _PodState:
     due: float  # clock time of the next attempt
     backoff: float = _BACKOFF_FIRST
     answered: bool = False
+    last_error: str = ""  # the last attempt failed with an error, not a PDB refusal
 
 
 class Drainer:
@@ -186,39 +153,58 @@ class Drainer:
         started = self.clock()
         result = DrainResult()
         targets = self._targets(node_name, result)
-        if targets:
-            self._evict_all(targets, result, started)
-            if not self.options.dry_run:
-                result.remaining = self._wait_until_gone(node_name, targets)
-                for ref in result.remaining:
-                    result.pods.setdefault(ref, PodFate.BLOCKED)
+        to_send = [t for t in targets if self._needs_eviction(t)]
+        for target in targets:
+            if target not in to_send:
+                result.pods[target.ref] = PodFate.ALREADY_TERMINATING
+        if to_send:
+            self._evict_all(to_send, result, started)
+        if targets and not self.options.dry_run:
+            result.remaining = self._wait_until_gone(node_name, targets, result)
+            for ref in result.remaining:
+                result.pods.setdefault(ref, PodFate.BLOCKED)
         result.completed = (
-            not self.options.dry_run
-            and not result.remaining
-            and all(f in (PodFate.EVICTED, PodFate.GONE, PodFate.DELETED_PAST_PDB) for f in result.pods.values())
+            not self.options.dry_run and not result.remaining and all(f in _DONE for f in result.pods.values())
         )
         result.duration_seconds = self.clock() - started
         return result
 
     def _targets(self, node_name: str, result: DrainResult) -> list[PodToEvict]:
+        pods = list_node_pods(self.api, node_name)
+        orphans = {id(p) for p in orphaned_daemonset_pods(self.api, pods)}
         targets: list[PodToEvict] = []
-        for pod in list_node_pods(self.api, node_name):
-            reason = skip_reason(pod)
+        now = self.clock()
+        for pod in pods:
+            reason = skip_reason(pod, now, self.options.stuck_after_seconds)
+            if reason == "daemonset" and id(pod) in orphans:
+                reason = None
+                self.log("evicting a DaemonSet pod whose DaemonSet no longer exists", pod=_ref(pod))
             if reason:
                 result.skipped[reason] = result.skipped.get(reason, 0) + 1
+                if reason == "stuck-terminating":
+                    result.pods[_ref(pod)] = PodFate.STUCK_TERMINATING
                 continue
             target = to_evict(pod)
+            orphan = id(pod) in orphans
             targets.append(target)
             result.emptydir_pods += target.has_emptydir
-            result.unmanaged_pods += not target.has_controller
-            if target.has_emptydir or not target.has_controller:
+            result.unmanaged_pods += orphan or not target.has_controller
+            if target.has_emptydir or orphan or not target.has_controller:
                 self.log(
                     "evicting a pod whose local data or missing controller means it will not come back as it was",
                     pod=target.ref,
                     emptydir=target.has_emptydir,
-                    controller=target.has_controller,
+                    controller=target.has_controller and not orphan,
                 )
         return targets
+
+    def _needs_eviction(self, pod: PodToEvict) -> bool:
+        """A pod someone else is deleting is only waited for, unless its deletion would end after
+        the grace a deadline leaves: then an eviction shortens it."""
+        if pod.deleting_since is None:
+            return True
+        left = self.seconds_left()
+        return left is not None and pod.deleting_since > self.clock() + left
 
     def _evict_all(self, targets: list[PodToEvict], result: DrainResult, started: float) -> None:
         states = {t.ref: _PodState(t, due=started) for t in targets}
@@ -233,7 +219,7 @@ class Drainer:
                 busy = {s.pod.ref for s in in_flight.values()}
                 if self.out_of_time():  # every pod has had its first try; no more retries
                     for ref in [r for r, s in states.items() if s.answered and r not in busy]:
-                        result.pods[ref] = PodFate.BLOCKED
+                        result.pods[ref] = PodFate.FAILED if states[ref].last_error else PodFate.BLOCKED
                         del states[ref]
                 for ref, state in states.items():
                     if ref not in busy and state.due <= now:
@@ -254,22 +240,33 @@ class Drainer:
                         if unanswered == 0:
                             result.evictions_answered_seconds = self.clock() - started
                             result.evictions_sent_seconds = last_first_sent - started
-                    result.pdb_refusals += attempt.pdb_refused
-                    if attempt.error:
-                        result.errors.append(f"{state.pod.ref}: {attempt.error}")
-                    if attempt.fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB):
-                        result.removed.append((state.pod, attempt.fate, attempt.grace))
-                    if attempt.fate is not None:
-                        result.pods[state.pod.ref] = attempt.fate
-                        states.pop(state.pod.ref, None)
-                        result.grace_capped += attempt.grace_capped
-                    else:
-                        state.due = self.clock() + attempt.wait
-                        state.backoff = min(state.backoff * 2, _BACKOFF_MAX)
+                    self._record(state, attempt, result, states)
+
+    def _record(self, state: _PodState, attempt: _Attempt, result: DrainResult, states: dict[str, _PodState]) -> None:
+        pod = state.pod
+        result.pdb_refusals += attempt.pdb_refused
+        state.last_error = attempt.error
+        if attempt.error:
+            result.errors.append(f"{pod.ref}: {attempt.error}")
+        if attempt.fate is None:
+            state.due = self.clock() + attempt.wait
+            state.backoff = min(state.backoff * 2, _BACKOFF_MAX)
+            return
+        fate = attempt.fate
+        if fate is PodFate.EVICTED and pod.deleting_since is not None:
+            fate = PodFate.ALREADY_TERMINATING  # shortened, but not this drain's eviction
+        elif fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB):
+            result.removed.append((pod, fate, attempt.grace))
+        result.pods[pod.ref] = fate
+        result.grace_capped += attempt.grace_capped
+        states.pop(pod.ref, None)
 
     def _attempt(self, pod: PodToEvict, backoff: float) -> _Attempt:
         sent_at = self.clock()
-        attempt = self._try_eviction(pod, backoff)
+        try:
+            attempt = self._try_eviction(pod, backoff)
+        except Exception as exc:  # a thread's surprise must end as this pod's error, not the drain's
+            attempt = _Attempt(None, wait=backoff, error=f"{type(exc).__name__}: {exc}")
         attempt.sent_at = sent_at
         return attempt
 
@@ -286,22 +283,28 @@ class Drainer:
             return _Attempt(PodFate.GONE)
         except TooManyRequests as exc:
             pdb = "disruption budget" in exc.reason.lower()
-            wait_for = exc.retry_after if exc.retry_after is not None else backoff
+            wait_for = min(exc.retry_after if exc.retry_after is not None else backoff, _BACKOFF_MAX)
             if pdb and self.options.dry_run:
                 return _Attempt(PodFate.WOULD_BLOCK, pdb_refused=True)
             left = self.seconds_left()
-            if (
-                pdb
-                and left is not None
-                and self._deletes_past_pdb()
-                and left - min(wait_for, _BACKOFF_MAX) <= pod.grace_seconds
-            ):
+            if pdb and left is not None and self._deletes_past_pdb() and left - wait_for <= pod.grace_seconds:
                 return self._delete_past_pdb(pod)
-            return _Attempt(None, wait=min(wait_for, _BACKOFF_MAX), pdb_refused=pdb)
-        except KubeTemporaryError as exc:
-            return _Attempt(None, wait=min(exc.retry_after or backoff, _BACKOFF_MAX))
+            return _Attempt(None, wait=wait_for, pdb_refused=pdb, error="" if pdb else str(exc))
+        except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
+            wait_for = exc.retry_after if exc.retry_after is not None else backoff
+            return _Attempt(None, wait=min(wait_for, _BACKOFF_MAX), error=str(exc))
         except KubePermanentError as exc:
+            if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
+                return _Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
             return _Attempt(PodFate.FAILED, error=str(exc))
+
+    def _timeout(self) -> float:
+        """An eviction waits for its answer as long as the drain's time allows: a request cut off
+        after the server counted it in the PDB's disruptedPods, but before it deleted the pod,
+        would leave the budget spent on nothing for two minutes."""
+        return max(
+            self.options.request_timeout_seconds, min(self.options.stop_by - self.clock(), _EVICTION_TIMEOUT_MAX)
+        )
 
     def _post_eviction(self, pod: PodToEvict, grace: int) -> None:
         body: dict[str, Any] = {
@@ -317,6 +320,7 @@ class Drainer:
             query={"dryRun": "All"} if self.options.dry_run else None,
             stage="drain",
             retry_temporary=False,
+            timeout_seconds=self._timeout(),
         )
 
     def _deletes_past_pdb(self) -> bool:
@@ -339,23 +343,40 @@ class Drainer:
                 body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
                 stage="drain",
                 retry_temporary=False,
+                timeout_seconds=self._timeout(),
             )
         except NotFound:
             return _Attempt(PodFate.GONE, pdb_refused=True)
-        except (KubeTemporaryError, KubePermanentError) as exc:
-            return _Attempt(PodFate.BLOCKED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
-        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=grace < pod.grace_seconds)
+        except KubeTemporaryError as exc:  # tried again on the next round, as an eviction would be
+            return _Attempt(None, wait=_BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}")
+        except KubePermanentError as exc:
+            return _Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
+        capped = grace < pod.grace_seconds
+        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=capped)
 
-    def _wait_until_gone(self, node_name: str, targets: list[PodToEvict]) -> list[str]:
-        """Polls the node's pods until none of the targets is left or the deadline passes."""
+    def _wait_until_gone(self, node_name: str, targets: list[PodToEvict], result: DrainResult) -> list[str]:
+        """Polls the node's pods until none of the targets is left (or is left only because its
+        deletion is stuck) or the drain's time is up."""
         wanted = {t.uid: t.ref for t in targets}
         while True:
             try:
-                present = {p["metadata"].get("uid") for p in list_node_pods(self.api, node_name)}
+                present = {p["metadata"].get("uid"): p for p in list_node_pods(self.api, node_name)}
             except KubeTemporaryError:
-                present = set(wanted)  # cannot tell now; keep waiting until the deadline
+                present = {uid: {} for uid in wanted}  # cannot tell now; keep waiting until the deadline
+            now = self.clock()
+            for uid, ref in list(wanted.items()):
+                deleted_at = deletion_time(present[uid]) if uid in present else None
+                if deleted_at is not None and now - deleted_at > self.options.stuck_after_seconds:
+                    self.log("not waiting for a pod whose deletion is stuck", pod=ref)
+                    result.pods[ref] = PodFate.STUCK_TERMINATING
+                    del wanted[uid]
             left = sorted(ref for uid, ref in wanted.items() if uid in present)
             end = self.options.stop_by
-            if not left or self.clock() >= end:
+            if not left or now >= end:
                 return left
             time.sleep(min(self.options.poll_interval_seconds, max(0.0, end - self.clock())))
+
+
+def _ref(pod: dict[str, Any]) -> str:
+    metadata = pod.get("metadata", {})
+    return f"{metadata.get('namespace')}/{metadata.get('name')}"

@@ -1,0 +1,134 @@
+"""What a pod is to a drain, with the filters of ``kubectl drain`` (k8s.io/kubectl/pkg/drain):
+which pods are left alone, which are evicted, with what grace period, and which are not waited for.
+Pure functions of the pod objects, except the DaemonSet check, which asks the API server."""
+
+from __future__ import annotations
+
+import datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from serverless_nth.kube.client import KubeApi, KubeApiError, NotFound, path
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+DEFAULT_GRACE_SECONDS = 30
+# No pod is ever sent a shorter grace period. The API server reads 0 as "remove the object now"
+# (a force delete, whatever the kubelet is doing), and a truncated 0.9 s would become that.
+GRACE_FLOOR_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class PodToEvict:
+    namespace: str
+    name: str
+    uid: str
+    grace_seconds: int
+    has_emptydir: bool
+    has_controller: bool
+    # time.time() of metadata.deletionTimestamp when listed: someone else is already deleting it
+    deleting_since: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def deletion_time(pod: dict[str, Any]) -> float | None:
+    """metadata.deletionTimestamp as time.time() (the moment the pod's grace period ends)."""
+    stamp = pod.get("metadata", {}).get("deletionTimestamp")
+    if not stamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def daemonset_owner(pod: dict[str, Any]) -> dict[str, Any] | None:
+    owners = pod.get("metadata", {}).get("ownerReferences") or ()
+    return next((o for o in owners if o.get("controller") and o.get("kind") == "DaemonSet"), None)
+
+
+def skip_reason(pod: dict[str, Any], now: float, stuck_after_seconds: float) -> str | None:
+    """Why the drain leaves this pod alone, or None. A DaemonSet pod is skipped here; whether its
+    DaemonSet still exists is checked apart (``orphaned_daemonset_pods``)."""
+    metadata, status = pod.get("metadata", {}), pod.get("status", {})
+    if MIRROR_ANNOTATION in (metadata.get("annotations") or {}):
+        return "mirror"
+    if daemonset_owner(pod) is not None:
+        return "daemonset"
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return "finished"
+    deleted_at = deletion_time(pod)
+    if deleted_at is not None and now - deleted_at > stuck_after_seconds:
+        # kubectl drain --skip-wait-for-delete-timeout: its grace period ended long ago and
+        # something (a finalizer, a kubelet that is gone) holds it; waiting cannot help
+        return "stuck-terminating"
+    return None
+
+
+def to_evict(pod: dict[str, Any]) -> PodToEvict:
+    metadata, spec = pod["metadata"], pod.get("spec", {})
+    grace = spec.get("terminationGracePeriodSeconds")
+    return PodToEvict(
+        namespace=metadata["namespace"],
+        name=metadata["name"],
+        uid=metadata.get("uid", ""),
+        grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else int(grace),
+        has_emptydir=any("emptyDir" in v for v in spec.get("volumes") or ()),
+        has_controller=any(o.get("controller") for o in metadata.get("ownerReferences") or ()),
+        deleting_since=deletion_time(pod),
+    )
+
+
+def grace_period(own_seconds: int, seconds_left: float | None) -> int:
+    """The pod's own grace period, capped to ``seconds_left`` when a deadline caps it, and never
+    below the floor."""
+    grace = max(own_seconds, GRACE_FLOOR_SECONDS)
+    if seconds_left is None:
+        return grace
+    return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))
+
+
+def list_node_pods(api: KubeApi, node_name: str) -> list[dict[str, Any]]:
+    query = {"fieldSelector": f"spec.nodeName={node_name}", "limit": "500"}
+    pods: list[dict[str, Any]] = []
+    while True:
+        page = api.request("GET", "/api/v1/pods", query=query, stage="drain")
+        pods.extend(page.get("items", []))
+        token = page.get("metadata", {}).get("continue")
+        if not token:
+            return pods
+        query = {**query, "continue": token}
+
+
+def orphaned_daemonset_pods(api: KubeApi, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DaemonSet pods whose DaemonSet no longer exists (or is another object by now): nothing will
+    recreate them, so they are evicted, as ``kubectl drain --force`` does. One GET per DaemonSet
+    on the node, all at once; an answer that is not a clear 404 keeps the pod skipped."""
+    owners = {
+        (p["metadata"]["namespace"], o["name"], o.get("uid", "")): p
+        for p in pods
+        if (o := daemonset_owner(p)) is not None
+    }
+    if not owners:
+        return []
+
+    def gone(key: tuple[str, str, str]) -> bool:
+        namespace, name, uid = key
+        try:
+            found = api.request("GET", path("apis", "apps", "v1", "namespaces", namespace, "daemonsets", name))
+        except NotFound:
+            return True
+        except KubeApiError:
+            return False
+        return bool(uid) and found.get("metadata", {}).get("uid") != uid
+
+    with ThreadPoolExecutor(max_workers=min(16, len(owners))) as pool:
+        verdicts = dict(zip(owners, pool.map(gone, owners), strict=True))
+    return [p for p in pods if (o := daemonset_owner(p)) is not None and verdicts.get(_key(p, o), False)]
+
+
+def _key(pod: dict[str, Any], owner: dict[str, Any]) -> tuple[str, str, str]:
+    return pod["metadata"]["namespace"], owner["name"], owner.get("uid", "")

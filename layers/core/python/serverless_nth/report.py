@@ -1,0 +1,196 @@
+"""Telling what happened, beside the sequence (service.py): the result an invocation returns,
+metrics, Kubernetes Events on the node and its pods, and the SNS notification."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from serverless_nth.aws.notify import Notifier
+from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.drain import DrainResult, PodFate
+from serverless_nth.kube.events import node_ref, pod_ref, record_event
+from serverless_nth.kube.nodes import Node
+from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.policy import Action, Basis
+
+# Kubernetes Event reasons, as a reader of `kubectl describe node` sees them
+REASONS = {
+    EventKind.SPOT_INTERRUPTION: "SpotInterruptionWarning",
+    EventKind.REBALANCE_RECOMMENDATION: "RebalanceRecommendation",
+    EventKind.INSTANCE_STOPPING: "InstanceStopping",
+    EventKind.INSTANCE_SHUTTING_DOWN: "InstanceShuttingDown",
+    EventKind.INSTANCE_STOPPED: "InstanceStopped",
+    EventKind.INSTANCE_TERMINATED: "InstanceTerminated",
+}
+DESCRIPTIONS = {
+    EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
+    EventKind.REBALANCE_RECOMMENDATION: "EC2 rebalance recommendation",
+    EventKind.INSTANCE_STOPPING: "EC2 instance stopping",
+    EventKind.INSTANCE_SHUTTING_DOWN: "EC2 instance shutting down",
+    EventKind.INSTANCE_STOPPED: "EC2 instance stopped",
+    EventKind.INSTANCE_TERMINATED: "EC2 instance terminated",
+}
+
+
+class Outcome:
+    IGNORED = "ignored"  # pending / running: nothing to do
+    OUTDATED = "outdated"  # EC2 has left the reported state behind (a late, retried or replayed event)
+    INSTANCE_NOT_FOUND = "instance-not-found"
+    NOT_THIS_CLUSTER = "not-this-cluster"
+    NODE_NOT_FOUND = "node-not-found"
+    CORDONED = "cordoned"  # cordoned and tainted, no drain asked for
+    DRAINED = "drained"
+    DRAIN_INCOMPLETE = "drain-incomplete"
+    DRY_RUN = "dry-run"
+    # set by the entry point
+    MALFORMED = "malformed"
+    ERROR = "error"
+
+
+@dataclass
+class HandlerResult:
+    outcome: str
+    event_kind: str
+    instance_id: str
+    cluster: str
+    node: str | None = None
+    dry_run: bool = False
+    instance_state: str | None = None  # EC2's State.Name when the event was handled
+    basis: str | None = None  # why the action is what it is (policy.Basis)
+    cordoned: bool = False  # this invocation set spec.unschedulable
+    node_unschedulable: bool = False  # the node is cordoned now, by whoever
+    taints_added: list[str] = field(default_factory=list)
+    drain: dict[str, Any] | None = None
+    api_requests: int = 0  # Kubernetes API requests this event cost
+    # AWS and Kubernetes requests from the handler's start until the node was cordoned (the
+    # latency that matters most), and the seconds that took
+    requests_to_cordon: int | None = None
+    cordoned_after_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count(name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def quiet(result: HandlerResult, outcome: str, metric: str, why: str) -> HandlerResult:
+    """A normal no-op: one metric, one log line, nothing to retry."""
+    result.outcome = outcome
+    count(metric)
+    logger.info(f"nothing to do: {why}", extra={"outcome": outcome})
+    return result
+
+
+def cordon_event(api: KubeApi, event: InterruptionEvent, action: Action, node: Node, instance_state: str) -> None:
+    """The Event on the node that says why it is cordoned, and what comes next."""
+    until = ""
+    if action.drain:
+        until = "; draining"
+        until += f" until {action.wait_until:%H:%M:%S}Z" if action.wait_until else ""
+        until += "" if action.deadline else " with every pod's own grace period and PDBs respected"
+    if action.basis is not Basis.EVENT:
+        until += f" (EC2 says {instance_state}: {action.basis.value})"
+    record_event(
+        api,
+        node_ref(node.name, node.uid),
+        event.event_id,
+        REASONS[event.kind],
+        f"{DESCRIPTIONS[event.kind]} for {event.instance_id} at {event.time:%H:%M:%S}Z: cordoned, "
+        f"tainted {', '.join(t.key for t in action.taints)}{until}",
+    )
+
+
+def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:
+    return {
+        "started_after_seconds": round(started_after, 4),
+        "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
+        "evicted": drain.count(PodFate.EVICTED),
+        "deleted_past_pdb": drain.count(PodFate.DELETED_PAST_PDB),
+        "already_terminating": drain.count(PodFate.ALREADY_TERMINATING),
+        "namespace_terminating": drain.count(PodFate.NAMESPACE_TERMINATING),
+        "stuck_terminating": drain.count(PodFate.STUCK_TERMINATING),
+        "blocked": drain.count(PodFate.BLOCKED) + drain.count(PodFate.WOULD_BLOCK),
+        "failed": drain.count(PodFate.FAILED),
+        "skipped": drain.skipped,
+        "remaining": drain.remaining,
+        "pdb_refusals": drain.pdb_refusals,
+        "grace_capped": drain.grace_capped,
+        "evictions_sent_seconds": round(drain.evictions_sent_seconds, 3),
+        "evictions_answered_seconds": round(drain.evictions_answered_seconds, 3),
+        "duration_seconds": round(drain.duration_seconds, 3),
+        "completed": drain.completed,
+        "errors": drain.errors[:20],
+    }
+
+
+def drain_events(api: KubeApi, event: InterruptionEvent, node: Node, drain: DrainResult, concurrency: int) -> None:
+    """An Event on every pod evicted or deleted, then one on the node with the result."""
+    why = f"{DESCRIPTIONS[event.kind]} for {event.instance_id}"
+
+    def on_pod(removed: tuple[Any, PodFate, int]) -> None:
+        pod, fate, grace = removed
+        reason = "Evicted" if fate is PodFate.EVICTED else "DeletedPastDisruptionBudget"
+        note = f"{reason} by serverless-nth from node {node.name} ({why}); grace period {grace} s"
+        record_event(api, pod_ref(pod.namespace, pod.name, pod.uid), event.event_id, reason, note)
+
+    if drain.removed:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(drain.removed))) as pool:
+            list(pool.map(on_pod, drain.removed))
+    summary = (
+        f"{drain.count(PodFate.EVICTED)} pods evicted, "
+        f"{drain.count(PodFate.DELETED_PAST_PDB)} deleted past their PDB at the deadline, "
+        f"{len(drain.remaining)} remaining, in {drain.duration_seconds:.1f} s"
+    )
+    if drain.remaining:
+        summary += f": {', '.join(drain.remaining[:10])}"
+    stuck = [ref for ref, fate in drain.pods.items() if fate is PodFate.STUCK_TERMINATING]
+    if stuck:
+        summary += f"; not waited for (deletion stuck): {', '.join(sorted(stuck)[:10])}"
+    failed = drain.count(PodFate.FAILED)
+    if failed:
+        summary += f"; {failed} not evicted because of errors (the event is retried)"
+    reason = "DrainCompleted" if drain.completed else "DrainIncomplete"
+    record_event(api, node_ref(node.name, node.uid), event.event_id, reason, summary, warning=not drain.completed)
+
+
+def drain_metrics(drain: DrainResult) -> None:
+    count(Metric.NODES_DRAINED if drain.completed else Metric.DRAINS_INCOMPLETE)
+    count(Metric.PODS_EVICTED, drain.count(PodFate.EVICTED))
+    count(Metric.PODS_DELETED_PAST_PDB, drain.count(PodFate.DELETED_PAST_PDB))
+    count(Metric.EVICTIONS_REFUSED_BY_PDB, drain.pdb_refusals)
+    count(Metric.PODS_REMAINING_AT_DEADLINE, len(drain.remaining))
+    count(Metric.PODS_WITH_LOCAL_DATA, drain.emptydir_pods)
+    count(Metric.PODS_WITHOUT_CONTROLLER, drain.unmanaged_pods)
+    count(Metric.PODS_STUCK_TERMINATING, drain.count(PodFate.STUCK_TERMINATING))
+    count(Metric.PODS_IN_TERMINATING_NAMESPACE, drain.count(PodFate.NAMESPACE_TERMINATING))
+    metrics.add_metric(name=Metric.DRAIN_DURATION, unit=MetricUnit.Seconds, value=drain.duration_seconds)
+
+
+def notify(notifier: Notifier, event: InterruptionEvent, result: HandlerResult) -> None:
+    drain = result.drain or {}
+    message = {
+        "cluster": result.cluster,
+        "node": result.node,
+        "instance_id": result.instance_id,
+        "event_kind": result.event_kind,
+        "event_id": event.event_id,
+        "outcome": result.outcome,
+        "instance_state": result.instance_state,
+        "basis": result.basis,
+        "taints_added": result.taints_added,
+        "evicted": drain.get("evicted", 0),
+        "deleted_past_pdb": drain.get("deleted_past_pdb", 0),
+        "remaining": drain.get("remaining", []),
+        "drain_seconds": drain.get("duration_seconds"),
+    }
+    error = notifier.publish(f"[{result.cluster}] {result.node}: {result.event_kind} -> {result.outcome}", message)
+    if error:
+        count(Metric.NOTIFICATIONS_FAILED)
+        logger.warning("notification not sent", extra={"reason": error})
