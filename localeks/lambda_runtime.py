@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -19,7 +20,8 @@ class LocalContext:
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
         self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:123456789012:function:{function_name}"  # moto's account
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds
@@ -29,8 +31,6 @@ class LocalContext:
 
 
 def main() -> None:
-    import os
-
     handler, event_file, result_file, timeout = sys.argv[1:5]
     module_name, _, function_name = handler.rpartition(".")
     sys.path[:0] = list(os.environ["PYTHONPATH"].split(os.pathsep))

@@ -1,8 +1,10 @@
+import dataclasses
 import datetime
 
 import pytest
 
 from serverless_nth.events import EventKind, MalformedEvent, rebalance_recommendation, spot_interruption, state_change
+from serverless_nth.events.parsing import check_event_time
 from tests.eventfiles import event_files, load_event
 
 NORMALISERS = {
@@ -76,3 +78,76 @@ def test_unknown_state_is_rejected() -> None:
     event["detail"]["state"] = "exploding"
     with pytest.raises(MalformedEvent, match="state"):
         state_change.normalise(event)
+
+
+ALL_NORMALISERS = [
+    ("spot-interruption", spot_interruption.normalise),
+    ("rebalance-recommendation", rebalance_recommendation.normalise),
+    ("state-change-stopping", state_change.normalise),
+]
+# EventBridge's envelope is exact: what lax parsing would accept, and EventBridge never sends
+NOT_FROM_EVENTBRIDGE = [
+    ("time", 0),  # a JSON number read as a Unix time: 1970
+    ("time", 1764064800),
+    ("time", "2026-11-25 10:00:00"),
+    ("time", "2026-11-25T10:00:00"),  # no zone
+    ("time", "0001-01-01T00:00:00Z"),
+    ("id", ""),
+    ("id", 12345),
+    ("id", " spaces "),
+    ("account", "12345678901"),
+    ("account", "abcdefghijkl"),
+    ("account", 123456789012),
+    ("region", "mars-north-1"),
+    ("region", "US-EAST-1"),
+    ("region", ""),
+]
+
+
+@pytest.mark.parametrize(("name", "normalise"), ALL_NORMALISERS)
+@pytest.mark.parametrize(("key", "value"), NOT_FROM_EVENTBRIDGE)
+def test_envelopes_eventbridge_never_sends_are_rejected(name, normalise, key, value) -> None:  # type: ignore[no-untyped-def]
+    event = load_event(name)
+    event[key] = value
+    if (key, value) == ("time", "0001-01-01T00:00:00Z"):
+        parsed = normalise(event)  # a well-formed time: the age bound rejects it (below)
+        with pytest.raises(MalformedEvent, match="older than"):
+            check_event_time(parsed, datetime.datetime.now(datetime.UTC))
+        return
+    with pytest.raises(MalformedEvent, match=key):
+        normalise(event)
+
+
+@pytest.mark.parametrize(("name", "normalise"), ALL_NORMALISERS)
+def test_malformed_details_are_rejected_for_every_event_type(name, normalise) -> None:  # type: ignore[no-untyped-def]
+    for mutate in (
+        lambda e: e["detail"].pop("instance-id"),
+        lambda e: e["detail"].update({"instance-id": "i-nothex"}),
+        lambda e: e.update({"detail": "a string"}),
+        lambda e: e.update({"source": "my.app"}),
+    ):
+        event = load_event(name)
+        mutate(event)
+        with pytest.raises(MalformedEvent):
+            normalise(event)
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [
+        (datetime.timedelta(days=-14, hours=-23), True),  # a replay at the end of the queue's 14 days
+        (datetime.timedelta(days=-15, seconds=-1), False),
+        (datetime.timedelta(minutes=4), True),  # clock skew
+        (datetime.timedelta(minutes=6), False),
+        (datetime.timedelta(days=365 * 7000), False),  # year 9999: no deadline overflows later
+    ],
+)
+def test_event_time_bounds(offset: datetime.timedelta, accepted: bool) -> None:
+    now = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
+    event = spot_interruption.normalise(load_event("spot-interruption"))
+    moved = dataclasses.replace(event, time=min(now + offset, datetime.datetime.max.replace(tzinfo=datetime.UTC)))
+    if accepted:
+        check_event_time(moved, now)
+    else:
+        with pytest.raises(MalformedEvent):
+            check_event_time(moved, now)

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serverless_nth.kube.client import Conflict, KubeApi, KubePermanentError, TooManyRequests
+from serverless_nth.kube.client import (
+    Conflict,
+    KubeApi,
+    KubePermanentError,
+    KubeTemporaryError,
+    TooManyRequests,
+    Unauthorized,
+)
 
 
 class Script:
     def __init__(self) -> None:
-        self.answers: list[tuple[int, dict[str, str]]] = []
+        self.answers: list[tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes]] = []
+        self.times: list[float] = []
         self.seen: list[str] = []
 
 
@@ -27,8 +36,14 @@ def server() -> Iterator[tuple[str, Script]]:
         def _answer(self) -> None:
             self.seen_auth = self.headers.get("Authorization")
             script.seen.append(f"{self.command} {self.path} {self.seen_auth}")
-            status, headers = script.answers.pop(0) if script.answers else (200, {})
-            body = json.dumps({"kind": "Status", "message": f"answer {status}"}).encode()
+            script.times.append(time.monotonic())
+            answer = script.answers.pop(0) if script.answers else (200, {})
+            status, headers = answer[0], answer[1]
+            body = (
+                answer[2]
+                if len(answer) == 3
+                else json.dumps({"kind": "Status", "message": f"answer {status}"}).encode()
+            )
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)
@@ -95,3 +110,63 @@ def test_a_401_makes_a_new_token_once(server: tuple[str, Script]) -> None:
     tokens = ["t0"]
     make_api(endpoint, tokens).request("GET", "/version")
     assert [s.rsplit(" ", 1)[1] for s in script.seen] == ["t0", "t1"]
+
+
+def test_a_401_that_persists_is_temporary_and_retried_with_new_tokens(server: tuple[str, Script]) -> None:
+    # the authenticator refused for half a second: no verdict on the request, a new token each time
+    endpoint, script = server
+    script.answers = [(401, {}), (401, {}), (200, {})]
+    tokens = ["t0"]
+    assert make_api(endpoint, tokens).request("GET", "/api/v1/nodes/n1")["message"] == "answer 200"
+    assert [s.rsplit(" ", 1)[1] for s in script.seen] == ["t0", "t1", "t2"]
+
+
+def test_a_401_is_never_permanent(server: tuple[str, Script]) -> None:
+    endpoint, script = server
+    script.answers = [(401, {}), (401, {})]
+    with pytest.raises(Unauthorized) as caught:
+        make_api(endpoint, ["t0"]).request("POST", "/api/v1/namespaces/a/pods/b/eviction", retry_temporary=False)
+    assert isinstance(caught.value, KubeTemporaryError)
+    assert not isinstance(caught.value, KubePermanentError)
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[1, 2]", b'{"truncated": '])
+def test_a_2xx_answer_that_is_not_a_json_object_is_a_temporary_failure(server: tuple[str, Script], body: bytes) -> None:
+    endpoint, script = server
+    script.answers = [(200, {}, body)]
+    with pytest.raises(KubeTemporaryError, match=r"not a JSON object|not JSON"):
+        make_api(endpoint, ["t0"]).request("GET", "/api/v1/nodes/n1", retry_temporary=False)
+
+
+def test_retry_after_is_honoured(server: tuple[str, Script]) -> None:
+    endpoint, script = server
+    script.answers = [(429, {"Retry-After": "0.6"}), (200, {})]
+    make_api(endpoint, ["t0"]).request("GET", "/api/v1/nodes/n1")
+    assert script.times[1] - script.times[0] >= 0.55  # the client's own backoff would be 0.2 s
+
+
+@pytest.mark.parametrize("header", ["-5", "nan", "inf", "soon"])
+def test_an_unusable_retry_after_falls_back_to_the_backoff(server: tuple[str, Script], header: str) -> None:
+    endpoint, script = server
+    script.answers = [(503, {"Retry-After": header}), (200, {})]
+    make_api(endpoint, ["t0"]).request("GET", "/api/v1/nodes/n1")
+    assert 0.15 <= script.times[1] - script.times[0] < 0.5
+
+
+def test_the_causes_of_a_refusal_are_read(server: tuple[str, Script]) -> None:
+    endpoint, script = server
+    status = {
+        "kind": "Status",
+        "message": 'pods "b" is forbidden: unable to create new content in namespace a because it is being terminated',
+        "reason": "Forbidden",
+        "details": {
+            "name": "b",
+            "kind": "pods",
+            "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}],
+        },
+        "code": 403,
+    }
+    script.answers = [(403, {}, json.dumps(status).encode())]
+    with pytest.raises(KubePermanentError) as caught:
+        make_api(endpoint, ["t0"]).request("POST", "/api/v1/namespaces/a/pods/b/eviction", retry_temporary=False)
+    assert caught.value.causes == ("NamespaceTerminating",)

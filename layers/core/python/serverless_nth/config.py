@@ -67,6 +67,8 @@ class Settings:
     skip_wait_for_delete_seconds: int = 30
     # SNS topic for one notification per handled event; empty: none
     notification_topic_arn: str = ""
+    # the function's own region (Lambda sets AWS_REGION): events of other regions are not ours
+    region: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +93,7 @@ class Settings:
                 env, "SKIP_WAIT_FOR_DELETE_SECONDS", cls.skip_wait_for_delete_seconds, 1, 3600
             ),
             notification_topic_arn=_topic_arn(env, "NOTIFICATION_TOPIC_ARN"),
+            region=_region(env),
         )
 
 
@@ -101,6 +104,16 @@ def _topic_arn(env: Mapping[str, str], key: str) -> str:
     value = _raw(env, key) or ""
     if value and not _SNS_TOPIC_ARN.match(value):
         raise ConfigError(f"{key} must be an SNS topic ARN, got {value!r}")
+    return value
+
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def _region(env: Mapping[str, str]) -> str:
+    value = _raw(env, "AWS_REGION") or _raw(env, "AWS_DEFAULT_REGION") or ""
+    if value and not _REGION.match(value):
+        raise ConfigError(f"AWS_REGION must be a region name, got {value!r}")
     return value
 
 

@@ -6,6 +6,7 @@ init phase), so a wrong configuration fails before the first event is touched.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -20,6 +21,7 @@ from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
+from serverless_nth.events.parsing import check_event_time
 from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -54,6 +56,12 @@ def _register_snapstart_restore(service: Service) -> None:
     register_after_restore(service.forget_connections)
 
 
+def _account_of(context: LambdaContext) -> str | None:
+    """The function's own account, from its ARN (arn:aws:lambda:<region>:<account>:function:...)."""
+    parts = str(getattr(context, "invoked_function_arn", "") or "").split(":")
+    return parts[4] if len(parts) > 4 and parts[4].isdigit() else None
+
+
 def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: str) -> Handler:
     """``event_family`` names the function's events in metrics when an event cannot be parsed."""
     settings = Settings.from_env()
@@ -65,8 +73,10 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
     @metrics.log_metrics(capture_cold_start_metric=True)
     @tracer.capture_lambda_handler(capture_response=False)
     def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+        now = time.time()
         try:
             interruption = normalise(event)
+            check_event_time(interruption, datetime.datetime.fromtimestamp(now, datetime.UTC))
         except MalformedEvent as exc:
             metrics.add_dimension("event_kind", event_family)
             metrics.add_dimension("outcome", Outcome.MALFORMED)
@@ -76,17 +86,24 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
             )
             _count_error(settings.cluster_name, "parse")
             raise
+        except Exception:
+            metrics.add_dimension("event_kind", event_family)
+            _failed("parse", retryable=False)
+            raise
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
-            stop_by = time.time() + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
-            return service.handle(interruption, stop_by=stop_by).as_dict()
+            stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
+            return service.handle(interruption, stop_by=stop_by, account=_account_of(context)).as_dict()
         except HandlerError as exc:
-            metrics.add_dimension("outcome", Outcome.ERROR)
-            _count_error(settings.cluster_name, exc.stage)
-            logger.exception(
-                "handler failed",
-                extra={"outcome": Outcome.ERROR, "stage": exc.stage, "retryable": isinstance(exc, TemporaryError)},
-            )
+            _failed(exc.stage, retryable=isinstance(exc, TemporaryError))
             raise
+        except Exception:  # a failure nobody foresaw still ends with a stage, a metric and an outcome
+            _failed("internal", retryable=True)
+            raise
+
+    def _failed(stage: str, retryable: bool) -> None:
+        metrics.add_dimension("outcome", Outcome.ERROR)
+        _count_error(settings.cluster_name, stage)
+        logger.exception("handler failed", extra={"outcome": Outcome.ERROR, "stage": stage, "retryable": retryable})
 
     return cast(Handler, lambda_handler)  # Powertools' decorators are typed as returning Any

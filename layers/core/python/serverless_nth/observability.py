@@ -28,6 +28,7 @@ class Metric:
     EVENTS_RECEIVED = "EventsReceived"
     EVENTS_IGNORED = "EventsIgnored"
     EVENTS_OUTDATED = "EventsOutdated"  # EC2's current state contradicts the event: nothing done
+    EVENTS_FROM_OTHER_ACCOUNT = "EventsFromOtherAccount"  # another account or region: ignored
     MALFORMED_EVENTS = "MalformedEvents"
     INSTANCE_NOT_FOUND = "InstanceNotFound"
     NOT_THIS_CLUSTER = "InstanceNotInCluster"

@@ -40,6 +40,7 @@ DESCRIPTIONS = {
 class Outcome:
     IGNORED = "ignored"  # pending / running: nothing to do
     OUTDATED = "outdated"  # EC2 has left the reported state behind (a late, retried or replayed event)
+    OTHER_ACCOUNT = "other-account"  # the event names another account or region than the function's
     INSTANCE_NOT_FOUND = "instance-not-found"
     NOT_THIS_CLUSTER = "not-this-cluster"
     NODE_NOT_FOUND = "node-not-found"

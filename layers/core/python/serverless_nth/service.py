@@ -69,20 +69,23 @@ class Service:
         self.eks.forget_all()
         self._kube = None
 
-    def handle(self, event: InterruptionEvent, stop_by: float | None = None) -> HandlerResult:
-        """``stop_by``: time.time() by which the result must be returned (the invocation's end)."""
+    def handle(
+        self, event: InterruptionEvent, stop_by: float | None = None, account: str | None = None
+    ) -> HandlerResult:
+        """``stop_by``: time.time() by which the result must be returned (the invocation's end);
+        ``account``: the function's own AWS account (from its ARN), when known."""
         logger.append_keys(
             cluster=self.settings.cluster_name, instance_id=event.instance_id, event_kind=event.kind.value
         )
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
-        result = self._handle(event, stop_by)
+        result = self._handle(event, stop_by, account)
         metrics.add_dimension("outcome", result.outcome)
         if result.node is not None and not result.dry_run:
             report.notify(self.notifier, event, result)
         return result
 
-    def _handle(self, event: InterruptionEvent, stop_by: float | None) -> HandlerResult:
+    def _handle(self, event: InterruptionEvent, stop_by: float | None, account: str | None) -> HandlerResult:
         started = self.clock()
         kube_before = self._kube.requests_sent if self._kube else 0
         aws_before = self.instances.requests_sent + self.eks.requests_sent
@@ -92,6 +95,13 @@ class Service:
         )
         if ignores(event):
             return quiet(result, Outcome.IGNORED, Metric.EVENTS_IGNORED, "no action for this event")
+        home = (account or event.account, settings.region or event.region)
+        if (event.account, event.region) != home:
+            # a bus that receives other accounts' events, or a forged one: never this cluster's nodes
+            why = (
+                f"the event is for account {event.account} in {event.region}, this function runs in {home[0]} {home[1]}"
+            )
+            return quiet(result, Outcome.OTHER_ACCOUNT, Metric.EVENTS_FROM_OTHER_ACCOUNT, why)
 
         with tracer.provider.in_subsegment("DescribeInstances"):
             instance = self.instances.describe(event.instance_id)

@@ -1,17 +1,36 @@
-"""Shared parsing: Powertools' EventBridge model, with the detail checked per event type."""
+"""Shared parsing: EventBridge's envelope checked exactly, then Powertools' EventBridge model with
+the detail checked per event type.
+
+EventBridge writes the envelope itself, so it is exact: ``id`` a non-empty identifier, ``account``
+12 digits, ``region`` a region name, ``time`` an RFC 3339 string in UTC. Pydantic's lax mode would
+read a JSON number as a Unix time (``"time": 0`` is 1970) and take any year from 1 to 9999; such an
+event did not come from EventBridge, so it is a MalformedEvent, never an action.
+"""
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
-from serverless_nth.events.model import MalformedEvent
+from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 
 M = TypeVar("M", bound=EventBridgeModel)
 INSTANCE_ID = r"^i-[0-9a-f]{8}([0-9a-f]{9})?$"
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+# How old an event may be: the on-failure queue keeps a message 14 days, and an operator may
+# replay it at the end of that; a day more for the replay itself. Older is not a replay.
+MAX_EVENT_AGE = datetime.timedelta(days=15)
+# How far ahead of this function's clock an event may be stamped: EventBridge stamps events when
+# they happen, so more than clock skew means the event was not made by EventBridge.
+MAX_EVENT_LEAD = datetime.timedelta(minutes=5)
 
 
 def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str) -> M:
@@ -22,6 +41,10 @@ def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str)
         raise MalformedEvent(
             f"expected {source} / {detail_type!r}, got {event.get('source')!r} / {event.get('detail-type')!r}"
         )
+    for key, pattern in (("id", _ID), ("account", _ACCOUNT), ("region", _REGION), ("time", _TIME)):
+        value = event.get(key)
+        if not isinstance(value, str) or not pattern.match(value):
+            raise MalformedEvent(f"invalid {detail_type}: {key} {str(value)[:80]!r} is not what EventBridge sends")
     try:
         parsed: M = parse(event=event, model=model)
     except ValidationError as exc:
@@ -30,3 +53,11 @@ def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str)
     if parsed.time.tzinfo is None:
         raise MalformedEvent("event time has no timezone")
     return parsed
+
+
+def check_event_time(event: InterruptionEvent, now: datetime.datetime) -> None:
+    """An event older than MAX_EVENT_AGE or stamped more than MAX_EVENT_LEAD ahead is rejected."""
+    if event.time < now - MAX_EVENT_AGE:
+        raise MalformedEvent(f"event time {event.time.isoformat()} is older than {MAX_EVENT_AGE.days} days")
+    if event.time > now + MAX_EVENT_LEAD:
+        raise MalformedEvent(f"event time {event.time.isoformat()} is in the future")

@@ -23,6 +23,7 @@ class Node:
     provider_id: str
     unschedulable: bool
     taints: tuple[dict[str, Any], ...]
+    internal_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
@@ -34,7 +35,20 @@ class Node:
             provider_id=spec.get("providerID", ""),
             unschedulable=bool(spec.get("unschedulable", False)),
             taints=tuple(spec.get("taints") or ()),
+            internal_ips=tuple(
+                str(a.get("address", ""))
+                for a in (obj.get("status") or {}).get("addresses") or ()
+                if a.get("type") == "InternalIP"
+            ),
         )
+
+    def is_instance(self, instance: InstanceFacts) -> bool:
+        """Proof that this node is the instance: its providerID, or, on a node that has none (not
+        yet initialised, registered without the cloud provider), its InternalIP. A name alone
+        proves nothing: private DNS names are unique only within a VPC."""
+        if self.provider_id:
+            return self.provider_id == instance.provider_id
+        return bool(instance.private_ip) and instance.private_ip in self.internal_ips
 
     def has_taint(self, taint: Taint) -> bool:
         return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
@@ -57,8 +71,7 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
             )
         except NotFound:
             node = None
-        # A name can be reused by another instance later: the providerID settles it.
-        if node is not None and (not node.provider_id or node.provider_id == instance.provider_id):
+        if node is not None and node.is_instance(instance):
             return node
     selector = ",".join(
         f"{label}={value}"
