@@ -290,7 +290,7 @@ class Supervisor:
                 # PDB frees up again as in a real cluster; daemonset: DaemonSet pods with their
                 # usual tolerations; taint-eviction-controller and pod-garbage-collector: what
                 # the out-of-service taint sets off (pods that do not tolerate it are deleted)
-                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller",
+                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller,namespace-controller",
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--kube-api-qps=200",

@@ -1,0 +1,149 @@
+"""The drain against a scripted API server: what each failure of an eviction or a delete means for
+the pod (temporary failures are retried until the drain's time is up; only then is a pod left,
+and left as failed, not as blocked)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from serverless_nth.config import BlockedPodPolicy
+from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.drain import Drainer, DrainOptions, PodFate
+
+PDB_REFUSAL = {"message": "Cannot evict pod as it would violate the pod's disruption budget."}
+TERMINATING = {
+    "message": "unable to create new content in namespace ns because it is being terminated",
+    "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]},
+}
+
+
+class FakeNode:
+    """Pods on one node; per pod, the answers its evictions and deletes get, in order (the last
+    one repeats). An accepted eviction or delete removes the pod."""
+
+    def __init__(self, pods: dict[str, int]) -> None:
+        self.pods = dict(pods)
+        self.evictions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.deletes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.sent: list[tuple[str, str, int | None]] = []  # method, pod, grace period sent
+        self.lock = threading.Lock()
+
+    def answer(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if method == "GET":
+                items = [
+                    {
+                        "metadata": {"name": n, "namespace": "ns", "uid": f"uid-{n}"},
+                        "spec": {"terminationGracePeriodSeconds": g},
+                        "status": {"phase": "Running"},
+                    }
+                    for n, g in self.pods.items()
+                ]
+                return 200, {"items": items, "metadata": {}}
+            name = path.split("/")[6].split("?")[0]
+            script = self.evictions if path.endswith("/eviction") else self.deletes
+            options = body.get("deleteOptions", body)
+            self.sent.append((method, name, options.get("gracePeriodSeconds")))
+            answers = script.get(name, [(201, {})])
+            status, reply = answers.pop(0) if len(answers) > 1 else answers[0]
+            if status < 300:
+                self.pods.pop(name, None)
+            return status, reply
+
+
+@pytest.fixture
+def node() -> Iterator[tuple[str, FakeNode]]:
+    fake = FakeNode({})
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else {}
+            status, reply = fake.answer(self.command, self.path, body)
+            data = json.dumps({"kind": "Status", **reply}).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _answer  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", fake
+    httpd.shutdown()
+
+
+def drain(endpoint: str, *, deadline_in: float | None, stop_in: float) -> Any:
+    now = time.time()
+    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, 8)
+    options = DrainOptions(
+        deadline=None if deadline_in is None else now + deadline_in,
+        stop_by=now + stop_in,
+        margin_seconds=1,
+        concurrency=8,
+        blocked_pod_policy=BlockedPodPolicy.DELETE_BEFORE_DEADLINE,
+        poll_interval_seconds=0.05,
+        dry_run=False,
+    )
+    return Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
+
+
+def test_a_token_refused_for_a_while_loses_no_pod(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 5, "b": 5}
+    fake.evictions = {"a": [(401, {})] * 6 + [(201, {})], "b": [(401, {}), (201, {})]}
+    result = drain(endpoint, deadline_in=None, stop_in=20)
+    assert result.pods == {"ns/a": PodFate.EVICTED, "ns/b": PodFate.EVICTED}
+    assert result.completed
+
+
+def test_a_failing_delete_past_the_pdb_is_retried(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 3}
+    fake.evictions = {"a": [(429, PDB_REFUSAL)]}
+    fake.deletes = {"a": [(503, {}), (500, {}), (200, {})]}
+    result = drain(endpoint, deadline_in=6, stop_in=6)
+    assert result.pods == {"ns/a": PodFate.DELETED_PAST_PDB}
+    assert [m for m, _, _ in fake.sent].count("DELETE") == 3
+    assert result.completed
+
+
+def test_errors_until_the_end_leave_the_pod_failed_not_blocked(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 5, "b": 5}
+    fake.evictions = {"a": [(500, {})], "b": [(429, PDB_REFUSAL)]}
+    result = drain(endpoint, deadline_in=None, stop_in=2)
+    assert result.pods == {"ns/a": PodFate.FAILED, "ns/b": PodFate.BLOCKED}
+    assert not result.completed
+    assert result.count(PodFate.FAILED) == 1
+    assert [m for m, p, _ in fake.sent if p == "a"].count("POST") > 2  # retried, not given up
+
+
+def test_a_namespace_being_deleted_means_wait_for_the_pod(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 5}
+    fake.evictions = {"a": [(403, TERMINATING)]}
+    threading.Timer(0.5, lambda: fake.pods.pop("a")).start()  # the namespace controller deletes it
+    result = drain(endpoint, deadline_in=None, stop_in=5)
+    assert result.pods == {"ns/a": PodFate.NAMESPACE_TERMINATING}
+    assert result.completed
+    assert result.duration_seconds >= 0.4
+
+
+def test_no_grace_below_the_floor_even_at_the_deadline(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 30, "b": 0}
+    result = drain(endpoint, deadline_in=1.5, stop_in=1.5)  # 0.5 s left after the margin
+    assert sorted(g for _, _, g in fake.sent) == [1, 1]
+    assert result.grace_capped == 1
