@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from localeks.scenes import NodeScene, Scenes
-from serverless_nth.kube.drain import GRACE_FLOOR_SECONDS
+from serverless_nth.kube.pods import GRACE_FLOOR_SECONDS
 from tests.integration.support import PodWatcher, node_state, pods_left, run, wait_ec2_state
 
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"

@@ -15,7 +15,8 @@ import pytest
 
 from serverless_nth.config import BlockedPodPolicy
 from serverless_nth.kube.client import KubeApi
-from serverless_nth.kube.drain import Drainer, DrainOptions, PodFate
+from serverless_nth.kube.drain import Drainer
+from serverless_nth.kube.evict import DrainOptions, PodFate
 
 PDB_REFUSAL = {"message": "Cannot evict pod as it would violate the pod's disruption budget."}
 TERMINATING = {
@@ -37,6 +38,8 @@ class FakeNode:
 
     def answer(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
+            if "poddisruptionbudgets" in path:  # no watch here: the drain's own backoff
+                return 403, {"message": "forbidden"}
             if method == "GET":
                 items = [
                     {

@@ -22,7 +22,8 @@ from serverless_nth.config import Settings
 from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.kube.client import KubeApi
-from serverless_nth.kube.drain import Drainer, DrainOptions, PodFate
+from serverless_nth.kube.drain import Drainer
+from serverless_nth.kube.evict import DrainOptions, PodFate
 from serverless_nth.kube.nodes import Node, cordon_and_taint, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
 from serverless_nth.policy import Action, decide, ignores

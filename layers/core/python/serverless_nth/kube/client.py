@@ -9,10 +9,11 @@ API server's priority and fairness says 429 when it wants fewer requests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -128,6 +129,26 @@ class KubeApi:
                 backoff *= 2
         raise AssertionError("unreachable")
 
+    def watch(self, api_path: str, query: Mapping[str, str], stage: str = "kube") -> WatchStream:
+        """Opens a watch (``watch=1`` is added); the server's ``timeoutSeconds`` in ``query`` ends it.
+        Failures to open it are typed as for ``request``, without retries."""
+        url = self._endpoint + api_path + "?" + urlencode({**query, "watch": "1"})
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        with self._lock:
+            self.requests_sent += 1
+        try:
+            response = self._rest.request(  # type: ignore[no-untyped-call]
+                "GET", url, headers=headers, _request_timeout=(self._timeout, None)
+            )
+        except (urllib3.exceptions.HTTPError, ApiException, OSError) as exc:
+            raise KubeTemporaryError(0, f"{type(exc).__name__}: {exc}", stage=stage) from exc
+        if response.status != 200:
+            data = response.read()
+            if response.status == 401:
+                self._on_unauthorized()
+            raise _error(response.status, data, response.headers.get("Retry-After"), stage)
+        return WatchStream(response.response, stage)
+
     def _send(self, method: str, url: str, body: Any, content_type: str, stage: str, timeout: float) -> dict[str, Any]:
         for attempt in (1, 2):
             headers = {
@@ -155,6 +176,34 @@ class KubeApi:
                 return _json(data, status, stage)
             raise _error(status, data, response.headers.get("Retry-After"), stage)
         raise AssertionError("unreachable")
+
+
+class WatchStream:
+    """The events of one watch (``{"type": ..., "object": ...}``), read line by line as the server
+    sends them; ``close`` (from any thread) ends a read that is waiting for the next event."""
+
+    def __init__(self, raw: Any, stage: str) -> None:
+        self._raw = raw
+        self._stage = stage
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        buffer = b""
+        try:
+            for chunk in self._raw.stream(4096, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield _json(line, 200, self._stage)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise KubeTemporaryError(0, f"watch ended: {type(exc).__name__}: {exc}", stage=self._stage) from exc
+        finally:
+            self._raw.release_conn()
+
+    def close(self) -> None:
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+            self._raw.shutdown()  # unblocks a read waiting in another thread (urllib3 >= 2.3)
+        self._raw.close()
 
 
 def _json(data: bytes, status: int, stage: str) -> dict[str, Any]:

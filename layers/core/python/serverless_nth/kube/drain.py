@@ -14,50 +14,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from serverless_nth.config import BlockedPodPolicy
-from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporaryError, NotFound, TooManyRequests, path
+from serverless_nth.kube.client import KubeApi, KubeTemporaryError
+from serverless_nth.kube.evict import (
+    BACKOFF_FIRST,
+    BACKOFF_MAX,
+    DONE_FATES,
+    WAKE_CHECK_SECONDS,
+    Attempt,
+    DrainOptions,
+    Evictor,
+    PodFate,
+)
 from serverless_nth.kube.pods import (
     PodToEvict,
     deletion_time,
-    grace_period,
     list_node_pods,
     orphaned_daemonset_pods,
     skip_reason,
     to_evict,
 )
-
-# A PDB frees up when a replacement pod turns Ready: retry often enough not to add much to that.
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.25, 1.0
-# The longest an eviction may wait for its answer, when the drain's time allows it at all
-_EVICTION_TIMEOUT_MAX = 900.0
-NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
-
-
-class PodFate(StrEnum):
-    EVICTED = "evicted"  # the Eviction API accepted it
-    GONE = "gone"  # it disappeared before we evicted it
-    DELETED_PAST_PDB = "deleted-past-pdb"  # BlockedPodPolicy.DELETE_BEFORE_DEADLINE
-    ALREADY_TERMINATING = "already-terminating"  # another deletion was under way: waited for
-    NAMESPACE_TERMINATING = "namespace-terminating"  # its namespace is being deleted: waited for
-    STUCK_TERMINATING = "stuck-terminating"  # its deletion ended long ago and it stays: not waited for
-    BLOCKED = "blocked"  # a PDB still refused when the drain's time was up
-    FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
-    WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
-    WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
-
-
-# fates that leave nothing for the drain to do
-_DONE = {
-    PodFate.EVICTED,
-    PodFate.GONE,
-    PodFate.DELETED_PAST_PDB,
-    PodFate.ALREADY_TERMINATING,
-    PodFate.NAMESPACE_TERMINATING,
-    PodFate.STUCK_TERMINATING,
-}
 
 
 @dataclass
@@ -82,44 +59,14 @@ class DrainResult:
         return sum(1 for f in self.pods.values() if f is fate)
 
 
-@dataclass(frozen=True)
-class DrainOptions:
-    # time.time() at which the instance is certainly gone, while that is still ahead: it caps grace
-    # periods and lets blocked_pod_policy act. None: pods' own grace periods, PDBs respected.
-    deadline: float | None
-    # time.time() by which the drain must report (the deadline, or the Lambda function's own
-    # timeout); it ends retries and waiting, but never shortens a pod's grace period
-    stop_by: float
-    margin_seconds: float
-    concurrency: int
-    blocked_pod_policy: BlockedPodPolicy
-    poll_interval_seconds: float
-    dry_run: bool
-    # a pod whose deletion ended longer ago than this is not waited for
-    stuck_after_seconds: float = 30.0
-    request_timeout_seconds: float = 10.0
-
-
-@dataclass
-class _Attempt:
-    """What one eviction request taught us about one pod."""
-
-    fate: PodFate | None  # None: try again after `wait`
-    wait: float = 0.0
-    sent_at: float = 0.0  # clock time the request went out
-    pdb_refused: bool = False
-    grace: int = 0  # the grace period the pod was given, when evicted or deleted
-    grace_capped: bool = False
-    error: str = ""
-
-
 @dataclass
 class _PodState:
     pod: PodToEvict
     due: float  # clock time of the next attempt
-    backoff: float = _BACKOFF_FIRST
+    backoff: float = BACKOFF_FIRST
     answered: bool = False
     last_error: str = ""  # the last attempt failed with an error, not a PDB refusal
+    pdb_waiting: bool = False  # the last attempt was refused by a PDB
 
 
 class Drainer:
@@ -137,16 +84,10 @@ class Drainer:
         self.options = options
         self.log = log
         self.clock = clock
-
-    def seconds_left(self) -> float | None:
-        """Seconds of grace a pod can still have: until the deadline less the safety margin; None
-        when no deadline caps grace periods."""
-        if self.options.deadline is None:
-            return None
-        return self.options.deadline - self.options.margin_seconds - self.clock()
+        self.evictor = Evictor(api, options, log, clock)
 
     def out_of_time(self) -> bool:
-        left = self.seconds_left()
+        left = self.evictor.seconds_left()
         return (left is not None and left <= 0) or self.clock() >= self.options.stop_by
 
     def drain(self, node_name: str) -> DrainResult:
@@ -164,7 +105,7 @@ class Drainer:
             for ref in result.remaining:
                 result.pods.setdefault(ref, PodFate.BLOCKED)
         result.completed = (
-            not self.options.dry_run and not result.remaining and all(f in _DONE for f in result.pods.values())
+            not self.options.dry_run and not result.remaining and all(f in DONE_FATES for f in result.pods.values())
         )
         result.duration_seconds = self.clock() - started
         return result
@@ -203,54 +144,70 @@ class Drainer:
         the grace a deadline leaves: then an eviction shortens it."""
         if pod.deleting_since is None:
             return True
-        left = self.seconds_left()
+        left = self.evictor.seconds_left()
         return left is not None and pod.deleting_since > self.clock() + left
 
     def _evict_all(self, targets: list[PodToEvict], result: DrainResult, started: float) -> None:
         states = {t.ref: _PodState(t, due=started) for t in targets}
+        workers = min(self.options.concurrency, len(targets))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evict") as pool:
+            try:
+                self._schedule(states, pool, result, started)
+            finally:
+                self.evictor.budgets.stop()
+
+    def _schedule(
+        self, states: dict[str, _PodState], pool: ThreadPoolExecutor, result: DrainResult, started: float
+    ) -> None:
+        """The one loop: sends every attempt that is due, wakes the pods whose budget allows a
+        disruption again, and records each answer, until every pod has its fate."""
         unanswered = len(states)
         last_first_sent = started
-        in_flight: dict[Future[_Attempt], _PodState] = {}
-        with ThreadPoolExecutor(
-            max_workers=min(self.options.concurrency, len(targets)), thread_name_prefix="evict"
-        ) as pool:
-            while states or in_flight:
-                now = self.clock()
-                busy = {s.pod.ref for s in in_flight.values()}
-                if self.out_of_time():  # every pod has had its first try; no more retries
-                    for ref in [r for r, s in states.items() if s.answered and r not in busy]:
-                        result.pods[ref] = PodFate.FAILED if states[ref].last_error else PodFate.BLOCKED
-                        del states[ref]
-                for ref, state in states.items():
-                    if ref not in busy and state.due <= now:
-                        in_flight[pool.submit(self._attempt, state.pod, state.backoff)] = state
-                        busy.add(ref)
-                next_due = min((s.due for r, s in states.items() if r not in busy), default=now + 1.0)
-                if not in_flight:
-                    time.sleep(max(0.01, next_due - now))
-                    continue
-                done, _ = wait(in_flight, timeout=max(0.01, next_due - now), return_when=FIRST_COMPLETED)
-                for future in done:
-                    state = in_flight.pop(future)
-                    attempt = future.result()
-                    if not state.answered:
-                        state.answered = True
-                        unanswered -= 1
-                        last_first_sent = max(last_first_sent, attempt.sent_at)
-                        if unanswered == 0:
-                            result.evictions_answered_seconds = self.clock() - started
-                            result.evictions_sent_seconds = last_first_sent - started
-                    self._record(state, attempt, result, states)
+        in_flight: dict[Future[Attempt], _PodState] = {}
+        while states or in_flight:
+            now = self.clock()
+            busy = {s.pod.ref for s in in_flight.values()}
+            woken = self.evictor.take_woken()
+            for state in states.values():
+                if state.pdb_waiting and state.pod.namespace in woken:
+                    state.due = min(state.due, now)
+            if self.out_of_time():  # every pod has had its first try; no more retries
+                for ref in [r for r, s in states.items() if s.answered and r not in busy]:
+                    result.pods[ref] = PodFate.FAILED if states[ref].last_error else PodFate.BLOCKED
+                    del states[ref]
+            for ref, state in states.items():
+                if ref not in busy and state.due <= now:
+                    in_flight[pool.submit(self.evictor.attempt, state.pod, state.backoff)] = state
+                    busy.add(ref)
+            next_due = min((s.due for r, s in states.items() if r not in busy), default=now + 1.0)
+            if any(s.pdb_waiting for s in states.values()):
+                next_due = min(next_due, now + WAKE_CHECK_SECONDS)
+            if not in_flight:
+                time.sleep(max(0.01, next_due - now))
+                continue
+            done, _ = wait(in_flight, timeout=max(0.01, next_due - now), return_when=FIRST_COMPLETED)
+            for future in done:
+                state = in_flight.pop(future)
+                attempt = future.result()
+                if not state.answered:
+                    state.answered = True
+                    unanswered -= 1
+                    last_first_sent = max(last_first_sent, attempt.sent_at)
+                    if unanswered == 0:
+                        result.evictions_answered_seconds = self.clock() - started
+                        result.evictions_sent_seconds = last_first_sent - started
+                self._record(state, attempt, result, states)
 
-    def _record(self, state: _PodState, attempt: _Attempt, result: DrainResult, states: dict[str, _PodState]) -> None:
+    def _record(self, state: _PodState, attempt: Attempt, result: DrainResult, states: dict[str, _PodState]) -> None:
         pod = state.pod
         result.pdb_refusals += attempt.pdb_refused
         state.last_error = attempt.error
+        state.pdb_waiting = attempt.pdb_refused and attempt.fate is None
         if attempt.error:
             result.errors.append(f"{pod.ref}: {attempt.error}")
         if attempt.fate is None:
             state.due = self.clock() + attempt.wait
-            state.backoff = min(state.backoff * 2, _BACKOFF_MAX)
+            state.backoff = min(state.backoff * 2, BACKOFF_MAX)
             return
         fate = attempt.fate
         if fate is PodFate.EVICTED and pod.deleting_since is not None:
@@ -260,99 +217,6 @@ class Drainer:
         result.pods[pod.ref] = fate
         result.grace_capped += attempt.grace_capped
         states.pop(pod.ref, None)
-
-    def _attempt(self, pod: PodToEvict, backoff: float) -> _Attempt:
-        sent_at = self.clock()
-        try:
-            attempt = self._try_eviction(pod, backoff)
-        except Exception as exc:  # a thread's surprise must end as this pod's error, not the drain's
-            attempt = _Attempt(None, wait=backoff, error=f"{type(exc).__name__}: {exc}")
-        attempt.sent_at = sent_at
-        return attempt
-
-    def _try_eviction(self, pod: PodToEvict, backoff: float) -> _Attempt:
-        """One eviction request; decides whether the pod is done or when to try again (after the
-        server's Retry-After, else after ``backoff``, which doubles up to 1 s)."""
-        grace = grace_period(pod.grace_seconds, self.seconds_left())
-        try:
-            self._post_eviction(pod, grace)
-            if self.options.dry_run:
-                return _Attempt(PodFate.WOULD_EVICT)
-            return _Attempt(PodFate.EVICTED, grace=grace, grace_capped=grace < pod.grace_seconds)
-        except NotFound:
-            return _Attempt(PodFate.GONE)
-        except TooManyRequests as exc:
-            pdb = "disruption budget" in exc.reason.lower()
-            wait_for = min(exc.retry_after if exc.retry_after is not None else backoff, _BACKOFF_MAX)
-            if pdb and self.options.dry_run:
-                return _Attempt(PodFate.WOULD_BLOCK, pdb_refused=True)
-            left = self.seconds_left()
-            if pdb and left is not None and self._deletes_past_pdb() and left - wait_for <= pod.grace_seconds:
-                return self._delete_past_pdb(pod)
-            return _Attempt(None, wait=wait_for, pdb_refused=pdb, error="" if pdb else str(exc))
-        except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
-            wait_for = exc.retry_after if exc.retry_after is not None else backoff
-            return _Attempt(None, wait=min(wait_for, _BACKOFF_MAX), error=str(exc))
-        except KubePermanentError as exc:
-            if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
-                return _Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
-            return _Attempt(PodFate.FAILED, error=str(exc))
-
-    def _timeout(self) -> float:
-        """An eviction waits for its answer as long as the drain's time allows: a request cut off
-        after the server counted it in the PDB's disruptedPods, but before it deleted the pod,
-        would leave the budget spent on nothing for two minutes."""
-        return max(
-            self.options.request_timeout_seconds, min(self.options.stop_by - self.clock(), _EVICTION_TIMEOUT_MAX)
-        )
-
-    def _post_eviction(self, pod: PodToEvict, grace: int) -> None:
-        body: dict[str, Any] = {
-            "apiVersion": "policy/v1",
-            "kind": "Eviction",
-            "metadata": {"name": pod.name, "namespace": pod.namespace},
-            "deleteOptions": {"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
-        }
-        self.api.request(
-            "POST",
-            path("api", "v1", "namespaces", pod.namespace, "pods", pod.name, "eviction"),
-            body=body,
-            query={"dryRun": "All"} if self.options.dry_run else None,
-            stage="drain",
-            retry_temporary=False,
-            timeout_seconds=self._timeout(),
-        )
-
-    def _deletes_past_pdb(self) -> bool:
-        return (
-            self.options.deadline is not None
-            and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
-        )
-
-    def _delete_past_pdb(self, pod: PodToEvict) -> _Attempt:
-        grace = grace_period(pod.grace_seconds, self.seconds_left())
-        self.log(
-            "a PodDisruptionBudget still blocks and the instance is going away: deleting the pod with the time left",
-            pod=pod.ref,
-            grace_seconds=grace,
-        )
-        try:
-            self.api.request(
-                "DELETE",
-                path("api", "v1", "namespaces", pod.namespace, "pods", pod.name),
-                body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
-                stage="drain",
-                retry_temporary=False,
-                timeout_seconds=self._timeout(),
-            )
-        except NotFound:
-            return _Attempt(PodFate.GONE, pdb_refused=True)
-        except KubeTemporaryError as exc:  # tried again on the next round, as an eviction would be
-            return _Attempt(None, wait=_BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}")
-        except KubePermanentError as exc:
-            return _Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
-        capped = grace < pod.grace_seconds
-        return _Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=capped)
 
     def _wait_until_gone(self, node_name: str, targets: list[PodToEvict], result: DrainResult) -> list[str]:
         """Polls the node's pods until none of the targets is left (or is left only because its

@@ -1,0 +1,210 @@
+"""One eviction attempt for one pod, and what its answer means: evicted, gone, refused by a PDB
+(retry when the budget allows, or delete just before a certain end), a temporary failure (retry),
+or a permanent one. The drain (drain.py) schedules the attempts; this module sends them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from serverless_nth.config import BlockedPodPolicy
+from serverless_nth.kube.budgets import FALLBACK_POLL_SECONDS, BudgetWatch
+from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporaryError, NotFound, TooManyRequests, path
+from serverless_nth.kube.pods import PodToEvict, grace_period
+
+# Backoff of retries after a failure, and after a PDB refusal where no watch tells when the budget
+# frees up (with one, the watch wakes the pod, and FALLBACK_POLL_SECONDS is the backstop).
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 1.0
+# how often the scheduling loop looks for pods that a budget watch woke
+WAKE_CHECK_SECONDS = 0.05
+# The longest an eviction may wait for its answer, when the drain's time allows it at all
+EVICTION_TIMEOUT_MAX = 900.0
+NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+
+
+class PodFate(StrEnum):
+    EVICTED = "evicted"  # the Eviction API accepted it
+    GONE = "gone"  # it disappeared before we evicted it
+    DELETED_PAST_PDB = "deleted-past-pdb"  # BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+    ALREADY_TERMINATING = "already-terminating"  # another deletion was under way: waited for
+    NAMESPACE_TERMINATING = "namespace-terminating"  # its namespace is being deleted: waited for
+    STUCK_TERMINATING = "stuck-terminating"  # its deletion ended long ago and it stays: not waited for
+    BLOCKED = "blocked"  # a PDB still refused when the drain's time was up
+    FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
+    WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
+    WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
+
+
+# fates that leave nothing for the drain to do
+DONE_FATES = {
+    PodFate.EVICTED,
+    PodFate.GONE,
+    PodFate.DELETED_PAST_PDB,
+    PodFate.ALREADY_TERMINATING,
+    PodFate.NAMESPACE_TERMINATING,
+    PodFate.STUCK_TERMINATING,
+}
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    # time.time() at which the instance is certainly gone, while that is still ahead: it caps grace
+    # periods and lets blocked_pod_policy act. None: pods' own grace periods, PDBs respected.
+    deadline: float | None
+    # time.time() by which the drain must report (the deadline, or the Lambda function's own
+    # timeout); it ends retries and waiting, but never shortens a pod's grace period
+    stop_by: float
+    margin_seconds: float
+    concurrency: int
+    blocked_pod_policy: BlockedPodPolicy
+    poll_interval_seconds: float
+    dry_run: bool
+    # a pod whose deletion ended longer ago than this is not waited for
+    stuck_after_seconds: float = 30.0
+    request_timeout_seconds: float = 10.0
+
+
+@dataclass
+class Attempt:
+    """What one eviction request taught us about one pod."""
+
+    fate: PodFate | None  # None: try again after `wait`
+    wait: float = 0.0
+    sent_at: float = 0.0  # clock time the request went out
+    pdb_refused: bool = False
+    grace: int = 0  # the grace period the pod was given, when evicted or deleted
+    grace_capped: bool = False
+    error: str = ""
+
+
+class Evictor:
+    """Sends the attempts of one drain, from its worker threads."""
+
+    def __init__(
+        self, api: KubeApi, options: DrainOptions, log: Callable[..., None], clock: Callable[[], float]
+    ) -> None:
+        self.api = api
+        self.options = options
+        self.log = log
+        self.clock = clock
+        self.budgets = BudgetWatch(api, self._wake, until=options.stop_by, clock=clock)
+        self._woken: set[str] = set()  # namespaces where a budget allows a disruption again
+        self._woken_lock = threading.Lock()
+
+    def _wake(self, namespace: str) -> None:
+        with self._woken_lock:
+            self._woken.add(namespace)
+
+    def take_woken(self) -> set[str]:
+        with self._woken_lock:
+            woken, self._woken = self._woken, set()
+        return woken
+
+    def seconds_left(self) -> float | None:
+        """Seconds of grace a pod can still have: until the deadline less the safety margin; None
+        when no deadline caps grace periods."""
+        if self.options.deadline is None:
+            return None
+        return self.options.deadline - self.options.margin_seconds - self.clock()
+
+    def attempt(self, pod: PodToEvict, backoff: float) -> Attempt:
+        sent_at = self.clock()
+        try:
+            attempt = self._try_eviction(pod, backoff)
+        except Exception as exc:  # a thread's surprise must end as this pod's error, not the drain's
+            attempt = Attempt(None, wait=backoff, error=f"{type(exc).__name__}: {exc}")
+        attempt.sent_at = sent_at
+        return attempt
+
+    def _try_eviction(self, pod: PodToEvict, backoff: float) -> Attempt:
+        """One eviction request; decides whether the pod is done or when to try again (after the
+        server's Retry-After, else after ``backoff``, which doubles up to 1 s)."""
+        grace = grace_period(pod.grace_seconds, self.seconds_left())
+        try:
+            self._post_eviction(pod, grace)
+            if self.options.dry_run:
+                return Attempt(PodFate.WOULD_EVICT)
+            return Attempt(PodFate.EVICTED, grace=grace, grace_capped=grace < pod.grace_seconds)
+        except NotFound:
+            return Attempt(PodFate.GONE)
+        except TooManyRequests as exc:
+            pdb = "disruption budget" in exc.reason.lower()
+            wait_for = min(exc.retry_after if exc.retry_after is not None else backoff, BACKOFF_MAX)
+            if not pdb:  # API priority and fairness: its Retry-After
+                return Attempt(None, wait=wait_for, error=str(exc))
+            if self.options.dry_run:
+                return Attempt(PodFate.WOULD_BLOCK, pdb_refused=True)
+            self.budgets.follow(pod.namespace)
+            if self.budgets.watching(pod.namespace):
+                wait_for = FALLBACK_POLL_SECONDS  # the watch wakes the pod when the budget allows
+            left = self.seconds_left()
+            if left is not None and self._deletes_past_pdb():
+                if left - BACKOFF_MAX <= pod.grace_seconds:
+                    return self._delete_past_pdb(pod)
+                # come back in time to delete it while its whole grace period still fits
+                wait_for = min(wait_for, left - pod.grace_seconds - BACKOFF_MAX)
+            return Attempt(None, wait=wait_for, pdb_refused=True)
+        except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
+            wait_for = exc.retry_after if exc.retry_after is not None else backoff
+            return Attempt(None, wait=min(wait_for, BACKOFF_MAX), error=str(exc))
+        except KubePermanentError as exc:
+            if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
+                return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
+            return Attempt(PodFate.FAILED, error=str(exc))
+
+    def _timeout(self) -> float:
+        """An eviction waits for its answer as long as the drain's time allows: a request cut off
+        after the server counted it in the PDB's disruptedPods, but before it deleted the pod,
+        would leave the budget spent on nothing for two minutes."""
+        return max(self.options.request_timeout_seconds, min(self.options.stop_by - self.clock(), EVICTION_TIMEOUT_MAX))
+
+    def _post_eviction(self, pod: PodToEvict, grace: int) -> None:
+        body: dict[str, Any] = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+            "deleteOptions": {"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
+        }
+        self.api.request(
+            "POST",
+            path("api", "v1", "namespaces", pod.namespace, "pods", pod.name, "eviction"),
+            body=body,
+            query={"dryRun": "All"} if self.options.dry_run else None,
+            stage="drain",
+            retry_temporary=False,
+            timeout_seconds=self._timeout(),
+        )
+
+    def _deletes_past_pdb(self) -> bool:
+        return (
+            self.options.deadline is not None
+            and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+        )
+
+    def _delete_past_pdb(self, pod: PodToEvict) -> Attempt:
+        grace = grace_period(pod.grace_seconds, self.seconds_left())
+        self.log(
+            "a PodDisruptionBudget still blocks and the instance is going away: deleting the pod with the time left",
+            pod=pod.ref,
+            grace_seconds=grace,
+        )
+        try:
+            self.api.request(
+                "DELETE",
+                path("api", "v1", "namespaces", pod.namespace, "pods", pod.name),
+                body={"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
+                stage="drain",
+                retry_temporary=False,
+                timeout_seconds=self._timeout(),
+            )
+        except NotFound:
+            return Attempt(PodFate.GONE, pdb_refused=True)
+        except KubeTemporaryError as exc:  # tried again on the next round, as an eviction would be
+            return Attempt(None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}")
+        except KubePermanentError as exc:
+            return Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
+        capped = grace < pod.grace_seconds
+        return Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=capped)
