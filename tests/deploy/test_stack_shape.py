@@ -1,0 +1,107 @@
+"""The deployed stack, as CloudFormation receives it after the SAM transform: rule targets, their
+permissions and async settings agree; nothing piles up; `sam delete` leaves nothing behind;
+outputs name what EventBridge invokes; rules only take this account's events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.deploy.cfn import Stack
+
+
+def _targets(stack: Stack) -> list[tuple[str, Any]]:
+    return [(rule, arn) for rule in stack.rules() for arn in stack.rule_targets(rule)]
+
+
+def test_each_rule_may_invoke_exactly_what_it_targets(deploys: dict[str, Stack]) -> None:
+    stack = deploys["baseline"]
+    permissions = stack.of_type("AWS::Lambda::Permission")
+    for rule, arn in _targets(stack):
+        granted = [
+            p["Properties"]
+            for p in permissions.values()
+            if p["Properties"].get("SourceArn") == {"Fn::GetAtt": [rule, "Arn"]}
+        ]
+        assert len(granted) == 1, f"{rule}: {len(granted)} permissions"
+        assert granted[0]["Principal"] == "events.amazonaws.com"
+        assert granted[0]["Action"] == "lambda:InvokeFunction"
+        assert stack.follow(granted[0]["FunctionName"]) == stack.follow(arn), f"{rule}: permission on another target"
+
+
+def test_retries_and_the_on_failure_queue_apply_to_what_the_rules_invoke(deploys: dict[str, Stack]) -> None:
+    """An EventInvokeConfig on another qualifier than the one invoked would leave Lambda's defaults
+    (2 retries, 6 hours, no destination) in force."""
+    stack = deploys["baseline"]
+    configs = {
+        (c["Properties"]["FunctionName"]["Ref"], c["Properties"]["Qualifier"]): c["Properties"]
+        for c in stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
+    for rule, arn in _targets(stack):
+        target = stack.follow(arn)
+        config = configs.get((target.function, target.qualifier))
+        assert config is not None, f"{rule} invokes {target.describe()}, which has no EventInvokeConfig: {configs}"
+        assert "OnFailure" in config["DestinationConfig"], f"{target.describe()}: no on-failure destination"
+
+
+def test_outputs_name_what_each_rule_invokes(deploys: dict[str, Stack]) -> None:
+    stack = deploys["baseline"]
+    outputs = stack.template.get("Outputs", {})
+    for rule, arn in _targets(stack):
+        named = [k for k, o in outputs.items() if o["Value"] == arn]
+        assert named, f"no output gives {arn}, which {rule} invokes; outputs: {sorted(outputs)}"
+
+
+def test_old_versions_do_not_pile_up(deploys: dict[str, Stack]) -> None:
+    """A replaced AWS::Lambda::Version or AWS::Lambda::LayerVersion is deleted by the update that
+    replaces it, unless its DeletionPolicy is Retain (SAM's default for versions)."""
+    for name, stack in deploys.items():
+        for kind in ("AWS::Lambda::Version", "AWS::Lambda::LayerVersion"):
+            for logical_id, resource in stack.of_type(kind).items():
+                assert resource.get("DeletionPolicy", "Delete") == "Delete", (
+                    f"{name}: {logical_id} ({kind}) has DeletionPolicy {resource['DeletionPolicy']}: "
+                    "one more is kept on every deploy that replaces it"
+                )
+
+
+def test_sam_delete_leaves_nothing(deploys: dict[str, Stack]) -> None:
+    stack = deploys["baseline"]
+    retained = {
+        k: v["DeletionPolicy"] for k, v in stack.resources.items() if v.get("DeletionPolicy", "Delete") != "Delete"
+    }
+    assert not retained, f"kept after sam delete: {retained}"
+
+
+def test_each_function_logs_to_a_log_group_of_the_stack_with_a_retention(deploys: dict[str, Stack]) -> None:
+    """A log group that Lambda creates itself keeps its logs forever and outlives `sam delete`."""
+    for name in ("baseline", "parameter LogRetentionDays"):
+        stack = deploys.get(name)
+        if stack is None:
+            raise AssertionError(f"no deploy {name!r}: the template has no parameter LogRetentionDays")
+        groups = stack.of_type("AWS::Logs::LogGroup")
+        used = set()
+        for function in stack.of_type("AWS::Lambda::Function"):
+            group = stack.resources[function]["Properties"].get("LoggingConfig", {}).get("LogGroup")
+            assert isinstance(group, dict), f"{function} logs to the log group Lambda makes itself"
+            assert group.get("Ref") in groups, f"{function} logs to {group}, not a log group of the stack"
+            used.add(group["Ref"])
+            retention = stack.resolve(groups[group["Ref"]]["Properties"]["RetentionInDays"])
+            assert str(retention) == stack.params["LogRetentionDays"]
+        assert used == set(groups), "one log group per function"
+        assert len(used) == len(stack.of_type("AWS::Lambda::Function"))
+
+
+def test_rules_match_only_this_accounts_events(deploys: dict[str, Stack]) -> None:
+    stack = deploys["baseline"]
+    for rule, resource in stack.rules().items():
+        pattern = resource["Properties"]["EventPattern"]
+        assert pattern.get("account") == [{"Ref": "AWS::AccountId"}], f"{rule}: {pattern}"
+
+
+def test_no_snapstart_where_the_rules_invoke_latest(deploys: dict[str, Stack]) -> None:
+    """SnapStart applies to published versions only: set on a function invoked as $LATEST, it does nothing."""
+    for name, stack in deploys.items():
+        for rule, arn in _targets(stack):
+            target = stack.follow(arn)
+            if target.version is None:
+                snap = stack.function_config(target.function).get("SnapStart", {})
+                assert snap.get("ApplyOn", "None") == "None", f"{name}: {rule} invokes $LATEST, SnapStart {snap}"
