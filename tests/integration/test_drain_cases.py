@@ -116,7 +116,16 @@ def _node_without_provider_id(scenes: Scenes, instance: dict[str, Any], internal
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         }
     )
+    # kwok initialises the node's status once; the address is set after that, as a kubelet would
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        conditions = scenes.core.read_node_status(name).status.conditions or []
+        if any(c.type == "Ready" for c in conditions):
+            break
+        time.sleep(0.2)
     scenes.core.patch_node_status(name, {"status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]}})
+    addresses = scenes.core.read_node_status(name).status.addresses or []
+    assert [(a.type, a.address) for a in addresses] == [("InternalIP", internal_ip)]
     return name
 
 
