@@ -73,6 +73,7 @@ class PodRecord:
     """What the API server recorded when a pod's deletion began, and whether it was Ready."""
 
     deletion_grace: dict[str, int] = field(default_factory=dict)  # pod -> deletionGracePeriodSeconds
+    deletion_seen_at: dict[str, float] = field(default_factory=dict)  # pod -> time.time() it was seen deleting
     min_ready: dict[str, int] = field(default_factory=dict)  # app label -> fewest Ready, not deleting
 
 
@@ -120,6 +121,7 @@ class PodWatcher:
                     grace = pod.metadata.deletion_grace_period_seconds
                     if pod.metadata.deletion_timestamp is not None and name not in self.record.deletion_grace:
                         self.record.deletion_grace[name] = int(grace if grace is not None else -1)
+                        self.record.deletion_seen_at[name] = time.time()
                 self._update_ready()
                 if self._stop.is_set():
                     break

@@ -13,7 +13,7 @@ import pytest
 
 from localeks.invoke import Invocation
 from localeks.scenes import NodeScene, Scenes
-from tests.integration.support import aged_event, node_state, pods_left, run
+from tests.integration.support import PodWatcher, aged_event, node_state, pods_left, run
 
 HOLD = "serverless-nth.test/hold"
 
@@ -147,3 +147,44 @@ def test_a_node_without_provider_id_is_found_by_its_internal_ip(cluster_env: dic
     assert result.exit_code == 0, result.output
     assert result.result["node"] == name
     assert node_state(scenes, name)[0] is True
+
+
+def test_a_drain_held_by_a_pdb_reacts_when_the_budget_frees_not_by_polling(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    scene = scenes.worker_node()
+    scenes.worker_node(spot=False)
+    ns = scenes.namespace("held-budget")
+    pods = scenes.deployment(ns, "api", scene.node_name, 2, grace=5, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    results: dict[str, Invocation] = {}
+    blocked_for = 12.0
+    with PodWatcher(scenes, ns) as seen:
+        drain = threading.Thread(
+            target=lambda: results.__setitem__(
+                "r",
+                run(cluster_env, "rebalance-recommendation", scene.instance_id, params={"DrainOnRebalance": "true"}),
+            )
+        )
+        drain.start()
+        time.sleep(blocked_for)
+        scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 2}})
+        freed_at = None
+        while freed_at is None:  # when the disruption controller says the budget allows it
+            status = scenes.policy.read_namespaced_pod_disruption_budget_status("api", ns).status
+            if (status.disruptions_allowed or 0) > 0:
+                freed_at = time.time()
+            time.sleep(0.02)
+        drain.join()
+    result = results["r"]
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "drained"
+    reaction = min(seen.deletion_seen_at[p] for p in pods) - freed_at
+    refusals_per_pod_minute = result.result["drain"]["pdb_refusals"] / len(pods) / (blocked_for / 60)
+    print(
+        f"budget freed -> eviction seen: {reaction:.3f} s; refusals per blocked pod per minute: "
+        f"{refusals_per_pod_minute:.1f}"
+    )
+    assert reaction < 1.0
+    # a watch, with a 10 s backstop, instead of a retry every second: at most 2 refusals in 12 s
+    assert result.result["drain"]["pdb_refusals"] <= 2 * len(pods)

@@ -15,7 +15,7 @@ from typing import Any
 
 from serverless_nth.kube.client import KubeApi, KubeApiError, WatchStream, path
 
-FALLBACK_POLL_SECONDS = 5.0
+FALLBACK_POLL_SECONDS = 10.0
 # a watch lasts at most this long before it is opened again from a fresh list
 _WATCH_SECONDS = 120
 
