@@ -173,6 +173,8 @@ class Stack:
                 return Target(name, "$LATEST")
         if isinstance(arn, dict) and "Ref" in arn:
             resource = self.resources[arn["Ref"]]
+            if resource["Type"] == "AWS::Lambda::Function":  # a function's name: unqualified
+                return Target(arn["Ref"], "$LATEST")
             if resource["Type"] == "AWS::Lambda::Alias":
                 props = resource["Properties"]
                 version_ref = props["FunctionVersion"]

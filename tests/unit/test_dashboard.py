@@ -1,8 +1,11 @@
-"""The dashboard in template.yaml and the metrics in the code name the same things."""
+"""The dashboard and alarms in template.yaml name only metrics that something emits: the code
+(ServerlessNTH, with the dimension sets it uses) or a resource of the template (AWS/Lambda for its
+functions, AWS/Events for its rules, AWS/SQS for its queues), and every alarm is on the dashboard."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from localeks.dashboard import NAMESPACE, dashboard_widgets, widget_metric_names
 from localeks.template import load_template
@@ -19,9 +22,105 @@ from serverless_nth.observability import (
 
 CODE_METRICS = {v for k, v in vars(Metric).items() if k.isupper()} | {COLD_START}
 
+# What AWS emits per resource: namespace -> (the template resource type, its dimension, metric names).
+# Sources: https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html ,
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html ,
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html
+AWS_METRICS: dict[str, tuple[str, str, set[str]]] = {
+    "AWS/Lambda": (
+        "AWS::Serverless::Function",
+        "FunctionName",
+        {
+            "Invocations",
+            "Errors",
+            "Throttles",
+            "Duration",
+            "ConcurrentExecutions",
+            "DeadLetterErrors",
+            "DestinationDeliveryFailures",
+            "AsyncEventsReceived",
+            "AsyncEventAge",
+            "AsyncEventsDropped",
+        },
+    ),
+    "AWS/Events": (
+        "EventBridgeRule",  # SAM makes an AWS::Events::Rule <Function><Event> for each such event
+        "RuleName",
+        {
+            "Invocations",
+            "FailedInvocations",
+            "TriggeredRules",
+            "MatchedEvents",
+            "ThrottledRules",
+            "DeadLetterInvocations",
+            "InvocationsSentToDlq",
+            "InvocationsFailedToBeSentToDlq",
+        },
+    ),
+    "AWS/SQS": (
+        "AWS::SQS::Queue",
+        "QueueName",
+        {
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateAgeOfOldestMessage",
+            "NumberOfMessagesSent",
+            "NumberOfMessagesReceived",
+        },
+    ),
+}
+
+
+def resources_of(kind: str, template: dict[str, Any]) -> set[str]:
+    resources = template["Resources"]
+    if kind == "EventBridgeRule":
+        return {
+            f"{name}{event}"
+            for name, r in resources.items()
+            if r["Type"] == "AWS::Serverless::Function"
+            for event, spec in r["Properties"].get("Events", {}).items()
+            if spec["Type"] == "EventBridgeRule"
+        }
+    return {name for name, r in resources.items() if r["Type"] == kind}
+
+
+def check_aws_metric(namespace: str, name: str, dimensions: dict[str, str], template: dict[str, Any]) -> None:
+    assert namespace in AWS_METRICS, f"{namespace}/{name}: no resource of the template emits this namespace"
+    kind, dimension, names = AWS_METRICS[namespace]
+    assert name in names, f"{namespace} has no metric {name}"
+    assert set(dimensions) == {dimension}, f"{namespace}/{name}: dimensions {dimensions}"
+    assert dimensions[dimension] in resources_of(kind, template), (
+        f"{namespace}/{name}: {dimension} {dimensions[dimension]} is not a {kind} of the template"
+    )
+
 
 def dashboard_metrics() -> set[str]:
     return {name for w in dashboard_widgets() for ns, name in widget_metric_names(w) if ns == NAMESPACE}
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    resources = load_template()["Resources"]
+    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, name, {dimension: the resource it names, or its literal value}) of an alarm's metrics."""
+    found = []
+    stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+    if "MetricName" in alarm:
+        stats.append(alarm)
+    for m in stats:
+        dims = {}
+        for d in m.get("Dimensions", []):
+            value = d["Value"]
+            if isinstance(value, dict) and "Ref" in value:
+                value = value["Ref"]
+            elif isinstance(value, dict) and "Fn::GetAtt" in value:
+                value = value["Fn::GetAtt"][0]
+            dims[d["Name"]] = value
+        found.append((m["Namespace"], m["MetricName"], dims))
+    assert found, "an alarm without a metric"
+    return found
 
 
 def test_namespace_is_the_same() -> None:
@@ -47,16 +146,73 @@ def test_search_expressions_use_the_dimension_sets_the_code_emits() -> None:
     assert {frozenset(s.split(",")) for s in schemas} <= allowed
 
 
-def test_alarms_cover_the_queues_the_errors_and_incomplete_drains() -> None:
-    resources = load_template()["Resources"]
-    alarms = {k: v for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-    assert set(alarms) == {
-        "RuleDeadLetterAlarm",
-        "FailedInvocationAlarm",
-        "FunctionErrorsAlarm",
-        "DrainsIncompleteAlarm",
+def test_every_aws_metric_on_the_dashboard_is_emitted_by_a_resource_of_the_template() -> None:
+    template = load_template()
+    checked = 0
+    for widget in dashboard_widgets():
+        for entry in widget.get("properties", {}).get("metrics", []):
+            if isinstance(entry[0], dict):
+                continue  # SEARCH expressions over ServerlessNTH: the tests above
+            namespace, name, *rest = [e for e in entry if not isinstance(e, dict)]
+            dims = {}
+            for dim, value in zip(rest[0::2], rest[1::2], strict=True):
+                match = re.fullmatch(r"\$\{(\w+)(?:\.\w+)?\}", value)
+                assert match, f"{namespace}/{name}: {dim} {value} names no resource of the template"
+                dims[dim] = match.group(1)
+            check_aws_metric(namespace, name, dims, template)
+            checked += 1
+    assert checked
+
+
+def test_every_alarm_names_a_metric_that_the_code_or_a_resource_emits() -> None:
+    template = load_template()
+    for alarm_name, alarm in alarms().items():
+        for namespace, name, dims in alarm_metrics(alarm):
+            if namespace == NAMESPACE:
+                assert name in CODE_METRICS, f"{alarm_name}: the code emits no {name}"
+                assert tuple(sorted(dims)) in {EVENT_DIMENSIONS, ERROR_DIMENSIONS}, f"{alarm_name}: {dims}"
+            else:
+                check_aws_metric(namespace, name, dims, template)
+
+
+def test_alarms_cover_every_path_where_an_event_is_lost_delayed_or_left_unfinished() -> None:
+    covered = {(ns, name) for alarm in alarms().values() for ns, name, _ in alarm_metrics(alarm)}
+    assert covered >= {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),  # both queues
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/Lambda", "AsyncEventsDropped"),
+        ("AWS/Lambda", "DestinationDeliveryFailures"),
+        ("AWS/Events", "FailedInvocations"),
+        ("AWS/Events", "InvocationsFailedToBeSentToDlq"),
+        (NAMESPACE, Metric.DRAINS_INCOMPLETE),
     }
-    incomplete = alarms["DrainsIncompleteAlarm"]["Properties"]["Metrics"]
+    template = load_template()
+    functions, rules = resources_of("AWS::Serverless::Function", template), resources_of("EventBridgeRule", template)
+    for alarm_name, alarm in alarms().items():
+        named = {next(iter(d.values())) for ns, _, d in alarm_metrics(alarm) if ns in {"AWS/Lambda", "AWS/Events"}}
+        if named:  # an alarm over functions or rules covers all of them
+            assert named in (functions, rules), f"{alarm_name} covers {named} only"
+
+
+def test_every_alarm_is_on_the_dashboard_beside_its_metrics() -> None:
+    widgets = dashboard_widgets()
+    on_board = {a for w in widgets if w["type"] == "alarm" for a in w["properties"]["alarms"]}
+    assert on_board == {f"${{{name}.Arn}}" for name in alarms()}
+    drawn = {n for w in widgets for n in widget_metric_names(w)}
+    for alarm_name, alarm in alarms().items():
+        for namespace, name, _ in alarm_metrics(alarm):
+            assert (namespace, name) in drawn, f"{alarm_name}: {namespace}/{name} is on no widget"
+
+
+def test_incomplete_drains_alarm_uses_the_dimensions_the_code_emits() -> None:
+    incomplete = alarms()["DrainsIncompleteAlarm"]["Metrics"]
     stats = [m["MetricStat"]["Metric"] for m in incomplete if "MetricStat" in m]
     assert {m["MetricName"] for m in stats} == {Metric.DRAINS_INCOMPLETE}
     assert all({d["Name"] for d in m["Dimensions"]} == set(EVENT_DIMENSIONS) for m in stats)
+
+
+def test_dashboard_name_includes_the_region() -> None:
+    """Dashboards are global: the same stack in two regions would otherwise write one dashboard."""
+    name = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardName"]
+    assert "${AWS::Region}" in name["Fn::Sub"]
