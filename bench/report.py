@@ -34,6 +34,13 @@ def write_table(r: dict[str, Any], path: Path) -> None:
         f"| ratio to naive: with init / imports only | {r['handler_import_vs_naive'] * 100:.0f}% / {r['handler_modules_import_vs_naive'] * 100:.0f}% |",
         f"| function + layers, unzipped | {r['deployment_unzipped_mb']} MB |",
         "",
+        "| PDB freed up (budget opened after the node waited on it) | ours | `kubectl drain` |",
+        "|---|---|---|",
+        f"| budget reports a disruption allowed -> first pod deleting | {r['pdb_freed_to_eviction_s']:.2f} s "
+        f"| {r['kubectl_pdb_freed_to_eviction_s']:.2f} s |",
+        f"| eviction refusals per blocked pod per minute | {r['pdb_refusals_per_pod_minute']:.1f} "
+        f"| {r['kubectl_pdb_refusals_per_pod_minute']:.1f} |",
+        "",
         "| burst of Spot interruptions | nodes / pods | events | concurrency | all cordoned | all drained | API server requests / event | APF 429s |",
         "|---|---|---|---|---|---|---|---|",
     ]

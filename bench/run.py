@@ -34,6 +34,7 @@ SIZES = {
         "threads": 10,
         "imports": 5,
         "reactions": 5,
+        "pdb_blocked_s": 15.0,
     },
     "smoke": {
         "drain": [6],
@@ -44,6 +45,7 @@ SIZES = {
         "threads": 2,
         "imports": 2,
         "reactions": 2,
+        "pdb_blocked_s": 3.0,
     },
 }
 
@@ -168,6 +170,14 @@ def bench_drain(
     return out
 
 
+def bench_pdb(cluster_env: dict[str, str], scenes: Scenes, service: Any, blocked_s: float) -> dict[str, Any]:
+    from bench import pdb
+
+    results = {"ours": pdb.ours(scenes, service, blocked_s), "kubectl": pdb.kubectl(cluster_env, scenes, blocked_s)}
+    print(f"bench: PDB freed -> eviction {results}", flush=True)
+    return results
+
+
 def bench_burst(cluster_env: dict[str, str], size: dict[str, Any]) -> dict[str, Any]:
     from bench.burst import run_burst, seed_pool
 
@@ -214,6 +224,7 @@ def main() -> None:
     reaction = bench_reaction(cluster_env, scenes, service, size["reactions"])
     print(f"bench: reaction {reaction}", flush=True)
     drain = bench_drain(cluster_env, scenes, service, size["drain"], size["repeats"])
+    budget = bench_pdb(cluster_env, scenes, service, size["pdb_blocked_s"])
     burst = bench_burst(cluster_env, size)
     key = "110" if "110" in drain else str(size["drain"][0])
     results = {
@@ -226,6 +237,10 @@ def main() -> None:
         f"drain_{key}_complete_s": drain[key]["complete_s"],
         f"kubectl_drain_{key}_complete_s": drain[key]["kubectl_s"],
         "drain_speedup_vs_kubectl": drain[key]["speedup"],
+        "pdb_freed_to_eviction_s": round(budget["ours"]["freed_to_eviction_s"], 3),
+        "kubectl_pdb_freed_to_eviction_s": round(budget["kubectl"]["freed_to_eviction_s"], 3),
+        "pdb_refusals_per_pod_minute": round(budget["ours"]["refusals_per_pod_minute"], 1),
+        "kubectl_pdb_refusals_per_pod_minute": round(budget["kubectl"]["refusals_per_pod_minute"], 1),
         "cordon_warm_s": reaction["cordon_warm_s"],
         "cordon_cold_s": reaction["cordon_cold_s"],
         "api_calls_before_cordon": reaction["api_calls_before_cordon"],
@@ -241,7 +256,7 @@ def main() -> None:
         "handler_import_vs_naive": round(imports["handler_import_s"] / imports["naive_import_s"], 3),
         "handler_modules_import_vs_naive": round(imports["handler_modules_import_s"] / imports["naive_import_s"], 3),
         "deployment_unzipped_mb": unzipped_mb(),
-        "details": {"drain": drain, "burst": burst, "imports": imports, "reaction": reaction},
+        "details": {"drain": drain, "burst": burst, "imports": imports, "reaction": reaction, "pdb": budget},
         "bench_seconds": round(time.monotonic() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
