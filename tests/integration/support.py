@@ -41,7 +41,11 @@ def run(
 ) -> Invocation:
     if event is None:
         event = aged_event(event_name, instance_id, age_seconds)
-    function = FUNCTION_OF.get(event_name, STATE)
+    detail_type = event.get("detail-type", "")
+    function = FUNCTION_OF.get(event_name) or {
+        "EC2 Spot Instance Interruption Warning": SPOT,
+        "EC2 Instance Rebalance Recommendation": REBALANCE,
+    }.get(detail_type, STATE)
     return invoke(function, event, cluster_env, params)
 
 

@@ -188,3 +188,22 @@ def test_a_drain_held_by_a_pdb_reacts_when_the_budget_frees_not_by_polling(
     assert reaction < 1.0
     # a watch, with a 10 s backstop, instead of a retry every second: at most 2 refusals in 12 s
     assert result.result["drain"]["pdb_refusals"] <= 2 * len(pods)
+
+
+def test_concurrent_duplicates_count_each_eviction_once(
+    cluster_env: dict[str, str], scenes: Scenes, scene: NodeScene
+) -> None:
+    event = aged_event("spot-interruption", scene.instance_id)
+    results: dict[int, Invocation] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run(cluster_env, "", "", event=event)))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.exit_code == 0 for r in results.values()), [r.output[-1500:] for r in results.values()]
+    assert {r.result["outcome"] for r in results.values()} == {"drained"}
+    evictable = len(scene.all_pods()) - 2  # all but the DaemonSet and the mirror pod
+    assert sum(r.result["drain"]["evicted"] for r in results.values()) == evictable

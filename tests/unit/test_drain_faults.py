@@ -34,6 +34,8 @@ class FakeNode:
         self.evictions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.deletes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.sent: list[tuple[str, str, int | None]] = []  # method, pod, grace period sent
+        self.deleting: set[str] = set()  # pods another drain began to delete
+        self.evicted_by_another: set[str] = set()  # their 409 is another drain's eviction
         self.lock = threading.Lock()
 
     def answer(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -43,7 +45,13 @@ class FakeNode:
             if method == "GET":
                 items = [
                     {
-                        "metadata": {"name": n, "namespace": "ns", "uid": f"uid-{n}"},
+                        "metadata": {
+                            "name": n,
+                            "namespace": "ns",
+                            "uid": f"uid-{n}",
+                            "resourceVersion": "2" if n in self.deleting else "1",
+                            **({"deletionTimestamp": "2099-01-01T00:00:00Z"} if n in self.deleting else {}),
+                        },
                         "spec": {"terminationGracePeriodSeconds": g},
                         "status": {"phase": "Running"},
                     }
@@ -56,6 +64,8 @@ class FakeNode:
             self.sent.append((method, name, options.get("gracePeriodSeconds")))
             answers = script.get(name, [(201, {})])
             status, reply = answers.pop(0) if len(answers) > 1 else answers[0]
+            if status == 409 and name in self.evicted_by_another:
+                self.deleting.add(name)
             if status < 300:
                 self.pods.pop(name, None)
             return status, reply
@@ -150,3 +160,18 @@ def test_no_grace_below_the_floor_even_at_the_deadline(node: tuple[str, FakeNode
     result = drain(endpoint, deadline_in=1.5, stop_in=1.5)  # 0.5 s left after the margin
     assert sorted(g for _, _, g in fake.sent) == [1, 1]
     assert result.grace_capped == 1
+
+
+def test_a_pod_another_delivery_evicted_first_is_not_counted_as_ours(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 5, "b": 5}
+    # both evictions carry the listed resourceVersion; both pods changed meanwhile: "a" because a
+    # duplicate delivery evicted it, "b" only because its status changed
+    fake.evictions = {"a": [(409, {})], "b": [(409, {}), (201, {})]}
+    fake.evicted_by_another = {"a"}
+    threading.Timer(0.5, lambda: fake.pods.pop("a")).start()
+    result = drain(endpoint, deadline_in=None, stop_in=5)
+    assert result.pods == {"ns/a": PodFate.ALREADY_TERMINATING, "ns/b": PodFate.EVICTED}
+    assert result.count(PodFate.EVICTED) == 1
+    assert result.completed
+    assert sorted(p for m, p, _ in fake.sent if m == "POST") == ["a", "b", "b"]

@@ -205,6 +205,8 @@ class Drainer:
         state.pdb_waiting = attempt.pdb_refused and attempt.fate is None
         if attempt.error:
             result.errors.append(f"{pod.ref}: {attempt.error}")
+        if attempt.refreshed is not None:
+            state.pod = attempt.refreshed
         if attempt.fate is None:
             state.due = self.clock() + attempt.wait
             state.backoff = min(state.backoff * 2, BACKOFF_MAX)

@@ -12,8 +12,17 @@ from typing import Any
 
 from serverless_nth.config import BlockedPodPolicy
 from serverless_nth.kube.budgets import FALLBACK_POLL_SECONDS, BudgetWatch
-from serverless_nth.kube.client import KubeApi, KubePermanentError, KubeTemporaryError, NotFound, TooManyRequests, path
-from serverless_nth.kube.pods import PodToEvict, grace_period
+from serverless_nth.kube.client import (
+    Conflict,
+    KubeApi,
+    KubeApiError,
+    KubePermanentError,
+    KubeTemporaryError,
+    NotFound,
+    TooManyRequests,
+    path,
+)
+from serverless_nth.kube.pods import PodToEvict, grace_period, to_evict
 
 # Backoff of retries after a failure, and after a PDB refusal where no watch tells when the budget
 # frees up (with one, the watch wakes the pod, and FALLBACK_POLL_SECONDS is the backstop).
@@ -78,6 +87,7 @@ class Attempt:
     grace: int = 0  # the grace period the pod was given, when evicted or deleted
     grace_capped: bool = False
     error: str = ""
+    refreshed: PodToEvict | None = None  # the pod as it is now, for the next attempt
 
 
 class Evictor:
@@ -130,6 +140,8 @@ class Evictor:
             return Attempt(PodFate.EVICTED, grace=grace, grace_capped=grace < pod.grace_seconds)
         except NotFound:
             return Attempt(PodFate.GONE)
+        except Conflict:
+            return self._after_conflict(pod)
         except TooManyRequests as exc:
             pdb = "disruption budget" in exc.reason.lower()
             wait_for = min(exc.retry_after if exc.retry_after is not None else backoff, BACKOFF_MAX)
@@ -155,6 +167,26 @@ class Evictor:
                 return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
             return Attempt(PodFate.FAILED, error=str(exc))
 
+    def _after_conflict(self, pod: PodToEvict) -> Attempt:
+        """The pod changed since it was listed (the eviction carries its resourceVersion as a
+        precondition). If its deletion has begun, another drain (a duplicate delivery) evicted it:
+        waited for, but not counted as this drain's eviction. Otherwise try again with it as it is."""
+        try:
+            page = self.api.request(
+                "GET",
+                path("api", "v1", "namespaces", pod.namespace, "pods"),
+                query={"fieldSelector": f"metadata.name={pod.name}"},
+                stage="drain",
+            )
+        except KubeApiError as exc:
+            return Attempt(None, wait=BACKOFF_FIRST, error=str(exc))
+        current = [to_evict(item) for item in page.get("items", []) if item["metadata"].get("uid") == pod.uid]
+        if not current:
+            return Attempt(PodFate.GONE)
+        if current[0].deleting_since is not None:
+            return Attempt(PodFate.ALREADY_TERMINATING)
+        return Attempt(None, refreshed=current[0])
+
     def _timeout(self) -> float:
         """An eviction waits for its answer as long as the drain's time allows: a request cut off
         after the server counted it in the PDB's disruptedPods, but before it deleted the pod,
@@ -166,7 +198,10 @@ class Evictor:
             "apiVersion": "policy/v1",
             "kind": "Eviction",
             "metadata": {"name": pod.name, "namespace": pod.namespace},
-            "deleteOptions": {"gracePeriodSeconds": grace, "preconditions": {"uid": pod.uid}},
+            "deleteOptions": {
+                "gracePeriodSeconds": grace,
+                "preconditions": {"uid": pod.uid, "resourceVersion": pod.resource_version},
+            },
         }
         self.api.request(
             "POST",

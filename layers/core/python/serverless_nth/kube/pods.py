@@ -23,6 +23,7 @@ class PodToEvict:
     namespace: str
     name: str
     uid: str
+    resource_version: str
     grace_seconds: int
     has_emptydir: bool
     has_controller: bool
@@ -75,6 +76,7 @@ def to_evict(pod: dict[str, Any]) -> PodToEvict:
         namespace=metadata["namespace"],
         name=metadata["name"],
         uid=metadata.get("uid", ""),
+        resource_version=metadata.get("resourceVersion", ""),
         grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else int(grace),
         has_emptydir=any("emptyDir" in v for v in spec.get("volumes") or ()),
         has_controller=any(o.get("controller") for o in metadata.get("ownerReferences") or ()),
