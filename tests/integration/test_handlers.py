@@ -209,6 +209,11 @@ def test_same_event_twice_ends_as_one_delivery(cluster_env: dict[str, str], scen
     assert first.exit_code == second.exit_code == 0
     assert first.result["outcome"] == second.result["outcome"] == "drained"
     assert second.result["cordoned"] is False
+    # the node says which event cordoned it, so a retry after a lost answer knows it was its own
+    assert second.result["cordoned_by_this_event"] is True
+    assert second.result["node_unschedulable"] is True
+    annotations = scenes.core.read_node(scene.node_name).metadata.annotations
+    assert annotations["serverless-nth/cordoned-by"] == event["id"]
     assert second.result["taints_added"] == []
     assert second.result["drain"]["pods"] == {}
     assert (node_state(scenes, scene.node_name), pods_left(scenes, scene)) == after_first

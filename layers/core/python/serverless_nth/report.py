@@ -66,6 +66,8 @@ class HandlerResult:
     basis: str | None = None  # why the action is what it is (policy.Basis)
     cordoned: bool = False  # this invocation set spec.unschedulable
     node_unschedulable: bool = False  # the node is cordoned now, by whoever
+    # this event cordoned it, in this invocation or an earlier one whose answer was lost
+    cordoned_by_this_event: bool = False
     taints_added: list[str] = field(default_factory=list)
     drain: dict[str, Any] | None = None
     api_requests: int = 0  # Kubernetes API requests this event cost

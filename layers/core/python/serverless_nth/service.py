@@ -148,9 +148,10 @@ class Service:
     ) -> None:
         dry_run = self.settings.dry_run
         with tracer.provider.in_subsegment("Cordon"):
-            cordon = cordon_and_taint(api, node, action.taints, dry_run)
+            cordon = cordon_and_taint(api, node, action.taints, dry_run, event.event_id)
         result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
         result.node_unschedulable = cordon.node.unschedulable
+        result.cordoned_by_this_event = cordon.node.cordoned_by == event.event_id
         result.outcome = Outcome.DRY_RUN if dry_run else Outcome.CORDONED
         logger.info(
             "dry run: would cordon and taint" if dry_run else "node cordoned and tainted",

@@ -13,6 +13,9 @@ from serverless_nth.policy import Taint
 ZONE_LABEL = "topology.kubernetes.io/zone"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 _MAX_CONFLICT_RETRIES = 5
+# Set with the cordon, only when this product cordoned the node: which event did it. A retry whose
+# first PATCH answer was lost finds its own event here; an operator's cordon carries none.
+CORDONED_BY_ANNOTATION = "serverless-nth/cordoned-by"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Node:
     unschedulable: bool
     taints: tuple[dict[str, Any], ...]
     internal_ips: tuple[str, ...] = ()
+    cordoned_by: str = ""  # the event id in CORDONED_BY_ANNOTATION, when this product cordoned it
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
@@ -35,6 +39,7 @@ class Node:
             provider_id=spec.get("providerID", ""),
             unschedulable=bool(spec.get("unschedulable", False)),
             taints=tuple(spec.get("taints") or ()),
+            cordoned_by=str((obj["metadata"].get("annotations") or {}).get(CORDONED_BY_ANNOTATION, "")),
             internal_ips=tuple(
                 str(a.get("address", ""))
                 for a in (obj.get("status") or {}).get("addresses") or ()
@@ -90,32 +95,33 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
         query = {**query, "continue": token}
 
 
-def cordon_and_taint(api: KubeApi, node: Node, taints: tuple[Taint, ...], dry_run: bool) -> CordonResult:
+def cordon_and_taint(api: KubeApi, node: Node, taints: tuple[Taint, ...], dry_run: bool, event_id: str) -> CordonResult:
     """Sets spec.unschedulable and adds the taints that are missing, in one PATCH guarded by the
     node's resourceVersion: a concurrent change (another event, a controller) makes it 409 and it
-    is re-read and re-applied, so no taint is lost and nothing is written twice."""
+    is re-read and re-applied, so no taint is lost and nothing is written twice. A node this call
+    cordons is annotated with ``event_id``. In a dry run the PATCH goes with ``dryRun=All``: the
+    API server validates and admits it, and stores nothing."""
     current = node
     for _ in range(_MAX_CONFLICT_RETRIES):
         missing = [t for t in taints if not current.has_taint(t)]
         if not missing and current.unschedulable:
             return CordonResult(current, cordoned=False, taints_added=())
-        if dry_run:
-            return CordonResult(current, cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing))
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         new_taints = [
             *current.taints,
             *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing),
         ]
-        patch = {
-            "metadata": {"resourceVersion": current.resource_version},
-            "spec": {"unschedulable": True, "taints": new_taints},
-        }
+        metadata: dict[str, Any] = {"resourceVersion": current.resource_version}
+        if not current.unschedulable:
+            metadata["annotations"] = {CORDONED_BY_ANNOTATION: event_id}
+        patch = {"metadata": metadata, "spec": {"unschedulable": True, "taints": new_taints}}
         try:
             updated = api.request(
                 "PATCH",
                 path("api", "v1", "nodes", current.name),
                 body=patch,
                 content_type="application/merge-patch+json",
+                query={"dryRun": "All"} if dry_run else None,
                 stage="cordon",
             )
         except Conflict:
