@@ -47,15 +47,6 @@ def _count_error(cluster: str, stage: str) -> None:
         metric.add_dimension("stage", stage)
 
 
-def _register_snapstart_restore(service: Service) -> None:
-    """Under SnapStart the token, cluster data and connections in the snapshot are stale."""
-    try:
-        from snapshot_restore_py import register_after_restore  # present in Lambda's Python runtimes
-    except ImportError:
-        return
-    register_after_restore(service.forget_connections)
-
-
 def _account_of(context: LambdaContext) -> str | None:
     """The function's own account, from its ARN (arn:aws:lambda:<region>:<account>:function:...)."""
     parts = str(getattr(context, "invoked_function_arn", "") or "").split(":")
@@ -66,7 +57,6 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
     """``event_family`` names the function's events in metrics when an event cannot be parsed."""
     settings = Settings.from_env()
     service = build_service(settings)
-    _register_snapstart_restore(service)
     metrics.set_default_dimensions(cluster=settings.cluster_name)
 
     @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)

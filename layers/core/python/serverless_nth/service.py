@@ -65,11 +65,6 @@ class Service:
             )
         return self._kube
 
-    def forget_connections(self) -> None:
-        """After a SnapStart restore: token, cluster data and connections are made anew."""
-        self.eks.forget_all()
-        self._kube = None
-
     def handle(
         self, event: InterruptionEvent, stop_by: float | None = None, account: str | None = None
     ) -> HandlerResult:

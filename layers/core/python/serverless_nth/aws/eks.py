@@ -70,14 +70,9 @@ class EksAccess:
             return self._token
 
     def forget_token(self) -> None:
-        """After a 401, or a SnapStart restore: the next call makes a new token."""
+        """After a 401: the next call makes a new token."""
         with self._lock:
             self._token = None
-
-    def forget_all(self) -> None:
-        with self._lock:
-            self._token = None
-            self._endpoint = None
 
     def _describe_cluster(self) -> ClusterEndpoint:
         self.requests_sent += 1
