@@ -46,9 +46,20 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
         event["detail"]["instance-id"] = instance_id
         event["resources"] = [r.rsplit("/", 1)[0] + "/" + instance_id for r in event.get("resources", [])]
     if now:
-        event["time"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        restamp(event, datetime.datetime.now(datetime.UTC))
         event["id"] = str(uuid.uuid4())
     return event
+
+
+def restamp(event: dict[str, Any], when: datetime.datetime) -> None:
+    """Sets the event's ``time``; a time the detail names (a capacity reservation's
+    instance-termination-time) moves with it, keeping its distance."""
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    ends = event.get("detail", {}).get("instance-termination-time")
+    if ends:
+        lead = datetime.datetime.strptime(ends, stamp) - datetime.datetime.strptime(event["time"], stamp)
+        event["detail"]["instance-termination-time"] = (when + lead).strftime(stamp)
+    event["time"] = when.strftime(stamp)
 
 
 def role_credentials(cluster_env: dict[str, str]) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""Lambda entry point for EC2 Spot Instance Interruption Warning: cordon, taint, drain before +120 s."""
+"""Lambda entry point for the EC2 interruption warnings (Spot interruption, interruptible Capacity
+Reservation reclaimed): cordon, taint, drain before the instance ends."""
 
 from serverless_nth.entrypoint import make_handler
-from serverless_nth.events import spot_interruption
+from serverless_nth.events import interruption_warning
 
-lambda_handler = make_handler(spot_interruption.normalise, "spot-interruption")
+lambda_handler = make_handler(interruption_warning.normalise, "interruption-warning")

@@ -27,6 +27,7 @@ ALTERNATIVES: dict[str, dict[str, str]] = {
         "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     },
     "VpcSecurityGroupIds": {"VpcSecurityGroupIds": "sg-0123456789abcdef0"},
+    "ManagedTag": {"ManagedTag": "aws-node-termination-handler/managed"},
 }
 
 

@@ -11,21 +11,24 @@ from typing import Any
 
 from kubernetes import watch
 
-from localeks.invoke import Invocation, invoke
+from localeks.invoke import Invocation, invoke, restamp
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
 
 SPOT = "SpotInterruptionFunction"
 REBALANCE = "RebalanceRecommendationFunction"
 STATE = "StateChangeFunction"
-FUNCTION_OF = {"spot-interruption": SPOT, "rebalance-recommendation": REBALANCE}
+FUNCTION_OF = {
+    "spot-interruption": SPOT,
+    "capacity-reservation-interruption": SPOT,  # the interruption function takes both warnings
+    "rebalance-recommendation": REBALANCE,
+}
 
 
 def aged_event(event_name: str, instance_id: str, age_seconds: float = 0, **detail: str) -> dict[str, Any]:
     event = load_event(event_name, instance_id=instance_id, now=True)
     if age_seconds:
-        sent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age_seconds)
-        event["time"] = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+        restamp(event, datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age_seconds))
     event["detail"].update(detail)
     return event
 
@@ -44,6 +47,7 @@ def run(
     detail_type = event.get("detail-type", "")
     function = FUNCTION_OF.get(event_name) or {
         "EC2 Spot Instance Interruption Warning": SPOT,
+        "EC2 Capacity Reservation Instance Interruption Warning": SPOT,
         "EC2 Instance Rebalance Recommendation": REBALANCE,
     }.get(detail_type, STATE)
     return invoke(function, event, cluster_env, params)

@@ -1,6 +1,6 @@
 import pytest
 
-from serverless_nth.config import BlockedPodPolicy, ConfigError, Settings, TaintEffect
+from serverless_nth.config import BlockedPodPolicy, ConfigError, KarpenterNodes, Settings, TaintEffect
 
 
 def test_defaults_are_the_safe_ones() -> None:
@@ -11,6 +11,10 @@ def test_defaults_are_the_safe_ones() -> None:
     assert s.taint_effect is TaintEffect.NO_SCHEDULE
     assert s.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE
     assert 1 <= s.eviction_concurrency <= 256
+    assert s.karpenter_nodes is KarpenterNodes.HANDLE_ALL
+    assert s.exclude_from_load_balancers is True
+    assert s.managed_tag == ""
+    assert s.skip_wait_for_delete_seconds == 30
 
 
 def test_values_are_parsed() -> None:
@@ -42,6 +46,12 @@ def test_values_are_parsed() -> None:
         ({"CLUSTER_NAME": "c", "EVICTION_CONCURRENCY": "ten"}, "must be an integer"),
         ({"CLUSTER_NAME": "c", "STATE_CHANGE_DRAIN_SECONDS": "3600"}, "between 5 and 900"),
         ({"CLUSTER_NAME": "c", "BLOCKED_POD_POLICY": "yolo"}, "BLOCKED_POD_POLICY"),
+        ({"CLUSTER_NAME": "c", "KARPENTER_NODES": "some"}, "KARPENTER_NODES must be one of"),
+        ({"CLUSTER_NAME": "c", "EXCLUDE_FROM_LOAD_BALANCERS": "perhaps"}, "EXCLUDE_FROM_LOAD_BALANCERS"),
+        ({"CLUSTER_NAME": "c", "MANAGED_TAG": "x" * 129}, "MANAGED_TAG must be an EC2 tag key"),
+        ({"CLUSTER_NAME": "c", "MANAGED_TAG": "a,b"}, "MANAGED_TAG must be an EC2 tag key"),
+        ({"CLUSTER_NAME": "c", "SKIP_WAIT_FOR_DELETE_SECONDS": "0"}, "between 1 and 3600"),
+        ({"CLUSTER_NAME": "c", "AWS_REGION": "moon"}, "AWS_REGION must be a region name"),
     ],
 )
 def test_wrong_values_fail_loudly(env: dict[str, str], message: str) -> None:

@@ -3,12 +3,21 @@ import datetime
 
 import pytest
 
-from serverless_nth.events import EventKind, MalformedEvent, rebalance_recommendation, spot_interruption, state_change
+from serverless_nth.events import (
+    EventKind,
+    MalformedEvent,
+    capacity_reservation,
+    interruption_warning,
+    rebalance_recommendation,
+    spot_interruption,
+    state_change,
+)
 from serverless_nth.events.parsing import check_event_time
 from tests.eventfiles import event_files, load_event
 
 NORMALISERS = {
     "spot-interruption": spot_interruption.normalise,
+    "capacity-reservation-interruption": capacity_reservation.normalise,
     "rebalance-recommendation": rebalance_recommendation.normalise,
 }
 
@@ -29,6 +38,7 @@ def test_every_sample_event_parses(path) -> None:  # type: ignore[no-untyped-def
     ("name", "kind"),
     [
         ("spot-interruption", EventKind.SPOT_INTERRUPTION),
+        ("capacity-reservation-interruption", EventKind.CAPACITY_RESERVATION_INTERRUPTION),
         ("rebalance-recommendation", EventKind.REBALANCE_RECOMMENDATION),
         ("state-change-pending", EventKind.INSTANCE_PENDING),
         ("state-change-running", EventKind.INSTANCE_RUNNING),
@@ -82,6 +92,7 @@ def test_unknown_state_is_rejected() -> None:
 
 ALL_NORMALISERS = [
     ("spot-interruption", spot_interruption.normalise),
+    ("capacity-reservation-interruption", capacity_reservation.normalise),
     ("rebalance-recommendation", rebalance_recommendation.normalise),
     ("state-change-stopping", state_change.normalise),
 ]
@@ -151,3 +162,42 @@ def test_event_time_bounds(offset: datetime.timedelta, accepted: bool) -> None:
     else:
         with pytest.raises(MalformedEvent):
             check_event_time(moved, now)
+
+
+def test_capacity_reservation_warning_names_its_end() -> None:
+    event = capacity_reservation.normalise(load_event("capacity-reservation-interruption"))
+    assert event.ends_at == datetime.datetime(2026, 11, 25, 10, 2, tzinfo=datetime.UTC)
+    assert (event.kind, event.detail) == (EventKind.CAPACITY_RESERVATION_INTERRUPTION, "terminate")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("instance-termination-time", "2026-11-25T09:59:00Z"),  # before the event
+        ("instance-termination-time", 1764064920),
+        ("instance-termination-time", "soon"),
+        ("instance-action", "hibernate"),
+    ],
+)
+def test_malformed_capacity_reservation_warnings_are_rejected(field: str, value: object) -> None:
+    event = load_event("capacity-reservation-interruption")
+    event["detail"][field] = value
+    with pytest.raises(MalformedEvent):
+        capacity_reservation.normalise(event)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("spot-interruption", EventKind.SPOT_INTERRUPTION),
+        ("capacity-reservation-interruption", EventKind.CAPACITY_RESERVATION_INTERRUPTION),
+    ],
+)
+def test_the_interruption_function_takes_both_warnings(name: str, kind: EventKind) -> None:
+    assert interruption_warning.normalise(load_event(name)).kind is kind
+
+
+@pytest.mark.parametrize("event", [load_event("rebalance-recommendation"), {"detail-type": None}, [], "x"])
+def test_the_interruption_function_rejects_other_events(event: object) -> None:
+    with pytest.raises(MalformedEvent, match=r"expected aws\.ec2"):
+        interruption_warning.normalise(event)

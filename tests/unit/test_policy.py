@@ -1,13 +1,14 @@
 """The policy table: the event, EC2's state now, and the time, against the action."""
 
+import dataclasses
 import datetime
 
 import pytest
 
-from serverless_nth.config import Settings, TaintEffect
+from serverless_nth.config import KarpenterNodes, Settings, TaintEffect
 from serverless_nth.events import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence, presence
-from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide
+from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, for_node, instance_opted_in
 
 T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
 DEFAULTS = Settings(cluster_name="c")
@@ -34,7 +35,6 @@ TABLE = [
     (K.INSTANCE_STOPPED, "stopped", GONE, 2, False, None, ["instance-stopped", "oos"], Basis.EVENT),
     (K.INSTANCE_TERMINATED, "terminated", GONE, 2, False, None, ["instance-terminated", "oos"], Basis.EVENT),
     (K.INSTANCE_PENDING, "pending", LIVE, 2, False, None, [], Basis.NOT_HANDLED),
-    (K.INSTANCE_RUNNING, "running", LIVE, 2, False, None, [], Basis.NOT_HANDLED),
     # Spot hibernation starts at once: cordon and taint, no drain that cannot finish
     (K.SPOT_INTERRUPTION, "hibernate", LIVE, 2, False, None, ["spot-interruption"], Basis.HIBERNATE),
     # the instance is already gone, whatever the event expected: the treatment of a dead node
@@ -66,6 +66,8 @@ def test_policy_table(kind, detail, presence_, after, drain, deadline_s, taints,
     assert action.basis is basis
     assert action.drain is drain
     assert action.cordon is bool(taints)
+    assert action.exclude_from_lb is bool(taints)  # on by default, with every cordon
+    assert not action.restore
     keys = [OUT_OF_SERVICE_KEY if t == "oos" else f"serverless-nth/{t}" for t in taints]
     assert [t.key for t in action.taints] == keys
     assert action.deadline == (None if deadline_s is None else at(deadline_s))
@@ -124,3 +126,117 @@ def test_state_change_deadline_follows_setting() -> None:
 )
 def test_presence_of_each_ec2_state(state: str, expected: Presence) -> None:
     assert presence(state) is expected
+
+
+@pytest.mark.parametrize(
+    ("presence_", "restore", "basis"), [(LIVE, True, Basis.CAME_BACK), (GONE, False, Basis.OUTDATED)]
+)
+def test_running_again_undoes_what_we_added_unless_it_stopped_since(presence_, restore, basis) -> None:  # type: ignore[no-untyped-def]
+    action = decide(event(K.INSTANCE_RUNNING, "running"), DEFAULTS, presence_, at(2))
+    assert (action.restore, action.basis, action.cordon, action.taints) == (restore, basis, False, ())
+
+
+@pytest.mark.parametrize(
+    ("presence_", "after", "deadline_s", "basis"),
+    [
+        (LIVE, 10, 150, Basis.EVENT),  # the end the event names, not time + 120 s
+        (LIVE, 151, None, Basis.PAST_DEADLINE),
+        (GONE, 10, None, Basis.INSTANCE_GONE),
+    ],
+)
+def test_capacity_reservation_interruption_ends_when_the_event_says(presence_, after, deadline_s, basis) -> None:  # type: ignore[no-untyped-def]
+    warning = dataclasses.replace(event(K.CAPACITY_RESERVATION_INTERRUPTION, "terminate"), ends_at=at(150))
+    action = decide(warning, DEFAULTS, presence_, at(after))
+    assert action.basis is basis
+    assert action.deadline == (None if deadline_s is None else at(deadline_s))
+    assert action.taints[0].key == "serverless-nth/capacity-reservation-interruption"
+
+
+def test_the_load_balancer_label_is_a_setting() -> None:
+    settings = Settings(cluster_name="c", exclude_from_load_balancers=False)
+    assert not decide(event(K.SPOT_INTERRUPTION, "terminate"), settings, LIVE, at(1)).exclude_from_lb
+
+
+KARPENTER = {"karpenter.sh/nodepool": "spot", "karpenter.sh/capacity-type": "spot"}
+NODE_GROUP = {"eks.amazonaws.com/nodegroup": "workers"}
+REBALANCE_ONLY = Settings(cluster_name="c", karpenter_nodes=KarpenterNodes.REBALANCE_ONLY)
+DRAIN_ON_REBALANCE = Settings(cluster_name="c", drain_on_rebalance=True)
+
+
+# (node labels, settings, event kind, drain?, basis); None for drain: nothing is done
+NODE_TABLE = [
+    # Karpenter nodes, handle-all (the default): as any node
+    (KARPENTER, DEFAULTS, K.SPOT_INTERRUPTION, True, Basis.EVENT),
+    (KARPENTER, DEFAULTS, K.REBALANCE_RECOMMENDATION, False, Basis.EVENT),
+    # rebalance-only: Karpenter's interruption queue handles the rest
+    (KARPENTER, REBALANCE_ONLY, K.SPOT_INTERRUPTION, None, Basis.LEFT_TO_KARPENTER),
+    (KARPENTER, REBALANCE_ONLY, K.CAPACITY_RESERVATION_INTERRUPTION, None, Basis.LEFT_TO_KARPENTER),
+    (KARPENTER, REBALANCE_ONLY, K.INSTANCE_STOPPING, None, Basis.LEFT_TO_KARPENTER),
+    (KARPENTER, REBALANCE_ONLY, K.REBALANCE_RECOMMENDATION, False, Basis.EVENT),
+    # rebalance-only says nothing about nodes Karpenter does not manage
+    (NODE_GROUP, REBALANCE_ONLY, K.SPOT_INTERRUPTION, True, Basis.EVENT),
+    # the per-node rebalance label, on either kind of node, whatever DrainOnRebalance says
+    (
+        {**KARPENTER, "serverless-nth/rebalance": "drain"},
+        REBALANCE_ONLY,
+        K.REBALANCE_RECOMMENDATION,
+        True,
+        Basis.NODE_LABEL,
+    ),
+    ({**NODE_GROUP, "serverless-nth/rebalance": "drain"}, DEFAULTS, K.REBALANCE_RECOMMENDATION, True, Basis.NODE_LABEL),
+    (
+        {**NODE_GROUP, "serverless-nth/rebalance": "cordon"},
+        DRAIN_ON_REBALANCE,
+        K.REBALANCE_RECOMMENDATION,
+        False,
+        Basis.NODE_LABEL,
+    ),
+    ({**KARPENTER, "serverless-nth/rebalance": "ignore"}, DEFAULTS, K.REBALANCE_RECOMMENDATION, None, Basis.NODE_LABEL),
+    # ... and only for rebalance recommendations
+    ({**NODE_GROUP, "serverless-nth/rebalance": "ignore"}, DEFAULTS, K.SPOT_INTERRUPTION, True, Basis.EVENT),
+    # an unknown value is no choice: the stack's setting applies
+    (
+        {**NODE_GROUP, "serverless-nth/rebalance": "maybe"},
+        DRAIN_ON_REBALANCE,
+        K.REBALANCE_RECOMMENDATION,
+        True,
+        Basis.EVENT,
+    ),
+    # opted out: never touched
+    ({**NODE_GROUP, "serverless-nth/ignore": "true"}, DEFAULTS, K.SPOT_INTERRUPTION, None, Basis.OPTED_OUT),
+    ({**KARPENTER, "serverless-nth/ignore": "true"}, DEFAULTS, K.REBALANCE_RECOMMENDATION, None, Basis.OPTED_OUT),
+    ({**NODE_GROUP, "serverless-nth/ignore": "false"}, DEFAULTS, K.SPOT_INTERRUPTION, True, Basis.EVENT),
+]
+
+
+@pytest.mark.parametrize(("labels", "settings", "kind", "drain", "basis"), NODE_TABLE)
+def test_per_node_policy(labels, settings, kind, drain, basis) -> None:  # type: ignore[no-untyped-def]
+    warning = event(kind, "terminate" if kind is K.SPOT_INTERRUPTION else "stopping")
+    first = decide(warning, settings, LIVE, at(1))
+    action = for_node(first, warning, labels, settings, at(1))
+    assert action.basis is basis
+    if drain is None:
+        assert action.is_noop
+    else:
+        assert action.cordon
+        assert action.drain is drain
+        assert action.exclude_from_lb
+    if kind is K.REBALANCE_RECOMMENDATION:
+        assert action.deadline is None  # never certain, whoever chose the drain
+
+
+def test_running_again_is_undone_even_on_an_opted_out_node() -> None:
+    came_back = decide(event(K.INSTANCE_RUNNING, "running"), DEFAULTS, LIVE, at(1))
+    assert for_node(came_back, event(K.INSTANCE_RUNNING), {"serverless-nth/ignore": "true"}, DEFAULTS, at(1)).restore
+
+
+@pytest.mark.parametrize(
+    ("tag", "tags", "handled"),
+    [
+        ("", {}, True),
+        ("aws-node-termination-handler/managed", {}, False),
+        ("aws-node-termination-handler/managed", {"aws-node-termination-handler/managed": ""}, True),
+    ],
+)
+def test_managed_tag(tag: str, tags: dict[str, str], handled: bool) -> None:
+    assert instance_opted_in(tags, Settings(cluster_name="c", managed_tag=tag)) is handled

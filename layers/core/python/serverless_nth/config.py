@@ -37,6 +37,17 @@ class BlockedPodPolicy(StrEnum):
     RESPECT_PDB = "respect-pdb"
 
 
+class KarpenterNodes(StrEnum):
+    """What this product does on nodes Karpenter manages (label karpenter.sh/nodepool)."""
+
+    # Every event, as on any node. Safe whether or not Karpenter's interruption queue is set up:
+    # both sides cordon and evict idempotently through the Eviction API.
+    HANDLE_ALL = "handle-all"
+    # Only rebalance recommendations, which Karpenter treats as information only; Spot and capacity
+    # reservation interruptions and state changes are left to Karpenter's interruption queue.
+    REBALANCE_ONLY = "rebalance-only"
+
+
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 
 
@@ -69,6 +80,13 @@ class Settings:
     notification_topic_arn: str = ""
     # the function's own region (Lambda sets AWS_REGION): events of other regions are not ours
     region: str = ""
+    karpenter_nodes: KarpenterNodes = KarpenterNodes.HANDLE_ALL
+    # node.kubernetes.io/exclude-from-external-load-balancers with the cordon, so that load
+    # balancers deregister the node's targets while its pods still drain
+    exclude_from_load_balancers: bool = True
+    # only instances carrying this tag key are handled (aws-node-termination-handler's managed tag,
+    # check-tag-before-draining); empty: every instance of the cluster
+    managed_tag: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +112,9 @@ class Settings:
             ),
             notification_topic_arn=_topic_arn(env, "NOTIFICATION_TOPIC_ARN"),
             region=_region(env),
+            karpenter_nodes=_enum(env, "KARPENTER_NODES", KarpenterNodes, cls.karpenter_nodes),
+            exclude_from_load_balancers=_bool(env, "EXCLUDE_FROM_LOAD_BALANCERS", cls.exclude_from_load_balancers),
+            managed_tag=_tag_key(env, "MANAGED_TAG"),
         )
 
 
@@ -104,6 +125,16 @@ def _topic_arn(env: Mapping[str, str], key: str) -> str:
     value = _raw(env, key) or ""
     if value and not _SNS_TOPIC_ARN.match(value):
         raise ConfigError(f"{key} must be an SNS topic ARN, got {value!r}")
+    return value
+
+
+_TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+
+
+def _tag_key(env: Mapping[str, str], key: str) -> str:
+    value = _raw(env, key) or ""
+    if value and not _TAG_KEY.match(value):
+        raise ConfigError(f"{key} must be an EC2 tag key, got {value!r}")
     return value
 
 

@@ -36,6 +36,7 @@ class Metric:
     NODES_CORDONED = "NodesCordoned"
     NODES_TAINTED = "NodesTainted"
     NODES_DRAINED = "NodesDrained"
+    NODES_RESTORED = "NodesRestored"  # running again: our cordon, taints and label undone
     DRAINS_INCOMPLETE = "DrainsIncomplete"
     PODS_EVICTED = "PodsEvicted"
     PODS_DELETED_PAST_PDB = "PodsDeletedPastPdb"

@@ -10,11 +10,12 @@ going, shortens grace periods or licenses a delete past a PodDisruptionBudget.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from enum import StrEnum
 
-from serverless_nth.config import Settings, TaintEffect
+from serverless_nth.config import KarpenterNodes, Settings, TaintEffect
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence
 
@@ -23,6 +24,19 @@ TAINT_PREFIX = "serverless-nth"
 # Kubernetes' own taint for a node that is shut down: the pod GC force-deletes its pods and
 # detaches their volumes at once, instead of after the ~6 minute unreachable timeout.
 OUT_OF_SERVICE_KEY = "node.kubernetes.io/out-of-service"
+# Per-node policy, from labels users set in their NodePool template or node group:
+IGNORE_LABEL = "serverless-nth/ignore"  # "true": this product never touches the node
+REBALANCE_LABEL = "serverless-nth/rebalance"  # what a rebalance recommendation does here
+REBALANCE_CHOICES = ("drain", "cordon", "ignore")
+KARPENTER_NODEPOOL_LABEL = "karpenter.sh/nodepool"
+_KARPENTER_HANDLES = (
+    EventKind.SPOT_INTERRUPTION,
+    EventKind.CAPACITY_RESERVATION_INTERRUPTION,
+    EventKind.INSTANCE_STOPPING,
+    EventKind.INSTANCE_SHUTTING_DOWN,
+    EventKind.INSTANCE_STOPPED,
+    EventKind.INSTANCE_TERMINATED,
+)
 _GONE_KINDS = (EventKind.INSTANCE_STOPPED, EventKind.INSTANCE_TERMINATED)
 _GOING_KINDS = (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN)
 
@@ -36,7 +50,12 @@ class Basis(StrEnum):
     NOT_CONFIRMED = "not-confirmed"  # EC2 does not (yet) confirm the state change: a gentle drain
     HIBERNATE = "hibernate"  # Spot hibernation starts at once: no drain can finish
     OUTDATED = "outdated"  # EC2 has left the reported state behind: nothing to do
-    NOT_HANDLED = "not-handled"  # pending / running events
+    NOT_HANDLED = "not-handled"  # pending events
+    CAME_BACK = "came-back"  # running again: undo what this product added
+    NOT_MANAGED = "not-managed"  # the instance lacks Settings.managed_tag
+    OPTED_OUT = "opted-out"  # the node's serverless-nth/ignore label
+    NODE_LABEL = "node-label"  # the node's serverless-nth/rebalance label chose the action
+    LEFT_TO_KARPENTER = "left-to-karpenter"  # Settings.karpenter_nodes = rebalance-only
 
 
 @dataclass(frozen=True)
@@ -58,10 +77,13 @@ class Action:
     # When the drain stops retrying and waiting; None: when the function must report.
     wait_until: datetime.datetime | None
     basis: Basis = Basis.EVENT
+    # node.kubernetes.io/exclude-from-external-load-balancers, in the same patch as the cordon
+    exclude_from_lb: bool = False
+    restore: bool = False  # undo what this product added to the node (it came back)
 
     @property
     def is_noop(self) -> bool:
-        return not (self.cordon or self.taints or self.drain)
+        return not (self.cordon or self.taints or self.drain or self.restore)
 
     @property
     def termination_certain(self) -> bool:
@@ -79,13 +101,29 @@ def event_taint(event: InterruptionEvent, settings: Settings) -> Taint:
 
 def ignores(event: InterruptionEvent) -> bool:
     """Events that need nothing at all, decided before any request is sent."""
-    return event.kind in (EventKind.INSTANCE_PENDING, EventKind.INSTANCE_RUNNING)
+    return event.kind is EventKind.INSTANCE_PENDING
+
+
+def instance_opted_in(tags: dict[str, str], settings: Settings) -> bool:
+    """Settings.managed_tag, as aws-node-termination-handler's check-tag-before-draining."""
+    return not settings.managed_tag or settings.managed_tag in tags
 
 
 def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now: datetime.datetime) -> Action:
     """``presence``: what EC2's current state means (instance.presence); ``now``: timezone-aware."""
     if ignores(event):
         return _no_action(Basis.NOT_HANDLED)
+    if event.kind is EventKind.INSTANCE_RUNNING:
+        if presence is Presence.LIVE:
+            return Action(False, (), False, None, None, basis=Basis.CAME_BACK, restore=True)
+        return _no_action(Basis.OUTDATED)  # stopped again since
+    action = _decide(event, settings, presence, now)
+    if action.cordon and settings.exclude_from_load_balancers:
+        action = dataclasses.replace(action, exclude_from_lb=True)
+    return action
+
+
+def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, now: datetime.datetime) -> Action:
     taint = event_taint(event, settings)
     if presence is Presence.GONE:
         taints = [taint]
@@ -95,10 +133,11 @@ def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now
         # the pods are already dead: evicting them would only wait for nothing
         return Action(True, tuple(taints), drain=False, deadline=None, wait_until=None, basis=basis)
     if event.kind is EventKind.REBALANCE_RECOMMENDATION:
-        # not certain to go: never a capped grace period, never past a PDB, whatever the time
-        wait_until = _ahead(event.time + datetime.timedelta(seconds=settings.rebalance_drain_seconds), now)
-        return Action(True, (taint,), settings.drain_on_rebalance, None, wait_until)
-    if event.kind is EventKind.SPOT_INTERRUPTION:
+        return _rebalance(event, settings, now, settings.drain_on_rebalance)
+    if event.kind is EventKind.CAPACITY_RESERVATION_INTERRUPTION:
+        expected_end = event.ends_at or event.time + SPOT_WARNING
+        confirmed = True  # like a Spot warning, it arrives while the instance still runs
+    elif event.kind is EventKind.SPOT_INTERRUPTION:
         if event.detail == "hibernate":
             # Hibernation begins with the notice: no drain can finish. Cordon and taint now; the
             # stopped state change that follows marks the node out of service.
@@ -117,6 +156,34 @@ def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now
     # Still here past its predicted end, or EC2 does not confirm the event: drain gently.
     basis = Basis.PAST_DEADLINE if expected_end <= now else Basis.NOT_CONFIRMED
     return Action(True, (taint,), True, deadline=None, wait_until=None, basis=basis)
+
+
+def _rebalance(event: InterruptionEvent, settings: Settings, now: datetime.datetime, drain: bool) -> Action:
+    """Not certain to go: never a capped grace period, never past a PDB, whatever the time."""
+    wait_until = _ahead(event.time + datetime.timedelta(seconds=settings.rebalance_drain_seconds), now)
+    taint = event_taint(event, settings)
+    return Action(True, (taint,), drain, None, wait_until if drain else None)
+
+
+def for_node(
+    action: Action, event: InterruptionEvent, labels: dict[str, str], settings: Settings, now: datetime.datetime
+) -> Action:
+    """The second step, once the node is known: its labels (the user's per-node policy) and
+    whether Karpenter manages it. Pure, like decide."""
+    if action.restore:
+        return action  # undoing our own changes is always welcome
+    if labels.get(IGNORE_LABEL) == "true":
+        return _no_action(Basis.OPTED_OUT)
+    karpenter = KARPENTER_NODEPOOL_LABEL in labels
+    if karpenter and settings.karpenter_nodes is KarpenterNodes.REBALANCE_ONLY and event.kind in _KARPENTER_HANDLES:
+        return _no_action(Basis.LEFT_TO_KARPENTER)
+    choice = labels.get(REBALANCE_LABEL)
+    if event.kind is EventKind.REBALANCE_RECOMMENDATION and choice in REBALANCE_CHOICES:
+        if choice == "ignore":
+            return _no_action(Basis.NODE_LABEL)
+        chosen = _rebalance(event, settings, now, drain=choice == "drain")
+        return dataclasses.replace(chosen, basis=Basis.NODE_LABEL, exclude_from_lb=action.exclude_from_lb)
+    return action
 
 
 def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:

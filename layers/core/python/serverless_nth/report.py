@@ -22,6 +22,8 @@ from serverless_nth.policy import Action, Basis
 # Kubernetes Event reasons, as a reader of `kubectl describe node` sees them
 REASONS = {
     EventKind.SPOT_INTERRUPTION: "SpotInterruptionWarning",
+    EventKind.CAPACITY_RESERVATION_INTERRUPTION: "CapacityReservationInterruptionWarning",
+    EventKind.INSTANCE_RUNNING: "InstanceRunning",
     EventKind.REBALANCE_RECOMMENDATION: "RebalanceRecommendation",
     EventKind.INSTANCE_STOPPING: "InstanceStopping",
     EventKind.INSTANCE_SHUTTING_DOWN: "InstanceShuttingDown",
@@ -30,6 +32,8 @@ REASONS = {
 }
 DESCRIPTIONS = {
     EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
+    EventKind.CAPACITY_RESERVATION_INTERRUPTION: "EC2 Capacity Reservation interruption warning",
+    EventKind.INSTANCE_RUNNING: "EC2 instance running again",
     EventKind.REBALANCE_RECOMMENDATION: "EC2 rebalance recommendation",
     EventKind.INSTANCE_STOPPING: "EC2 instance stopping",
     EventKind.INSTANCE_SHUTTING_DOWN: "EC2 instance shutting down",
@@ -42,6 +46,10 @@ class Outcome:
     IGNORED = "ignored"  # pending / running: nothing to do
     OUTDATED = "outdated"  # EC2 has left the reported state behind (a late, retried or replayed event)
     OTHER_ACCOUNT = "other-account"  # the event names another account or region than the function's
+    NOT_MANAGED = "not-managed"  # the instance lacks the ManagedTag
+    OPTED_OUT = "opted-out"  # the node's labels say: leave it alone (for this event)
+    LEFT_TO_KARPENTER = "left-to-karpenter"  # KarpenterNodes=rebalance-only on a Karpenter node
+    RESTORED = "restored"  # running again: what this product added was undone
     INSTANCE_NOT_FOUND = "instance-not-found"
     NOT_THIS_CLUSTER = "not-this-cluster"
     NODE_NOT_FOUND = "node-not-found"
@@ -69,6 +77,8 @@ class HandlerResult:
     # this event cordoned it, in this invocation or an earlier one whose answer was lost
     cordoned_by_this_event: bool = False
     taints_added: list[str] = field(default_factory=list)
+    lb_excluded: bool = False  # this invocation set the load-balancer exclusion label
+    undone: list[str] = field(default_factory=list)  # what a return to running undid
     drain: dict[str, Any] | None = None
     api_requests: int = 0  # Kubernetes API requests this event cost
     # AWS and Kubernetes requests from the handler's start until the node was cordoned (the
@@ -108,6 +118,16 @@ def cordon_event(api: KubeApi, event: InterruptionEvent, action: Action, node: N
         REASONS[event.kind],
         f"{DESCRIPTIONS[event.kind]} for {event.instance_id} at {event.time:%H:%M:%S}Z: cordoned, "
         f"tainted {', '.join(t.key for t in action.taints)}{until}",
+    )
+
+
+def restore_event(api: KubeApi, event: InterruptionEvent, node: Node, undone: tuple[str, ...]) -> None:
+    record_event(
+        api,
+        node_ref(node.name, node.uid),
+        event.event_id,
+        REASONS[event.kind],
+        f"{DESCRIPTIONS[event.kind]} ({event.instance_id}): undid {', '.join(undone)}",
     )
 
 

@@ -22,11 +22,12 @@ from serverless_nth.config import Settings
 from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.cordon import cordon_and_taint, restore
 from serverless_nth.kube.drain import Drainer
 from serverless_nth.kube.evict import DrainOptions, PodFate
-from serverless_nth.kube.nodes import Node, cordon_and_taint, find_node
+from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
-from serverless_nth.policy import Action, decide, ignores
+from serverless_nth.policy import Action, Basis, decide, for_node, ignores, instance_opted_in
 from serverless_nth.report import HandlerResult, Outcome, quiet
 
 
@@ -109,7 +110,11 @@ class Service:
         if clusters and settings.cluster_name not in clusters:
             why = f"the instance belongs to {', '.join(sorted(clusters))}"
             return quiet(result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER, why)
-        action = decide(event, settings, instance.presence, datetime.datetime.fromtimestamp(started, datetime.UTC))
+        if not instance_opted_in(instance.tags, settings):
+            why = f"the instance has no tag {settings.managed_tag} (ManagedTag)"
+            return quiet(result, Outcome.NOT_MANAGED, Metric.EVENTS_IGNORED, why)
+        now = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        action = decide(event, settings, instance.presence, now)
         result.instance_state, result.basis = instance.state, action.basis.value
         logger.append_keys(instance_state=instance.state, basis=action.basis.value)
         if action.is_noop:
@@ -125,6 +130,16 @@ class Service:
             )
         result.node = node.name
         logger.append_keys(node=node.name)
+        action = for_node(action, event, node.labels, settings, now)
+        result.basis = action.basis.value
+        if action.is_noop:
+            result.api_requests = api.requests_sent - kube_before
+            outcome = Outcome.LEFT_TO_KARPENTER if action.basis is Basis.LEFT_TO_KARPENTER else Outcome.OPTED_OUT
+            return quiet(result, outcome, Metric.EVENTS_IGNORED, f"the node's policy says so ({action.basis.value})")
+        if action.restore:
+            self._restore(api, event, node, result)
+            result.api_requests = api.requests_sent - kube_before
+            return result
 
         self._cordon(api, event, action, node, result)
         result.cordoned_after_seconds = round(self.clock() - started, 4)
@@ -143,8 +158,9 @@ class Service:
     ) -> None:
         dry_run = self.settings.dry_run
         with tracer.provider.in_subsegment("Cordon"):
-            cordon = cordon_and_taint(api, node, action.taints, dry_run, event.event_id)
+            cordon = cordon_and_taint(api, node, action.taints, action.exclude_from_lb, dry_run, event.event_id)
         result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
+        result.lb_excluded = cordon.lb_excluded
         result.node_unschedulable = cordon.node.unschedulable
         result.cordoned_by_this_event = cordon.node.cordoned_by == event.event_id
         result.outcome = Outcome.DRY_RUN if dry_run else Outcome.CORDONED
@@ -160,6 +176,17 @@ class Service:
             metrics.add_metric(name=Metric.EVENT_TO_CORDON_LATENCY, unit=MetricUnit.Seconds, value=latency)
         if cordon.taints_added:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
+
+    def _restore(self, api: KubeApi, event: InterruptionEvent, node: Node, result: HandlerResult) -> None:
+        """The instance runs again: undo what this product added, and only that."""
+        with tracer.provider.in_subsegment("Restore"):
+            undone = restore(api, node, self.settings.dry_run)
+        result.undone = list(undone)
+        result.outcome = Outcome.DRY_RUN if self.settings.dry_run else Outcome.RESTORED if undone else Outcome.IGNORED
+        logger.info("node restored" if undone else "nothing of ours on the node", extra={"undone": list(undone)})
+        if undone and not self.settings.dry_run:
+            metrics.add_metric(name=Metric.NODES_RESTORED, unit=MetricUnit.Count, value=1)
+            report.restore_event(api, event, node, undone)
 
     def _drain(
         self,

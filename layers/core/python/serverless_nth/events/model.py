@@ -13,6 +13,7 @@ class MalformedEvent(ValueError):
 
 class EventKind(StrEnum):
     SPOT_INTERRUPTION = "spot-interruption"
+    CAPACITY_RESERVATION_INTERRUPTION = "capacity-reservation-interruption"
     REBALANCE_RECOMMENDATION = "rebalance-recommendation"
     INSTANCE_STOPPING = "instance-stopping"
     INSTANCE_SHUTTING_DOWN = "instance-shutting-down"
@@ -31,3 +32,5 @@ class InterruptionEvent:
     account: str
     time: datetime.datetime  # when EC2 emitted the event (timezone-aware)
     detail: str = ""  # the instance-action or state, for logs
+    # when the event says the instance ends, if it says (capacity reservation interruptions)
+    ends_at: datetime.datetime | None = None

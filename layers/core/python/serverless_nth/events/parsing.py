@@ -24,7 +24,8 @@ INSTANCE_ID = r"^i-[0-9a-f]{8}([0-9a-f]{9})?$"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+_TIME = re.compile(RFC3339)
 # How old an event may be: the on-failure queue keeps a message 14 days, and an operator may
 # replay it at the end of that; a day more for the replay itself. Older is not a replay.
 MAX_EVENT_AGE = datetime.timedelta(days=15)

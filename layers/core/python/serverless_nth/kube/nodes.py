@@ -1,21 +1,22 @@
-"""Instance -> Node, and the cordon and taints, idempotent and safe under concurrent events."""
+"""Instance -> Node: the lookup, with proof that the node is the instance."""
 
 from __future__ import annotations
 
-import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from serverless_nth.instance import InstanceFacts
-from serverless_nth.kube.client import Conflict, KubeApi, NotFound, path
+from serverless_nth.kube.client import KubeApi, NotFound, path
 from serverless_nth.policy import Taint
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-_MAX_CONFLICT_RETRIES = 5
-# Set with the cordon, only when this product cordoned the node: which event did it. A retry whose
-# first PATCH answer was lost finds its own event here; an operator's cordon carries none.
+# What this product added to a node, each recorded with the event that added it, so that a node
+# that comes back has exactly that undone (an operator's cordon or label carries none of these),
+# and a retry whose first PATCH answer was lost finds its own event.
 CORDONED_BY_ANNOTATION = "serverless-nth/cordoned-by"
+LB_EXCLUDED_BY_ANNOTATION = "serverless-nth/lb-excluded-by"
+OUT_OF_SERVICE_BY_ANNOTATION = "serverless-nth/out-of-service-by"
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,13 @@ class Node:
     unschedulable: bool
     taints: tuple[dict[str, Any], ...]
     internal_ips: tuple[str, ...] = ()
-    cordoned_by: str = ""  # the event id in CORDONED_BY_ANNOTATION, when this product cordoned it
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cordoned_by(self) -> str:
+        """The event id in CORDONED_BY_ANNOTATION, when this product cordoned the node."""
+        return self.annotations.get(CORDONED_BY_ANNOTATION, "")
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
@@ -39,7 +46,8 @@ class Node:
             provider_id=spec.get("providerID", ""),
             unschedulable=bool(spec.get("unschedulable", False)),
             taints=tuple(spec.get("taints") or ()),
-            cordoned_by=str((obj["metadata"].get("annotations") or {}).get(CORDONED_BY_ANNOTATION, "")),
+            labels={str(k): str(v) for k, v in (obj["metadata"].get("labels") or {}).items()},
+            annotations={str(k): str(v) for k, v in (obj["metadata"].get("annotations") or {}).items()},
             internal_ips=tuple(
                 str(a.get("address", ""))
                 for a in (obj.get("status") or {}).get("addresses") or ()
@@ -57,13 +65,6 @@ class Node:
 
     def has_taint(self, taint: Taint) -> bool:
         return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
-
-
-@dataclass(frozen=True)
-class CordonResult:
-    node: Node
-    cordoned: bool  # this call set spec.unschedulable
-    taints_added: tuple[str, ...]
 
 
 def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
@@ -93,41 +94,3 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
         if not token:
             return None
         query = {**query, "continue": token}
-
-
-def cordon_and_taint(api: KubeApi, node: Node, taints: tuple[Taint, ...], dry_run: bool, event_id: str) -> CordonResult:
-    """Sets spec.unschedulable and adds the taints that are missing, in one PATCH guarded by the
-    node's resourceVersion: a concurrent change (another event, a controller) makes it 409 and it
-    is re-read and re-applied, so no taint is lost and nothing is written twice. A node this call
-    cordons is annotated with ``event_id``. In a dry run the PATCH goes with ``dryRun=All``: the
-    API server validates and admits it, and stores nothing."""
-    current = node
-    for _ in range(_MAX_CONFLICT_RETRIES):
-        missing = [t for t in taints if not current.has_taint(t)]
-        if not missing and current.unschedulable:
-            return CordonResult(current, cordoned=False, taints_added=())
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        new_taints = [
-            *current.taints,
-            *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing),
-        ]
-        metadata: dict[str, Any] = {"resourceVersion": current.resource_version}
-        if not current.unschedulable:
-            metadata["annotations"] = {CORDONED_BY_ANNOTATION: event_id}
-        patch = {"metadata": metadata, "spec": {"unschedulable": True, "taints": new_taints}}
-        try:
-            updated = api.request(
-                "PATCH",
-                path("api", "v1", "nodes", current.name),
-                body=patch,
-                content_type="application/merge-patch+json",
-                query={"dryRun": "All"} if dry_run else None,
-                stage="cordon",
-            )
-        except Conflict:
-            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="cordon"))
-            continue
-        return CordonResult(
-            Node.from_api(updated), cordoned=not current.unschedulable, taints_added=tuple(t.key for t in missing)
-        )
-    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="cordon")

@@ -1,0 +1,139 @@
+"""The cordon, the taints and the load-balancer label, in one patch guarded by the node's
+resourceVersion (idempotent and safe under concurrent events), and their undoing when the instance
+comes back: exactly what this product added, recorded on the node, and nothing else."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from serverless_nth.kube.client import Conflict, KubeApi, path
+from serverless_nth.kube.nodes import (
+    CORDONED_BY_ANNOTATION,
+    LB_EXCLUDED_BY_ANNOTATION,
+    OUT_OF_SERVICE_BY_ANNOTATION,
+    Node,
+)
+from serverless_nth.policy import OUT_OF_SERVICE_KEY, TAINT_PREFIX, Taint
+
+# aws-load-balancer-controller and the cloud provider deregister a node carrying this label
+LB_EXCLUSION_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+_MAX_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class CordonResult:
+    node: Node  # as the API server returned it (unchanged when there was nothing to do)
+    cordoned: bool  # this call set spec.unschedulable
+    taints_added: tuple[str, ...]
+    lb_excluded: bool = False  # this call set the load-balancer label
+
+
+def cordon_and_taint(
+    api: KubeApi, node: Node, taints: tuple[Taint, ...], exclude_from_lb: bool, dry_run: bool, event_id: str
+) -> CordonResult:
+    """Sets spec.unschedulable, adds the taints that are missing and, with ``exclude_from_lb``, the
+    load-balancer label, in one PATCH guarded by the node's resourceVersion: a concurrent change
+    (another event, a controller) makes it 409 and it is re-read and re-applied, so no taint is
+    lost and nothing is written twice. What this call adds is recorded in annotations with
+    ``event_id``. In a dry run the PATCH goes with ``dryRun=All``: the API server validates and
+    admits it, and stores nothing."""
+    current = node
+    for _ in range(_MAX_CONFLICT_RETRIES):
+        missing = [t for t in taints if not current.has_taint(t)]
+        add_label = exclude_from_lb and LB_EXCLUSION_LABEL not in current.labels
+        if not missing and current.unschedulable and not add_label:
+            return CordonResult(current, cordoned=False, taints_added=())
+        patch = _cordon_patch(current, missing, add_label, event_id)
+        try:
+            updated = api.request(
+                "PATCH",
+                path("api", "v1", "nodes", current.name),
+                body=patch,
+                content_type="application/merge-patch+json",
+                query={"dryRun": "All"} if dry_run else None,
+                stage="cordon",
+            )
+        except Conflict:
+            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="cordon"))
+            continue
+        return CordonResult(
+            Node.from_api(updated),
+            cordoned=not current.unschedulable,
+            taints_added=tuple(t.key for t in missing),
+            lb_excluded=add_label,
+        )
+    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="cordon")
+
+
+def _cordon_patch(current: Node, missing: list[Taint], add_label: bool, event_id: str) -> dict[str, Any]:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    taints = [
+        *current.taints,
+        *({"key": t.key, "value": t.value, "effect": t.effect.value, "timeAdded": now} for t in missing),
+    ]
+    annotations: dict[str, str] = {}
+    if not current.unschedulable:
+        annotations[CORDONED_BY_ANNOTATION] = event_id
+    if any(t.key == OUT_OF_SERVICE_KEY for t in missing):
+        annotations[OUT_OF_SERVICE_BY_ANNOTATION] = event_id
+    metadata: dict[str, Any] = {"resourceVersion": current.resource_version}
+    if add_label:
+        metadata["labels"] = {LB_EXCLUSION_LABEL: "true"}
+        annotations[LB_EXCLUDED_BY_ANNOTATION] = event_id
+    if annotations:
+        metadata["annotations"] = annotations
+    return {"metadata": metadata, "spec": {"unschedulable": True, "taints": taints}}
+
+
+def restore(api: KubeApi, node: Node, dry_run: bool) -> tuple[str, ...]:
+    """Undoes what this product added to ``node`` and nothing else: its own taints, the
+    out-of-service taint and the load-balancer label when it added them, and the cordon only when
+    it set it (an operator's cordon stays). One guarded PATCH, or none when nothing is ours.
+    Returns what was undone."""
+    current = node
+    for _ in range(_MAX_CONFLICT_RETRIES):
+        undone, patch = _restore_patch(current)
+        if not undone:
+            return ()
+        try:
+            api.request(
+                "PATCH",
+                path("api", "v1", "nodes", current.name),
+                body=patch,
+                content_type="application/merge-patch+json",
+                query={"dryRun": "All"} if dry_run else None,
+                stage="restore",
+            )
+        except Conflict:
+            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="restore"))
+            continue
+        return undone
+    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="restore")
+
+
+def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any]]:
+    ours = {OUT_OF_SERVICE_KEY} if OUT_OF_SERVICE_BY_ANNOTATION in node.annotations else set()
+    is_ours = [t.get("key", "").startswith(f"{TAINT_PREFIX}/") or t.get("key") in ours for t in node.taints]
+    undone = [str(t.get("key")) for t, mine in zip(node.taints, is_ours, strict=True) if mine]
+    metadata: dict[str, Any] = {"resourceVersion": node.resource_version}
+    spec: dict[str, Any] = {}
+    if undone:
+        spec["taints"] = [t for t, mine in zip(node.taints, is_ours, strict=True) if not mine] or None
+    if node.cordoned_by and node.unschedulable:
+        spec["unschedulable"] = None
+        undone.append("cordon")
+    if LB_EXCLUDED_BY_ANNOTATION in node.annotations and LB_EXCLUSION_LABEL in node.labels:
+        metadata["labels"] = {LB_EXCLUSION_LABEL: None}
+        undone.append(LB_EXCLUSION_LABEL)
+    recorded = [
+        k
+        for k in (CORDONED_BY_ANNOTATION, LB_EXCLUDED_BY_ANNOTATION, OUT_OF_SERVICE_BY_ANNOTATION)
+        if k in node.annotations
+    ]
+    if recorded:
+        metadata["annotations"] = dict.fromkeys(recorded)
+    if not undone and not recorded:
+        return (), {}
+    return tuple(undone) or ("records",), {"metadata": metadata, "spec": spec}
