@@ -65,13 +65,17 @@ class Scenes:
         instance_type: str = "m5.large",
         az: str = "us-east-1b",
         nodegroup: str = "workers",
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """An EC2 instance tagged as EKS tags its nodes. ``cluster=""`` means this cluster,
-        ``None`` no cluster tags at all (a plain EC2 box), any other name another cluster."""
+        ``None`` no cluster tags at all (a plain EC2 box), any other name another cluster.
+        ``tags`` replace the node group's tags (a Karpenter instance has its own)."""
         cluster = self.cluster_name if cluster == "" else cluster
-        tags = [{"Key": "Name", "Value": f"{nodegroup}-node"}]
-        if cluster is not None:
-            tags += [
+        tags_list = [{"Key": "Name", "Value": f"{nodegroup}-node"}]
+        if tags is not None:
+            tags_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+        elif cluster is not None:
+            tags_list += [
                 {"Key": f"kubernetes.io/cluster/{cluster}", "Value": "owned"},
                 {"Key": "eks:cluster-name", "Value": cluster},
                 {"Key": "eks:nodegroup-name", "Value": nodegroup},
@@ -83,7 +87,7 @@ class Scenes:
             "MaxCount": 1,
             "InstanceType": instance_type,
             "Placement": {"AvailabilityZone": az},
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags}],
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags_list}],
         }
         if spot:
             kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}}
@@ -91,10 +95,25 @@ class Scenes:
 
     # --- Kubernetes side --------------------------------------------------------------------
     def node(
-        self, instance: dict[str, Any], name: str | None = None, spot: bool = True, nodegroup: str = "workers"
+        self,
+        instance: dict[str, Any],
+        name: str | None = None,
+        spot: bool = True,
+        nodegroup: str = "workers",
+        labels: dict[str, str] | None = None,
     ) -> str:
+        """The Node of ``instance``: a managed node group's labels, or ``labels`` instead of the
+        node group's (a Karpenter node has its own)."""
         az = instance["Placement"]["AvailabilityZone"]
         node_name = name or instance["PrivateDnsName"]
+        own = (
+            labels
+            if labels is not None
+            else {
+                "eks.amazonaws.com/capacityType": "SPOT" if spot else "ON_DEMAND",
+                "eks.amazonaws.com/nodegroup": nodegroup,
+            }
+        )
         body = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -107,8 +126,7 @@ class Scenes:
                     "topology.kubernetes.io/zone": az,
                     "topology.kubernetes.io/region": az[:-1],
                     "node.kubernetes.io/instance-type": instance["InstanceType"],
-                    "eks.amazonaws.com/capacityType": "SPOT" if spot else "ON_DEMAND",
-                    "eks.amazonaws.com/nodegroup": nodegroup,
+                    **own,
                 },
                 "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
             },
@@ -267,19 +285,66 @@ class Scenes:
         custom_name: str | None = None,
         instance_type: str = "m5.large",
         az: str = "us-east-1b",
+        labels: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> NodeScene:
+        """A managed node group's node; ``labels`` are added to the node group's (per-node policy),
+        ``tags`` to the instance's (the managed tag)."""
         instance = self.instance(spot=spot, cluster=cluster, instance_type=instance_type, az=az)
-        node_name = (
-            self.node(instance, name=custom_name, spot=spot)
-            if cluster is not None or custom_name
-            else instance["PrivateDnsName"]
+        if tags:
+            self.ec2.create_tags(
+                Resources=[instance["InstanceId"]], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            )
+        node_name = instance["PrivateDnsName"]
+        if cluster is not None or custom_name:
+            group = {
+                "eks.amazonaws.com/capacityType": "SPOT" if spot else "ON_DEMAND",
+                "eks.amazonaws.com/nodegroup": "workers",
+            }
+            node_name = self.node(instance, name=custom_name, spot=spot, labels={**group, **(labels or {})})
+        return self._scene(instance, node_name)
+
+    def karpenter_node(
+        self, nodepool: str = "default", spot: bool = True, labels: dict[str, str] | None = None
+    ) -> NodeScene:
+        """A node as Karpenter makes it: its NodeClaim's name, the labels Karpenter puts on the
+        node, and the instance tags it sets on the EC2 instance."""
+        claim = f"{nodepool}-{uuid.uuid4().hex[:5]}"
+        capacity = "spot" if spot else "on-demand"
+        instance = self.instance(
+            spot=spot,
+            tags={
+                "Name": f"{nodepool}/{claim}",
+                f"kubernetes.io/cluster/{self.cluster_name}": "owned",
+                "eks:eks-cluster-name": self.cluster_name,
+                "karpenter.sh/nodepool": nodepool,
+                "karpenter.sh/nodeclaim": claim,
+                "karpenter.k8s.aws/ec2nodeclass": "default",
+            },
         )
+        karpenter_labels = {
+            "karpenter.sh/nodepool": nodepool,
+            "karpenter.sh/capacity-type": capacity,
+            "karpenter.sh/registered": "true",
+            "karpenter.sh/initialized": "true",
+            "karpenter.k8s.aws/ec2nodeclass": "default",
+            "karpenter.k8s.aws/instance-category": "m",
+            "karpenter.k8s.aws/instance-family": "m5",
+            "karpenter.k8s.aws/instance-generation": "5",
+            "karpenter.k8s.aws/instance-size": "large",
+            **(labels or {}),
+        }
+        node_name = self.node(instance, labels=karpenter_labels)
+        return self._scene(instance, node_name)
+
+    def _scene(self, instance: dict[str, Any], node_name: str) -> NodeScene:
+        az = instance["Placement"]["AvailabilityZone"]
         return NodeScene(
             instance_id=instance["InstanceId"],
             node_name=node_name,
             private_dns_name=instance["PrivateDnsName"],
-            availability_zone=instance["Placement"]["AvailabilityZone"],
-            provider_id=f"aws:///{instance['Placement']['AvailabilityZone']}/{instance['InstanceId']}",
+            availability_zone=az,
+            provider_id=f"aws:///{az}/{instance['InstanceId']}",
             namespace="",
         )
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
-CLUSTER_NAME_TAGS = ("eks:cluster-name", "aws:eks:cluster-name")
+# managed node groups tag eks:cluster-name (and aws:eks:cluster-name), Karpenter eks:eks-cluster-name
+CLUSTER_NAME_TAGS = ("eks:cluster-name", "aws:eks:cluster-name", "eks:eks-cluster-name")
 
 
 class Presence(StrEnum):

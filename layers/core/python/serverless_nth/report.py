@@ -81,6 +81,7 @@ class HandlerResult:
     undone: list[str] = field(default_factory=list)  # what a return to running undid
     drain: dict[str, Any] | None = None
     api_requests: int = 0  # Kubernetes API requests this event cost
+    seconds: float = 0.0  # from the handler's start to its result
     # AWS and Kubernetes requests from the handler's start until the node was cordoned (the
     # latency that matters most), and the seconds that took
     requests_to_cordon: int | None = None

@@ -76,7 +76,9 @@ class Service:
         )
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
+        started = self.clock()
         result = self._handle(event, stop_by, account)
+        result.seconds = round(self.clock() - started, 4)
         metrics.add_dimension("outcome", result.outcome)
         if result.node is not None and not result.dry_run:
             report.notify(self.notifier, event, result)
