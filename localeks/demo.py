@@ -30,6 +30,7 @@ class Step:
     event_file: str
     scene: NodeScene | None  # None: an instance that is not a node of this cluster
     instance_id: str
+    before: str = ""  # what happens to the instance in EC2 first: stop, terminate, start
 
 
 def main() -> None:
@@ -47,7 +48,11 @@ def main() -> None:
     )
     od_stopping = scenes.node_with_workloads(spot=False, spare_nodes=0)
     od_terminated = scenes.node_with_workloads(spot=False, spare_nodes=0)
-    od_running = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    od_returning = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    karpenter = scenes.karpenter_node(nodepool="spot-batch", labels={"serverless-nth/rebalance": "drain"})
+    karpenter.namespace = scenes.namespace("karpenter")
+    karpenter.pods["deployment"] = scenes.deployment(karpenter.namespace, "batch", karpenter.node_name, 2, grace=10)
+    scenes.wait_pdbs(karpenter.namespace)
     foreign = scenes.worker_node(cluster="another-cluster")
     steps = [
         Step("Spot interruption warning", "SpotInterruptionFunction", "spot-interruption", spot_a, spot_a.instance_id),
@@ -66,11 +71,19 @@ def main() -> None:
             spot_custom.instance_id,
         ),
         Step(
+            "Rebalance recommendation, Karpenter node labelled serverless-nth/rebalance=drain",
+            "RebalanceRecommendationFunction",
+            "rebalance-recommendation",
+            karpenter,
+            karpenter.instance_id,
+        ),
+        Step(
             "State change: stopping",
             "StateChangeFunction",
             "state-change-stopping",
             od_stopping,
             od_stopping.instance_id,
+            before="stop",
         ),
         Step(
             "State change: terminated",
@@ -78,9 +91,30 @@ def main() -> None:
             "state-change-terminated",
             od_terminated,
             od_terminated.instance_id,
+            before="terminate",
         ),
         Step(
-            "State change: running", "StateChangeFunction", "state-change-running", od_running, od_running.instance_id
+            "State change: stopped",
+            "StateChangeFunction",
+            "state-change-stopped",
+            od_returning,
+            od_returning.instance_id,
+            before="stop",
+        ),
+        Step(
+            "State change: running (the stopped node comes back)",
+            "StateChangeFunction",
+            "state-change-running",
+            od_returning,
+            od_returning.instance_id,
+            before="start",
+        ),
+        Step(
+            "A stopped event replayed after the node came back",
+            "StateChangeFunction",
+            "state-change-stopped",
+            od_returning,
+            od_returning.instance_id,
         ),
         Step(
             "Spot interruption, another cluster's instance",
@@ -106,18 +140,39 @@ def main() -> None:
             )
             if step.title.startswith("Malformed"):
                 del event["detail"]["instance-action"]
+            _change_instance(scenes, step)
             started = time.monotonic()
             result = invoke(step.function, event, env)
             took = time.monotonic() - started
             captured.write(result.output)
             _print_step(step, result.result, result.exit_code, took, before, scenes)
-    _print_nodes(scenes, [spot_a, spot_b, spot_custom, od_stopping, od_terminated, od_running])
+    _print_nodes(scenes, [spot_a, spot_b, spot_custom, karpenter, od_stopping, od_terminated, od_returning])
     print(f"\nLogs and EMF metrics of every invocation: {output}")
     render(output, paths.state / "dashboard.png")
     print(f"The dashboard of template.yaml drawn from those metrics: {paths.state / 'dashboard.png'}")
     print(
         f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
     )
+
+
+def _change_instance(scenes: Scenes, step: Step) -> None:
+    """What EC2 does before it sends the event: the handlers read the instance's state."""
+    ids = [step.instance_id]
+    final = {"stop": "stopping", "terminate": "shutting-down", "start": "running"}.get(step.before)
+    if step.before == "stop":
+        scenes.ec2.stop_instances(InstanceIds=ids)
+    elif step.before == "terminate":
+        scenes.ec2.terminate_instances(InstanceIds=ids)
+    elif step.before == "start":
+        scenes.ec2.start_instances(InstanceIds=ids)
+    if final and step.event_file in ("state-change-stopped", "state-change-terminated"):
+        final = step.event_file.removeprefix("state-change-")  # wait until EC2 reports it
+    deadline = time.monotonic() + 30
+    while final and time.monotonic() < deadline:
+        state = scenes.ec2.describe_instances(InstanceIds=ids)["Reservations"][0]["Instances"][0]["State"]["Name"]
+        if state == final:
+            return
+        time.sleep(0.2)
 
 
 def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_before: int, scenes: Scenes) -> None:  # type: ignore[type-arg]
@@ -127,9 +182,11 @@ def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_befo
         print("   (in AWS: retried by Lambda, then kept in the on-failure queue for replay; nothing was changed)")
         return
     print(
-        f"   instance {step.instance_id} -> node {result.get('node') or '-'}: "
-        f"outcome {result['outcome']} in {took:.1f} s"
+        f"   instance {step.instance_id} ({result.get('instance_state') or '?'} in EC2) -> node "
+        f"{result.get('node') or '-'}: outcome {result['outcome']} ({result.get('basis') or '-'}) in {took:.1f} s"
     )
+    if result.get("undone"):
+        print(f"   undone: {', '.join(result['undone'])}")
     if result.get("taints_added"):
         print(f"   cordoned: {result['cordoned']}; taints added: {', '.join(result['taints_added'])}")
     drain = result.get("drain")
@@ -152,7 +209,8 @@ def _print_nodes(scenes: Scenes, scene_list: list[NodeScene]) -> None:
     for scene in scene_list:
         node = scenes.core.read_node(scene.node_name)
         taints = ", ".join(f"{t.key}:{t.effect}" for t in node.spec.taints or []) or "-"
-        capacity = node.metadata.labels.get("eks.amazonaws.com/capacityType", "?")
+        labels = node.metadata.labels or {}
+        capacity = labels.get("eks.amazonaws.com/capacityType") or labels.get("karpenter.sh/capacity-type", "?")
         print(f"   {scene.node_name:36} {capacity:10} {'no' if node.spec.unschedulable else 'yes':12} {taints}")
 
 
