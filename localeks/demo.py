@@ -53,6 +53,7 @@ def main() -> None:
     karpenter.namespace = scenes.namespace("karpenter")
     karpenter.pods["deployment"] = scenes.deployment(karpenter.namespace, "batch", karpenter.node_name, 2, grace=10)
     scenes.wait_pdbs(karpenter.namespace)
+    opted_out = scenes.worker_node(labels={"serverless-nth/ignore": "true"})
     foreign = scenes.worker_node(cluster="another-cluster")
     steps = [
         Step("Spot interruption warning", "SpotInterruptionFunction", "spot-interruption", spot_a, spot_a.instance_id),
@@ -115,6 +116,13 @@ def main() -> None:
             "state-change-stopped",
             od_returning,
             od_returning.instance_id,
+        ),
+        Step(
+            "Spot interruption, node labelled serverless-nth/ignore=true",
+            "SpotInterruptionFunction",
+            "spot-interruption",
+            opted_out,
+            opted_out.instance_id,
         ),
         Step(
             "Spot interruption, another cluster's instance",
