@@ -1,55 +1,62 @@
-"""An EKS-style token-review webhook: checks the tokens that ``aws eks get-token`` makes.
+"""An EKS-style token-review webhook: judges the tokens that ``aws eks get-token`` makes.
 
-It follows aws-iam-authenticator's checks (prefix, base64url without padding, an STS URL with
-Action=GetCallerIdentity, ``x-k8s-aws-id`` signed, X-Amz-Date at most 15 minutes old), then maps
-the caller to a username and groups through an access-entry table, as an EKS access entry with
+Every check of the token itself is aws-iam-authenticator's own code: ``eks-token-verifier``
+(``localeks/go/iamauth``, built by ``build.sh`` from the aws-iam-authenticator release its go.mod
+pins) runs that project's ``token.Verifier.Verify`` on the token: size, prefix, base64url, the
+URL's scheme, STS host for the partition (FIPS and dual-stack included), path, query parameters,
+``x-k8s-aws-id`` signed, X-Amz-Expires, X-Amz-Date. When the token passes, the verifier sends the
+presigned GetCallerIdentity request to STS; the binary hands that request to this module instead,
+which plays STS, and the verifier reads the answer as it reads STS's. This webhook then maps the
+caller to a username and groups through an access-entry table, as an EKS access entry with
 Kubernetes groups does.
 
-Where a real EKS sends the presigned request to STS, which verifies the signature over the
-``x-k8s-aws-id: <cluster>`` header, moto's server cannot answer that GET (it reads it as S3). So
-this webhook verifies the SigV4 signature itself, with the secret key that moto issued for the
-access key, and then asks STS on moto for the caller's ARN with GetCallerIdentity.
+Playing STS: moto's server cannot answer the presigned GET (it reads it as S3), and does not
+check signatures. So this module checks what STS checks, as far as moto knows the facts: the
+access key is one STS issued and the session token is that key's; the SigV4 signature over the
+request the verifier sends (its ``x-k8s-aws-id`` header, the verifier's cluster ID, among the
+signed headers) recomputes with the secret key moto issued. Then it asks moto for the caller with
+GetCallerIdentity, and answers as STS does (JSON, 200 or 403). A real EKS gets all this from STS.
+
+One local step is not EKS's: the functions sign their tokens for moto's address
+(``http://127.0.0.1:<port>``), as ``AWS_ENDPOINT_URL`` makes every client do. Such a token is
+judged as the one the same client makes in AWS: the same URL with
+``https://sts.<region>.amazonaws.com`` in place of moto's address (the region of its credential
+scope); the signature stays checked over the URL as it was signed.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import datetime
 import functools
 import hmac
 import json
 import logging
 import re
+import subprocess
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import boto3
+import botocore.exceptions
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 TOKEN_PREFIX = "k8s-aws-v1."
-TOKEN_MAX_AGE = datetime.timedelta(minutes=15)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
-_ALLOWED_PARAMS = {
-    "action",
-    "version",
-    "x-amz-algorithm",
-    "x-amz-credential",
-    "x-amz-date",
-    "x-amz-expires",
-    "x-amz-security-token",
-    "x-amz-signature",
-    "x-amz-signedheaders",
-}
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+$")
-_STS_HOST = re.compile(r"^sts(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?$")
+VERIFIER = "eks-token-verifier"
+VERIFIER_TIMEOUT_SECONDS = 20.0  # the verifier's own HTTP client gives STS 10 s (token.go NewVerifier)
+# The STS domain of each partition, as aws-iam-authenticator's pkg/endpoints GetSTSPartitionDomain.
+_PARTITION_DOMAIN = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
+# A region name as the verifier accepts it (token.go validateInputRegion).
+_REGION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/(.+)$")
 
 log = logging.getLogger("localeks.webhook")
@@ -71,6 +78,15 @@ class Identity:
 SecretLookup = Callable[[str], "tuple[str, str | None] | None"]
 
 
+class StsRefusal(Exception):
+    """What STS answers with a 403: ``code`` as in STS's error responses."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class EksTokenAuthenticator:
     def __init__(
         self,
@@ -78,116 +94,139 @@ class EksTokenAuthenticator:
         local_sts_url: str,
         access_entries: Path,
         secret_lookup: SecretLookup,
-        now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        verifier: Path | None = None,
+        partition: str = "aws",
+        region: str = "us-east-1",
     ) -> None:
+        if verifier is None:
+            from localeks.cluster import build_binaries  # builds nothing when the binaries exist
+
+            verifier = build_binaries() / VERIFIER
         self.cluster_name = cluster_name
         self.local_sts = urlsplit(local_sts_url)
         self.access_entries = access_entries
         self.secret_lookup = secret_lookup
-        self.now = now
+        self.verifier = verifier
+        self.partition = partition
+        self.region = region
 
     def authenticate(self, token: str) -> Identity:
-        url = self._decode(token)
-        parts = urlsplit(url)
-        self._check_endpoint(parts.scheme, parts.netloc, parts.path)
-        params = self._query_params(parts.query)
-        if params.get("action") != "GetCallerIdentity":
-            raise TokenRejected("action is not GetCallerIdentity")
-        signed = params.get("x-amz-signedheaders", "").lower().split(";")
-        if CLUSTER_ID_HEADER not in signed:
-            raise TokenRejected(f"{CLUSTER_ID_HEADER} is not among the signed headers")
-        self._check_date(params.get("x-amz-date", ""))
-        access_key, region = self._credential_scope(params.get("x-amz-credential", ""))
-        secret = self.secret_lookup(access_key)
-        if secret is None:
-            raise TokenRejected("STS did not issue this access key")
-        self._verify_signature(url, params, secret[0], region, signed)
-        arn = self._caller_arn(access_key, secret[0], secret[1])
-        return self._map(arn)
+        judged, signed_origin = self._as_in_aws(token)
+        verdict = self._verify(judged, signed_origin)
+        if "identity" not in verdict:
+            raise TokenRejected(str(verdict.get("error") or f"unexpected verifier output {verdict}"))
+        return self._map(verdict["identity"])
 
-    def _decode(self, token: str) -> str:
-        if not token.startswith(TOKEN_PREFIX):
-            raise TokenRejected("missing k8s-aws-v1. prefix")
+    def _as_in_aws(self, token: str) -> tuple[str, str | None]:
+        """The token to judge, and the scheme://host its URL was signed for when that is moto's."""
         body = token[len(TOKEN_PREFIX) :]
-        if not _BASE64URL.match(body):
-            raise TokenRejected("token is not base64url without padding")
+        if not token.startswith(TOKEN_PREFIX) or not _BASE64URL.match(body) or len(body) % 4 == 1:
+            return token, None  # the verifier rejects it as it is
+        url = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        local = f"{self.local_sts.scheme}://{self.local_sts.netloc}".encode()
+        if not (url.startswith(local) and url[len(local) : len(local) + 1] in (b"", b"/", b"?")):
+            return token, None
+        query = urlsplit(url.decode(errors="replace")).query
+        scope = dict(parse_qsl(query, keep_blank_values=True)).get("X-Amz-Credential", "").split("/")
+        region = scope[2] if len(scope) == 5 and _REGION.match(scope[2]) else self.region
+        domain = _PARTITION_DOMAIN.get(self.partition, "amazonaws.com")
+        in_aws = f"https://sts.{region}.{domain}".encode() + url[len(local) :]
+        return TOKEN_PREFIX + base64.urlsafe_b64encode(in_aws).decode().rstrip("="), local.decode()
+
+    def _verify(self, token: str, signed_origin: str | None) -> dict[str, Any]:
+        """Runs aws-iam-authenticator's verifier on the token, playing STS when it asks."""
+        argv = [str(self.verifier), "-cluster-id", self.cluster_name, "-partition", self.partition]
+        proc = subprocess.Popen(
+            [*argv, "-region", self.region],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        watchdog = threading.Timer(VERIFIER_TIMEOUT_SECONDS, proc.kill)
+        watchdog.start()
+        with proc, proc.stdin as to_verifier, proc.stdout as from_verifier:  # type: ignore[union-attr]
+            try:
+                to_verifier.write(json.dumps({"token": token}) + "\n")
+                to_verifier.flush()
+                message = _read_message(from_verifier)
+                if "sts" in message:
+                    to_verifier.write(json.dumps(self._play_sts(message["sts"], signed_origin)) + "\n")
+                    to_verifier.flush()
+                    message = _read_message(from_verifier)
+                return message
+            finally:
+                watchdog.cancel()
+                proc.kill()
+
+    def _play_sts(self, request: dict[str, Any], signed_origin: str | None) -> dict[str, Any]:
+        """STS's answer to the verifier's presigned GetCallerIdentity request."""
         try:
-            return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise TokenRejected(f"token does not decode: {exc}") from exc
+            arn, account, user_id = self._sts_get_caller_identity(
+                str(request["method"]), str(request["url"]), request.get("header") or {}, signed_origin
+            )
+        except StsRefusal as refusal:
+            log.info("local STS refused the token: %s", refusal)
+            error = {"Code": refusal.code, "Message": refusal.message, "Type": "Sender"}
+            return {"status": 403, "body": json.dumps({"Error": error, "RequestId": str(uuid.uuid4())})}
+        except botocore.exceptions.BotoCoreError as exc:  # moto did not answer: no verdict on the token
+            return {"error": f"local STS unreachable: {exc}"}
+        result = {"Account": account, "Arn": arn, "UserId": user_id}
+        body = {
+            "GetCallerIdentityResponse": {
+                "GetCallerIdentityResult": result,
+                "ResponseMetadata": {"RequestId": str(uuid.uuid4())},
+            }
+        }
+        return {"status": 200, "body": json.dumps(body)}
 
-    def _check_endpoint(self, scheme: str, netloc: str, path: str) -> None:
-        is_aws = scheme == "https" and _STS_HOST.match(netloc.lower()) is not None
-        is_local = (scheme, netloc) == (self.local_sts.scheme, self.local_sts.netloc)
-        if not (is_aws or is_local):
-            raise TokenRejected(f"not an STS endpoint: {scheme}://{netloc}")
-        if path not in ("", "/"):
-            raise TokenRejected(f"unexpected path {path!r}")
-
-    @staticmethod
-    def _query_params(query: str) -> dict[str, str]:
-        raw = parse_qs(query, keep_blank_values=True)
-        params: dict[str, str] = {}
-        for key, values in raw.items():
-            if key.lower() not in _ALLOWED_PARAMS:
-                raise TokenRejected(f"unexpected query parameter {key}")
-            if len(values) != 1 or key.lower() in params:
-                raise TokenRejected(f"query parameter {key} repeated")
-            params[key.lower()] = values[0]
-        return params
-
-    def _check_date(self, amz_date: str) -> None:
-        try:
-            signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
-        except ValueError as exc:
-            raise TokenRejected("X-Amz-Date is missing or malformed") from exc
-        if self.now() - signed_at > TOKEN_MAX_AGE:
-            raise TokenRejected("token expired (X-Amz-Date older than 15 minutes)")
-        if signed_at - self.now() > datetime.timedelta(minutes=5):
-            raise TokenRejected("X-Amz-Date is in the future")
-
-    @staticmethod
-    def _credential_scope(credential: str) -> tuple[str, str]:
-        fields = credential.split("/")
-        if len(fields) != 5 or fields[3] != "sts" or fields[4] != "aws4_request":
-            raise TokenRejected("X-Amz-Credential is not an STS credential scope")
-        return fields[0], fields[2]
-
-    def _verify_signature(
-        self, url: str, params: dict[str, str], secret_key: str, region: str, signed: list[str]
-    ) -> None:
-        """Recomputes the SigV4 query signature as STS would, over x-k8s-aws-id = this cluster."""
+    def _sts_get_caller_identity(
+        self, method: str, url: str, header: dict[str, list[str]], signed_origin: str | None
+    ) -> tuple[str, str, str]:
         parts = urlsplit(url)
-        unsigned_query = urlencode(
-            [(k, v) for k, v in parse_qs(parts.query).items() if k.lower() != "x-amz-signature"],
-            doseq=True,
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        query = {k.lower(): v for k, v in params}  # the verifier refused repeated parameters
+        fields = query.get("x-amz-credential", "").split("/")
+        if len(fields) != 5 or fields[3] != "sts" or fields[4] != "aws4_request":
+            raise StsRefusal("IncompleteSignature", "X-Amz-Credential is not an STS credential scope")
+        access_key, region = fields[0], fields[2]
+        issued = self.secret_lookup(access_key)
+        if issued is None:
+            raise StsRefusal("InvalidClientTokenId", "The security token included in the request is invalid.")
+        secret_key, session_token = issued
+        if session_token is not None and query.get("x-amz-security-token") != session_token:
+            raise StsRefusal("InvalidClientTokenId", "The security token included in the request is invalid.")
+        if query.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
+            raise StsRefusal("IncompleteSignature", "X-Amz-Algorithm is not AWS4-HMAC-SHA256")
+        # The request as STS receives it; the host as the token was signed (moto's, see above).
+        origin = signed_origin or f"{parts.scheme}://{parts.netloc}"
+        received = {name.lower(): ",".join(values) for name, values in header.items()}
+        received["host"] = urlsplit(origin).netloc
+        signed = query.get("x-amz-signedheaders", "").lower().split(";")
+        if any(name not in received for name in signed):
+            raise StsRefusal("SignatureDoesNotMatch", "a signed header is not in the request")
+        unsigned = AWSRequest(
+            method=method,
+            url=origin + (parts.path or "/"),
+            params={k: v for k, v in params if k.lower() != "x-amz-signature"},
+            headers={name: received[name] for name in signed if name != "host"},
         )
-        request = AWSRequest(
-            method="GET",
-            url=urlunsplit((parts.scheme, parts.netloc, parts.path or "/", unsigned_query, "")),
-            headers={CLUSTER_ID_HEADER: self.cluster_name},
-        )
-        request.context["timestamp"] = params["x-amz-date"]
-        signer = SigV4QueryAuth(Credentials("unused", secret_key), "sts", region)
-        if sorted(signer.headers_to_sign(request)) != sorted(signed):
-            raise TokenRejected(f"signed headers {signed} are not host and {CLUSTER_ID_HEADER}")
-        string_to_sign = signer.string_to_sign(request, signer.canonical_request(request))
-        expected = signer.signature(string_to_sign, request)
-        if not hmac.compare_digest(expected, params.get("x-amz-signature", "")):
-            raise TokenRejected("signature does not match (a token for another cluster?)")
+        unsigned.context["timestamp"] = query.get("x-amz-date", "")
+        signer = SigV4QueryAuth(Credentials(access_key, secret_key), "sts", region)
+        expected = signer.signature(signer.string_to_sign(unsigned, signer.canonical_request(unsigned)), unsigned)
+        if signer.signed_headers(signer.headers_to_sign(unsigned)) != ";".join(signed) or not hmac.compare_digest(
+            expected, query.get("x-amz-signature", "")
+        ):
+            raise StsRefusal(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        return _get_caller_identity(self.local_sts.scheme, self.local_sts.netloc, access_key, secret_key, session_token)
 
-    def _caller_arn(self, access_key: str, secret_key: str, session_token: str | None) -> str:
-        return _get_caller_identity_arn(
-            self.local_sts.scheme, self.local_sts.netloc, access_key, secret_key, session_token
-        )
-
-    def _map(self, caller_arn: str) -> Identity:
-        principal = caller_arn
-        session = ""
-        assumed = _ASSUMED_ROLE.match(caller_arn)
-        if assumed:
-            partition, account, role, session = assumed.groups()
-            principal = f"arn:{partition}:iam::{account}:role/{role}"
+    def _map(self, verified: dict[str, Any]) -> Identity:
+        """The access entry of the verified caller (aws-iam-authenticator's Identity fields)."""
+        caller_arn = str(verified["ARN"])
+        principal = str(verified["CanonicalARN"])
+        session = str(verified.get("SessionName") or "")
         entries: dict[str, dict[str, Any]] = json.loads(self.access_entries.read_text())
         entry = entries.get(principal)
         if entry is None:
@@ -202,10 +241,18 @@ class EksTokenAuthenticator:
         )
 
 
+def _read_message(from_verifier: IO[str]) -> dict[str, Any]:
+    line = from_verifier.readline()
+    if not line:
+        raise RuntimeError(f"{VERIFIER} ended without a verdict")
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
 @functools.lru_cache(maxsize=1024)
-def _get_caller_identity_arn(
+def _get_caller_identity(
     scheme: str, netloc: str, access_key: str, secret_key: str, session_token: str | None
-) -> str:
+) -> tuple[str, str, str]:
     """GetCallerIdentity on moto with the token's access key (cached: one STS client per key)."""
     sts = boto3.client(
         "sts",
@@ -215,7 +262,8 @@ def _get_caller_identity_arn(
         aws_secret_access_key=secret_key,
         aws_session_token=session_token,
     )
-    return str(sts.get_caller_identity()["Arn"])
+    caller = sts.get_caller_identity()
+    return str(caller["Arn"]), str(caller["Account"]), str(caller["UserId"])
 
 
 def token_review_response(authenticator: EksTokenAuthenticator, review: dict[str, Any]) -> dict[str, Any]:
