@@ -9,6 +9,7 @@ Figures are medians over repeated runs; nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, function_environment, handle, machine, median, warm_service
 from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.progress import Progress, duration
 from localeks.scenes import Scenes
 
 HANDLERS = ["spot_interruption", "rebalance_recommendation", "state_change"]
@@ -206,6 +209,46 @@ def unzipped_mb() -> float:
     return round(total / 1e6, 1)
 
 
+PHASES = ["imports", "reaction", "drain", "pdb", "burst"]
+
+
+class Phases:
+    """Says which phase runs, a line every 30 s while it does, and how long it took, against the
+    same phase of the last run written to ``out`` (``phase_seconds`` in latest.json)."""
+
+    def __init__(self, out: Path, smoke: bool) -> None:
+        self.progress = Progress("bench")
+        self.seconds: dict[str, float] = {}
+        self.started = time.monotonic()
+        self.last: dict[str, float] = {}
+        last_total = None
+        with contextlib.suppress(OSError, ValueError):
+            last = json.loads((out / "latest.json").read_text())
+            if bool(last.get("smoke")) == smoke:
+                self.last = dict(last.get("phase_seconds") or {})
+                last_total = last.get("bench_seconds")
+        since = f"; the last {'smoke ' if smoke else ''}run took {duration(last_total)}" if last_total else ""
+        self.progress.say(f"{len(PHASES)} phases: {', '.join(PHASES)}{since}")
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        last = self.last.get(name)
+        than = f" (last run: {duration(last)})" if last else ""
+        self.progress.say(f"[{PHASES.index(name) + 1}/{len(PHASES)}] {name}{than}")
+        started = time.monotonic()
+
+        def status(elapsed: float) -> str:
+            left = f", about {duration(last - elapsed)} left by the last run" if last and last > elapsed else ""
+            return f"  still {name}: {duration(elapsed)}{left}"
+
+        with self.progress.ticking(status):
+            yield
+        self.seconds[name] = round(time.monotonic() - started, 1)
+        self.progress.say(
+            f"  {name} done in {duration(self.seconds[name])}; whole run {duration(time.monotonic() - self.started)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true")
@@ -219,13 +262,19 @@ def main() -> None:
     service = warm_service(cluster_env)
     service.kube().request("GET", "/version")  # warm: cluster data, token, connection
 
-    imports = bench_imports(cluster_env, size["imports"])
+    phases = Phases(args.out, args.smoke)
+    with phases.phase("imports"):
+        imports = bench_imports(cluster_env, size["imports"])
     print(f"bench: imports {imports}", flush=True)
-    reaction = bench_reaction(cluster_env, scenes, service, size["reactions"])
+    with phases.phase("reaction"):
+        reaction = bench_reaction(cluster_env, scenes, service, size["reactions"])
     print(f"bench: reaction {reaction}", flush=True)
-    drain = bench_drain(cluster_env, scenes, service, size["drain"], size["repeats"])
-    budget = bench_pdb(cluster_env, scenes, service, size["pdb_blocked_s"])
-    burst = bench_burst(cluster_env, size)
+    with phases.phase("drain"):
+        drain = bench_drain(cluster_env, scenes, service, size["drain"], size["repeats"])
+    with phases.phase("pdb"):
+        budget = bench_pdb(cluster_env, scenes, service, size["pdb_blocked_s"])
+    with phases.phase("burst"):
+        burst = bench_burst(cluster_env, size)
     key = "110" if "110" in drain else str(size["drain"][0])
     results = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -258,6 +307,7 @@ def main() -> None:
         "deployment_unzipped_mb": unzipped_mb(),
         "details": {"drain": drain, "burst": burst, "imports": imports, "reaction": reaction, "pdb": budget},
         "bench_seconds": round(time.monotonic() - started, 1),
+        "phase_seconds": phases.seconds,  # the next run's estimates
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
