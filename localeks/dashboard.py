@@ -4,17 +4,22 @@ Dashboard, so that someone without an AWS account sees what it would show.
 
     python -m localeks.dashboard [.local/demo-output.jsonl] [-o docs/dashboard.png]
 
-Each ServerlessNTH widget shows its metrics over the whole captured run, split by event kind:
-counts summed, durations and latencies at their maximum; the AWS/Lambda and AWS/SQS widgets exist
-only in CloudWatch and say so.
+Each widget is drawn as CloudWatch draws it: where template.yaml puts it on the 24-column grid,
+with its title, a time series per metric over the minutes of the captured run, each point the
+widget's statistic (Sum, p50, Maximum) over its period (60 s), as CloudWatch aggregates EMF data.
+A SEARCH expression gives one series per combination of dimension values it matches, as in
+CloudWatch; periods without data have no point. The AWS/Lambda, AWS/Events and AWS/SQS widgets
+(metrics AWS emits, not the code) and the alarm states exist only in CloudWatch and say so.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,11 @@ from localeks.template import load_template
 
 NAMESPACE = "ServerlessNTH"
 _METRIC_NAME = re.compile(r'MetricName="([A-Za-z]+)"')
+# SEARCH('{Namespace,dim,dim} MetricName="Name" dim="value"', 'Stat', period)
+_SEARCH = re.compile(
+    r"SEARCH\('\{(?P<namespace>[^,}]+),(?P<schema>[^}]*)\}(?P<terms>[^']*)',\s*'(?P<stat>[^']+)',\s*(?P<period>\d+)\)"
+)
+_TERM = re.compile(r'(\w+)="([^"]*)"')
 
 
 def dashboard_widgets(template: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -47,7 +57,7 @@ def widget_metric_names(widget: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def read_emf(lines: list[str]) -> list[dict[str, Any]]:
-    """(metric, unit, dimensions, value) records of every EMF line among ``lines``."""
+    """(metric, unit, dimensions, value, timestamp in ms) records of every EMF line among ``lines``."""
     records = []
     for line in lines:
         if not line.startswith('{"_aws"'):
@@ -64,78 +74,267 @@ def read_emf(lines: list[str]) -> list[dict[str, Any]]:
                             "unit": metric["Unit"],
                             "dimensions": dims,
                             "value": value,
+                            "timestamp": blob["_aws"]["Timestamp"],
                         }
                     )
     return records
 
 
-def render(emf_file: Path, out: Path) -> None:
+def metric_queries(widget: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each line of a widget's ``metrics`` asks CloudWatch for: namespace, metric name,
+    statistic, period, and either a SEARCH (the exact dimension schema and its fixed values) or
+    one metric's dimensions. A plain metric takes the widget's stat and period unless it names its
+    own, as CloudWatch does."""
+    props = widget["properties"]
+    queries = []
+    for entry in props.get("metrics", []):
+        first = entry[0]
+        if isinstance(first, dict):
+            match = _SEARCH.search(first["expression"])
+            if not match:
+                raise ValueError(f"{props['title']}: not a SEARCH expression this view reads: {first['expression']}")
+            terms = dict(_TERM.findall(match["terms"]))
+            queries.append(
+                {
+                    "namespace": match["namespace"],
+                    "name": terms.pop("MetricName"),
+                    "stat": match["stat"],
+                    "period": int(match["period"]),
+                    "schema": sorted(match["schema"].split(",")),
+                    "dimensions": terms,
+                    "search": True,
+                }
+            )
+        else:
+            options = entry[-1] if isinstance(entry[-1], dict) else {}
+            namespace, name, *rest = [e for e in entry if not isinstance(e, dict)]
+            queries.append(
+                {
+                    "namespace": namespace,
+                    "name": name,
+                    "stat": options.get("stat", props.get("stat", "Average")),
+                    "period": int(options.get("period", props.get("period", 300))),
+                    "schema": sorted(rest[0::2]),
+                    "dimensions": dict(zip(rest[0::2], rest[1::2], strict=True)),
+                    "search": False,
+                }
+            )
+    return queries
+
+
+def statistic(stat: str, values: list[float]) -> float:
+    """A CloudWatch statistic of the values of one period (pNN: nearest rank, as CloudWatch
+    computes percentiles of raw EMF values)."""
+    if stat == "Sum":
+        return sum(values)
+    if stat == "Maximum":
+        return max(values)
+    if stat == "Minimum":
+        return min(values)
+    if stat == "Average":
+        return sum(values) / len(values)
+    if stat == "SampleCount":
+        return float(len(values))
+    if re.fullmatch(r"p\d+(\.\d+)?", stat):
+        ordered = sorted(values)
+        rank = max(1, math.ceil(float(stat[1:]) / 100 * len(ordered)))
+        return ordered[rank - 1]
+    raise ValueError(f"statistic {stat} is not one this view computes")
+
+
+def _matches(query: dict[str, Any], record: dict[str, Any], substitutions: dict[str, str]) -> bool:
+    if record["namespace"] != query["namespace"] or record["name"] != query["name"]:
+        return False
+    if sorted(record["dimensions"]) != query["schema"]:  # a SEARCH matches its exact dimension schema
+        return False
+    for dim, wanted in query["dimensions"].items():
+        value = re.sub(r"\$\{(\w+)\}", lambda m: substitutions.get(m.group(1), m.group(0)), wanted)
+        if record["dimensions"].get(dim) != value:
+            return False
+    return True
+
+
+def widget_series(
+    widget: dict[str, Any], records: list[dict[str, Any]], substitutions: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The series a metric widget draws from ``records``: per query, one series per combination of
+    dimension values (label: the metric and the dimension values that vary, as CloudWatch labels
+    SEARCH results), each point (start of the period in epoch seconds, the statistic)."""
+    series = []
+    for query in metric_queries(widget):
+        groups: dict[tuple[tuple[str, str], ...], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in records:
+            if _matches(query, r, substitutions):
+                bucket = int(r["timestamp"] // 1000 // query["period"] * query["period"])
+                groups[tuple(sorted(r["dimensions"].items()))][bucket].append(float(r["value"]))
+        for dims, buckets in sorted(groups.items()):
+            shown = [v for k, v in dims if k not in ("cluster", "service") and k not in query["dimensions"]]
+            series.append(
+                {
+                    "label": " ".join([query["name"], *shown]) + (f" ({query['stat']})" if query["search"] else ""),
+                    "namespace": query["namespace"],
+                    "name": query["name"],
+                    "stat": query["stat"],
+                    "period": query["period"],
+                    "dimensions": dict(dims),
+                    "points": [(t, statistic(query["stat"], vs)) for t, vs in sorted(buckets.items())],
+                }
+            )
+    return series
+
+
+def _legend_label(series: dict[str, Any], several_metrics: bool, several_stats: bool) -> str:
+    """The series' label, without what the widget's title already says: the metric name when the
+    widget draws one metric, the statistic when it uses one."""
+    text = series["label"] if several_stats else series["label"].removesuffix(f" ({series['stat']})")
+    return text if several_metrics else text.removeprefix(series["name"] + " ")
+
+
+def _period_text(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def render(emf_file: Path, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Draws the dashboard into ``out``; returns what each metric widget drew (title -> series)."""
+    import matplotlib.pyplot as plt
+
+    fig, drawn = dashboard_figure(read_emf(emf_file.read_text().splitlines()), emf_file.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return drawn
+
+
+def dashboard_figure(records: list[dict[str, Any]], source: str) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+    """The Figure of the dashboard over ``records`` (``read_emf``), and what each ServerlessNTH
+    widget drew (title -> series); each line carries the gid ``series:<title>:<label>``."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    records = read_emf(emf_file.read_text().splitlines())
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for r in records:
-        if r["namespace"] == NAMESPACE:
-            split = (
-                r["dimensions"].get("event_kind")
-                or r["dimensions"].get("stage")
-                or r["dimensions"].get("function_name", "")
-            )
-            if r["unit"] == "Seconds":  # durations and latencies: the slowest, not a sum
-                totals[r["name"]][split] = max(totals[r["name"]][split], r["value"])
-            else:
-                totals[r["name"]][split] += r["value"]
-    widgets = [w for w in dashboard_widgets() if w["type"] == "metric"]
-    top = min(w["y"] for w in widgets)
-    rows = max(w["y"] + w["height"] for w in widgets) - top
-    fig = plt.figure(figsize=(16, rows * 0.75))
-    grid = fig.add_gridspec(rows, 24, hspace=2.2, wspace=3)
+    # the dashboard is one cluster's (its SEARCH names ${ClusterName}): the cluster of most data points
+    clusters = Counter(r["dimensions"]["cluster"] for r in records if "cluster" in r["dimensions"])
+    substitutions = {"ClusterName": clusters.most_common(1)[0][0] if clusters else "?"}
+    widgets = dashboard_widgets()
+    periods = [q["period"] for w in widgets if w["type"] == "metric" for q in metric_queries(w)]
+    period = min(periods or [60])
+    stamps = [r["timestamp"] / 1000 for r in records] or [datetime.datetime.now(datetime.UTC).timestamp()]
+    # the run's minutes, a period either side, as a dashboard's time range around it would show them
+    start = (min(stamps) // period - 1) * period
+    end = (max(stamps) // period + 2) * period
+
+    def when(t: float) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(t, datetime.UTC)
+
+    rows = max(w["y"] + w["height"] for w in widgets)
+    unit = 0.55  # inches per grid row; 24 columns across 18 inches
+    fig = plt.figure(figsize=(18, rows * unit + 0.4))
+    drawn: dict[str, list[dict[str, Any]]] = {}
+
+    def place(widget: dict[str, Any], above: float = 0.5, below: float = 1.45) -> Any:
+        """Axes inside the widget's cell, ``above`` inches for its title, ``below`` for the time
+        axis and the legend."""
+        height_in = fig.get_figheight()
+        left = widget["x"] / 24 + 0.012
+        width = widget["width"] / 24 - 0.03
+        top = 1 - widget["y"] * unit / height_in
+        height = (widget["height"] * unit - above - below) / height_in
+        return fig.add_axes((left, top - above / height_in - height, width, height))
+
     for widget in widgets:
-        ax = fig.add_subplot(
-            grid[
-                widget["y"] - top : widget["y"] - top + widget["height"] - 1,
-                widget["x"] : widget["x"] + widget["width"],
-            ]
-        )
         props = widget["properties"]
-        ax.set_title(props["title"], fontsize=9)
-        names = widget_metric_names(widget)
-        if not names or names[0][0] != NAMESPACE:
+        if widget["type"] == "text":
+            ax = place(widget, above=0.1, below=0.1)
+            ax.set_axis_off()
+            lines = props["markdown"].replace("${ClusterName}", substitutions["ClusterName"]).split("\n")
+            ax.text(0, 1, lines[0].lstrip("# "), fontsize=15, fontweight="bold", va="top", transform=ax.transAxes)
+            ax.text(0, 0.4, " ".join(lines[1:]).replace("`", ""), fontsize=10, va="top", transform=ax.transAxes)
+            continue
+        ax = place(widget)
+        ax.set_title(props["title"], fontsize=10, loc="left", fontweight="bold", pad=16)
+        if widget["type"] == "alarm":
+            ax.set_axis_off()
+            names = [re.sub(r"^\$\{(\w+)\.Arn\}$", r"\1", a) for a in props["alarms"]]
+            for i, name in enumerate(names):
+                ax.text(0.02, 1 - (i + 0.5) / len(names), f"\u25cf {name}", fontsize=8, color="#555555", va="center")
+            ax.text(0.98, 0.0, "alarm states: in CloudWatch only", fontsize=8, color="grey", ha="right")
+            continue
+        queries = metric_queries(widget)
+        stats = list(dict.fromkeys(q["stat"] for q in queries))
+        ax.text(
+            0.0,
+            1.03,
+            f"{', '.join(stats)} · period {_period_text(queries[0]['period'])}",
+            transform=ax.transAxes,
+            ha="left",
+            va="bottom",
+            fontsize=8,
+            color="#666666",
+        )
+        ax.set_xlim(when(start), when(end))
+        ax.xaxis.set_major_locator(mdates.MinuteLocator(interval=max(1, int((end - start) // 60 // 8))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=datetime.UTC))
+        ax.tick_params(labelsize=7)
+        ax.grid(True, color="#e6e6e6")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        namespace = queries[0]["namespace"]
+        if namespace != NAMESPACE:
+            ax.set_ylim(0, 1)
+            ax.set_yticks([])
+            metrics = ", ".join(dict.fromkeys(q["name"] for q in queries))
             ax.text(
                 0.5,
                 0.5,
-                f"{names[0][0] if names else ''}: in CloudWatch only",
+                f"{namespace} {metrics}\nemitted by AWS for the stack's resources: in CloudWatch only",
                 ha="center",
                 va="center",
                 fontsize=8,
                 color="grey",
+                transform=ax.transAxes,
             )
-            ax.set_xticks([])
-            ax.set_yticks([])
             continue
-        metric_names = list(dict.fromkeys(n for _, n in names))
-        splits = sorted({s for n in metric_names for s in totals.get(n, {})}) or ["(none in this run)"]
-        width = 0.8 / len(splits)
-        for i, split in enumerate(splits):
-            ax.bar(
-                [j + i * width for j in range(len(metric_names))],
-                [totals.get(n, {}).get(split, 0) for n in metric_names],
-                width,
-                label=split,
+        series = widget_series(widget, records, substitutions)
+        drawn[props["title"]] = series
+        colours = plt.get_cmap("tab20").colors if len(series) > 10 else plt.get_cmap("tab10").colors
+        labels = [_legend_label(s, len({q["name"] for q in queries}) > 1, len(stats) > 1) for s in series]
+        for i, s in enumerate(series):
+            ax.plot(
+                [when(t) for t, _ in s["points"]],
+                [v for _, v in s["points"]],
+                marker="o",
+                markersize=3.5,
+                linewidth=1.5,
+                color=colours[i % len(colours)],
+                label=labels[i],
+                gid=f"series:{props['title']}:{s['label']}",
             )
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metric_names))], metric_names, fontsize=7, rotation=12)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.legend(fontsize=6)
-    fig.suptitle(
-        f"Dashboard of template.yaml over the EMF metrics in {emf_file.name} ({len(records)} data points): "
-        "counts summed, seconds at their maximum"
+        units = {r["unit"] for r in records if r["name"] in {q["name"] for q in queries}}
+        ax.set_ylabel(units.pop() if len(units) == 1 else "", fontsize=7)
+        ax.set_ylim(bottom=0)
+        if series:
+            ax.legend(
+                fontsize=6.5,
+                loc="upper left",
+                bbox_to_anchor=(-0.02, -0.13),
+                ncol=3 if max(map(len, labels)) <= 30 else 2,
+                frameon=False,
+                handlelength=1.2,
+                columnspacing=0.8,
+            )
+        else:
+            ax.text(0.5, 0.5, "no data in this run", ha="center", va="center", color="grey", transform=ax.transAxes)
+    fig.text(
+        0.01,
+        0.0,
+        f"template.yaml's dashboard over the {len(records)} EMF data points in {source}, "
+        f"{when(start):%Y-%m-%d %H:%M}–{when(end):%H:%M} UTC; each point the widget's statistic over its period",
+        fontsize=9,
+        color="#444444",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    return fig, drawn
 
 
 def main() -> None:
