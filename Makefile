@@ -9,12 +9,12 @@ CORE := layers/core/python/serverless_nth
 export PYTHONPATH := $(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests
+.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests reliability fuzz
 
 demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
 	$(PY) -m localeks.demo
 
-test: lint typecheck validate build deploy-tests unit integration bench-smoke ## the whole suite, as CI runs it
+test: lint typecheck validate build deploy-tests unit integration reliability bench-smoke ## the whole suite, as CI runs it
 
 venv: $(VENV)/.installed .venv-sam/.installed
 
@@ -52,6 +52,12 @@ unit: venv
 
 integration: venv go
 	$(PY) -m pytest tests/integration -q
+
+reliability: venv go ## faults injected into real drains (TLS proxy, stalled control plane, EC2 throttling) and a few thousand fuzzed events
+	$(PY) -m pytest tests/reliability -q
+
+fuzz: venv ## at least 10,000 fuzzed events per event parser; writes bench/results/fuzz.json
+	PYTHONPATH=$(CURDIR):$(CURDIR)/layers/core/python $(PY) -m tests.reliability.fuzz
 
 bench-smoke: venv go ## a tiny run of the benchmark code (no timing asserted)
 	$(PY) -m pytest tests/bench -q
