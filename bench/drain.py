@@ -65,19 +65,24 @@ def ours(service: Any, scene: NodeScene) -> dict[str, float]:
     }
 
 
+def kubectl_drain_argv(cluster_env: dict[str, str], scene: NodeScene) -> list[str]:
+    """`kubectl drain` as an operator would run it on a node about to vanish."""
+    return [
+        f"{cluster_env['LOCALEKS_BIN']}/kubectl",
+        f"--kubeconfig={cluster_env['KUBECONFIG']}",
+        "drain",
+        scene.node_name,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--force",
+        "--timeout=600s",
+    ]
+
+
 def kubectl(cluster_env: dict[str, str], scene: NodeScene) -> float:
     started = time.monotonic()
     subprocess.run(
-        [
-            f"{cluster_env['LOCALEKS_BIN']}/kubectl",
-            f"--kubeconfig={cluster_env['KUBECONFIG']}",
-            "drain",
-            scene.node_name,
-            "--ignore-daemonsets",
-            "--delete-emptydir-data",
-            "--force",
-            "--timeout=600s",
-        ],
+        kubectl_drain_argv(cluster_env, scene),
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench.common import handle
-from bench.drain import spot_event
+from bench.drain import kubectl_drain_argv, spot_event
 from localeks.scenes import NodeScene, Scenes
 from tests.integration.support import PodWatcher
 
@@ -62,16 +62,7 @@ def kubectl(cluster_env: dict[str, str], scenes: Scenes, blocked_s: float) -> di
     scene = blocked_node(scenes)
     with PodWatcher(scenes, scene.namespace) as seen:
         process = subprocess.Popen(
-            [
-                f"{cluster_env['LOCALEKS_BIN']}/kubectl",
-                f"--kubeconfig={cluster_env['KUBECONFIG']}",
-                "drain",
-                scene.node_name,
-                "--ignore-daemonsets",
-                "--delete-emptydir-data",
-                "--force",
-                "--timeout=600s",
-            ],
+            kubectl_drain_argv(cluster_env, scene),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

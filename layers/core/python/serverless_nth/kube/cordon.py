@@ -4,9 +4,11 @@ comes back: exactly what this product added, recorded on the node, and nothing e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from serverless_nth.kube.client import Conflict, KubeApi, path
 from serverless_nth.kube.nodes import (
@@ -20,6 +22,7 @@ from serverless_nth.policy import OUT_OF_SERVICE_KEY, TAINT_PREFIX, Taint
 # aws-load-balancer-controller and the cloud provider deregister a node carrying this label
 LB_EXCLUSION_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 _MAX_CONFLICT_RETRIES = 5
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -34,18 +37,38 @@ def cordon_and_taint(
     api: KubeApi, node: Node, taints: tuple[Taint, ...], exclude_from_lb: bool, dry_run: bool, event_id: str
 ) -> CordonResult:
     """Sets spec.unschedulable, adds the taints that are missing and, with ``exclude_from_lb``, the
-    load-balancer label, in one PATCH guarded by the node's resourceVersion: a concurrent change
-    (another event, a controller) makes it 409 and it is re-read and re-applied, so no taint is
-    lost and nothing is written twice. What this call adds is recorded in annotations with
-    ``event_id``. In a dry run the PATCH goes with ``dryRun=All``: the API server validates and
-    admits it, and stores nothing."""
-    current = node
-    for _ in range(_MAX_CONFLICT_RETRIES):
+    load-balancer label, in one guarded PATCH, so no taint is lost and nothing is written twice.
+    What this call adds is recorded in annotations with ``event_id``."""
+
+    def change(current: Node) -> tuple[CordonResult, dict[str, Any] | None]:
         missing = [t for t in taints if not current.has_taint(t)]
         add_label = exclude_from_lb and LB_EXCLUSION_LABEL not in current.labels
         if not missing and current.unschedulable and not add_label:
-            return CordonResult(current, cordoned=False, taints_added=())
-        patch = _cordon_patch(current, missing, add_label, event_id)
+            return CordonResult(current, cordoned=False, taints_added=()), None
+        done = CordonResult(current, not current.unschedulable, tuple(t.key for t in missing), add_label)
+        return done, _cordon_patch(current, missing, add_label, event_id)
+
+    result, updated = _guarded_patch(api, node, change, dry_run, "cordon")
+    return result if updated is None else dataclasses.replace(result, node=updated)
+
+
+def _guarded_patch(
+    api: KubeApi,
+    node: Node,
+    change: Callable[[Node], tuple[R, dict[str, Any] | None]],
+    dry_run: bool,
+    stage: str,
+) -> tuple[R, Node | None]:
+    """One merge-patch carrying the node's resourceVersion: a concurrent change (another event, a
+    controller) makes it 409, and the node is re-read and ``change`` applied to it again. ``change``
+    says what the patch does and returns None when nothing is to be written. In a dry run the PATCH
+    goes with ``dryRun=All``: the API server validates and admits it, and stores nothing. Returns
+    ``change``'s result and the node as the server returned it (None when nothing was written)."""
+    current = node
+    for _ in range(_MAX_CONFLICT_RETRIES):
+        result, patch = change(current)
+        if patch is None:
+            return result, None
         try:
             updated = api.request(
                 "PATCH",
@@ -53,18 +76,13 @@ def cordon_and_taint(
                 body=patch,
                 content_type="application/merge-patch+json",
                 query={"dryRun": "All"} if dry_run else None,
-                stage="cordon",
+                stage=stage,
             )
         except Conflict:
-            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="cordon"))
+            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage=stage))
             continue
-        return CordonResult(
-            Node.from_api(updated),
-            cordoned=not current.unschedulable,
-            taints_added=tuple(t.key for t in missing),
-            lb_excluded=add_label,
-        )
-    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="cordon")
+        return result, Node.from_api(updated)
+    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage=stage)
 
 
 def _cordon_patch(current: Node, missing: list[Taint], add_label: bool, event_id: str) -> dict[str, Any]:
@@ -92,28 +110,10 @@ def restore(api: KubeApi, node: Node, dry_run: bool) -> tuple[str, ...]:
     out-of-service taint and the load-balancer label when it added them, and the cordon only when
     it set it (an operator's cordon stays). One guarded PATCH, or none when nothing is ours.
     Returns what was undone."""
-    current = node
-    for _ in range(_MAX_CONFLICT_RETRIES):
-        undone, patch = _restore_patch(current)
-        if not undone:
-            return ()
-        try:
-            api.request(
-                "PATCH",
-                path("api", "v1", "nodes", current.name),
-                body=patch,
-                content_type="application/merge-patch+json",
-                query={"dryRun": "All"} if dry_run else None,
-                stage="restore",
-            )
-        except Conflict:
-            current = Node.from_api(api.request("GET", path("api", "v1", "nodes", current.name), stage="restore"))
-            continue
-        return undone
-    raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage="restore")
+    return _guarded_patch(api, node, _restore_patch, dry_run, "restore")[0]
 
 
-def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any]]:
+def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any] | None]:
     ours = {OUT_OF_SERVICE_KEY} if OUT_OF_SERVICE_BY_ANNOTATION in node.annotations else set()
     is_ours = [t.get("key", "").startswith(f"{TAINT_PREFIX}/") or t.get("key") in ours for t in node.taints]
     undone = [str(t.get("key")) for t, mine in zip(node.taints, is_ours, strict=True) if mine]
@@ -135,5 +135,5 @@ def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any]]:
     if recorded:
         metadata["annotations"] = dict.fromkeys(recorded)
     if not undone and not recorded:
-        return (), {}
+        return (), None
     return tuple(undone) or ("records",), {"metadata": metadata, "spec": spec}
