@@ -238,11 +238,11 @@ def parse_stage(target: Target, event: Any) -> InterruptionEvent | None:
     return parsed
 
 
-# Known defect, pinned by test_fuzz_events.py::test_envelope_fields_are_exact (strict xfail): the
-# envelope's patterns end in `$`, which also matches before a final newline, and use \d, which
-# matches the digits of every script. Such values are tolerated here (and counted by make fuzz) so
-# that the fuzzing keeps guarding everything else; remove this when that test passes.
-KNOWN_LAX = True
+# The envelope's patterns once ended in `$` (which also matches before a final newline) and used \d
+# (which matches every script's digits); test_fuzz_events.py::test_envelope_fields_are_exact pins
+# the fix. True would tolerate such values again, counted by make fuzz, should a regression need
+# the fuzzing to keep guarding everything else meanwhile.
+KNOWN_LAX = False
 
 
 def _known_lax(key: str, value: str) -> bool:

@@ -260,12 +260,6 @@ def test_a_delete_past_the_pdb_whose_answer_is_lost_still_drains_in_time(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a delete past the PDB whose answer was lost is reported as already-terminating and "
-    "not counted in PodsDeletedPastPdb (the retry's eviction meets a 409 on the pod's resourceVersion "
-    "and reads the pod as deleted by someone else), so the PDB override goes unreported",
-)
 def test_a_delete_past_the_pdb_whose_answer_is_lost_is_still_reported_as_one(lost_delete: LostDelete) -> None:
     out = lost_delete.result.result
     assert set(fates(out["drain"]).values()) == {"deleted-past-pdb"}, out["drain"]

@@ -118,7 +118,7 @@ class Settings:
         )
 
 
-_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 
 
 def _topic_arn(env: Mapping[str, str], key: str) -> str:
@@ -138,7 +138,7 @@ def _tag_key(env: Mapping[str, str], key: str) -> str:
     return value
 
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 
 
 def _region(env: Mapping[str, str]) -> str:

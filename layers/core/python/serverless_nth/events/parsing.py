@@ -21,11 +21,14 @@ from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 
 M = TypeVar("M", bound=EventBridgeModel)
 INSTANCE_ID = r"^i-[0-9a-f]{8}([0-9a-f]{9})?$"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
-_ACCOUNT = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-_TIME = re.compile(RFC3339)
+# Whole-string matches of ASCII only: `$` alone would also match before a final newline, and `\d`
+# would match any script's digits; EventBridge sends neither.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}", re.ASCII)
+_ACCOUNT = re.compile(r"[0-9]{12}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+# also a pydantic pattern (Rust regex, anchored there by ^ and $, which match only at the ends)
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+_TIME = re.compile(RFC3339.strip("^$"), re.ASCII)
 # How old an event may be: the on-failure queue keeps a message 14 days, and an operator may
 # replay it at the end of that; a day more for the replay itself. Older is not a replay.
 MAX_EVENT_AGE = datetime.timedelta(days=15)
@@ -44,7 +47,7 @@ def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str)
         )
     for key, pattern in (("id", _ID), ("account", _ACCOUNT), ("region", _REGION), ("time", _TIME)):
         value = event.get(key)
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise MalformedEvent(f"invalid {detail_type}: {key} {str(value)[:80]!r} is not what EventBridge sends")
     try:
         parsed: M = parse(event=event, model=model)

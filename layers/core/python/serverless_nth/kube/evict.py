@@ -88,6 +88,7 @@ class Attempt:
     grace_capped: bool = False
     error: str = ""
     refreshed: PodToEvict | None = None  # the pod as it is now, for the next attempt
+    delete_sent_grace: int | None = None  # a delete past the PDB went out, its answer unknown
 
 
 class Evictor:
@@ -237,8 +238,12 @@ class Evictor:
             )
         except NotFound:
             return Attempt(PodFate.GONE, pdb_refused=True)
-        except KubeTemporaryError as exc:  # tried again on the next round, as an eviction would be
-            return Attempt(None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}")
+        except KubeTemporaryError as exc:
+            # Tried again on the next round, as an eviction would be. The delete may have been done
+            # and only its answer lost: if the pod is then found deleting, it was this delete.
+            return Attempt(
+                None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}", delete_sent_grace=grace
+            )
         except KubePermanentError as exc:
             return Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
         capped = grace < pod.grace_seconds
