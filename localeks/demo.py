@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from localeks import clusterview
 from localeks.cluster import DEFAULT_STATE, Paths, up
 from localeks.dashboard import render
 from localeks.invoke import invoke, prepare_event
@@ -139,6 +140,8 @@ def main() -> None:
             spot_b.instance_id,
         ),
     ]
+    drawn_nodes = clusterview.nodes_created_since(scenes.core, spot_a.node_name)  # the demo's nodes
+    cluster_before = clusterview.snapshot(scenes.core, drawn_nodes)
     output = paths.state / "demo-output.jsonl"
     with output.open("w") as captured:
         for step in steps:
@@ -158,6 +161,10 @@ def main() -> None:
     print(f"\nLogs and EMF metrics of every invocation: {output}")
     render(output, paths.state / "dashboard.png")
     print(f"The dashboard of template.yaml drawn from those metrics: {paths.state / 'dashboard.png'}")
+    picture = clusterview.write(
+        cluster_before, clusterview.snapshot(scenes.core, drawn_nodes), paths.state / "cluster-before-after.png"
+    )
+    print(f"The nodes and their pods before and after the events: {picture}")
     print(
         f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
     )
