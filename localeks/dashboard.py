@@ -186,7 +186,8 @@ def widget_series(
 def _legend_label(series: dict[str, Any], several_metrics: bool, several_stats: bool) -> str:
     """The series' label, without what the widget's title already says: the metric name when the
     widget draws one metric, the statistic when it uses one."""
-    text = series["label"] if several_stats else series["label"].removesuffix(f" ({series['stat']})")
+    label = str(series["label"])
+    text = label if several_stats else label.removesuffix(f" ({series['stat']})")
     return text if several_metrics else text.removeprefix(series["name"] + " ")
 
 
@@ -298,7 +299,7 @@ def dashboard_figure(records: list[dict[str, Any]], source: str) -> tuple[Any, d
             continue
         series = widget_series(widget, records, substitutions)
         drawn[props["title"]] = series
-        colours = plt.get_cmap("tab20").colors if len(series) > 10 else plt.get_cmap("tab10").colors
+        colours = plt.get_cmap("tab20" if len(series) > 10 else "tab10")
         labels = [_legend_label(s, len({q["name"] for q in queries}) > 1, len(stats) > 1) for s in series]
         for i, s in enumerate(series):
             ax.plot(
@@ -307,7 +308,7 @@ def dashboard_figure(records: list[dict[str, Any]], source: str) -> tuple[Any, d
                 marker="o",
                 markersize=3.5,
                 linewidth=1.5,
-                color=colours[i % len(colours)],
+                color=colours(i % colours.N),
                 label=labels[i],
                 gid=f"series:{props['title']}:{s['label']}",
             )
