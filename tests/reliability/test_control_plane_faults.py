@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,37 +160,72 @@ def test_eviction_answers_held_past_the_request_timeout_are_waited_for(
     figures.update(held_seconds=hold, injected=rule.injected, drain_seconds=out["drain"]["duration_seconds"])
 
 
-@pytest.mark.parametrize("fault", [Drop(), Garbage()], ids=["lost-answer", "not-json-2xx"])
+@dataclass
+class Garbled:
+    fault: Fault
+    scene: Budgeted
+    deadline: float
+    result: Invocation
+    seen: Watched
+    injected_evictions: int
+    injected_cordon: int
+
+
+@pytest.fixture(scope="module", params=[Drop(), Garbage()], ids=["lost-answer", "not-json-2xx"])
+def garbled(request: pytest.FixtureRequest, cluster_env: dict[str, str], scenes: Scenes, proxies: Faults) -> Garbled:
+    """Each pod's first eviction and the cordon PATCH are served by the API server, and their
+    answers lost or replaced by a non-JSON 200: one run per fault, judged by the two tests below."""
+    fault: Fault = request.param
+    proxies.kube.clear()
+    scene = budgeted_node(scenes, replicas=10, max_unavailable=3)
+    evictions = proxies.kube.add(Rule(fault, Match("POST", EVICTION), times=1, per_path=True))
+    cordon = proxies.kube.add(Rule(fault, Match("PATCH", NODE), times=1))
+    event = spot_event(scene.node.instance_id)
+    with Watcher(scenes, scene.namespace) as seen:
+        result = proxies.invoke(cluster_env, event)
+    proxies.kube.clear()
+    return Garbled(fault, scene, event_deadline(event), result, seen, evictions.injected, cordon.injected)
+
+
 def test_evictions_whose_answer_is_lost_or_garbled_are_retried(
-    cluster_env: dict[str, str], scenes: Scenes, faults: Faults, figures: dict[str, Any], fault: Fault
+    garbled: Garbled, scenes: Scenes, figures: dict[str, Any]
 ) -> None:
     """The API server evicted the pod; the function never got a readable answer. The retry finds
     the pod terminating (the Eviction API deletes it without the PDB) or gone."""
-    scene = budgeted_node(scenes, replicas=10, max_unavailable=3)
-    evictions = faults.kube.add(Rule(fault, Match("POST", EVICTION), times=1, per_path=True))
-    cordon = faults.kube.add(Rule(fault, Match("PATCH", NODE), times=1))
-    event = spot_event(scene.node.instance_id)
-    with Watcher(scenes, scene.namespace) as seen:
-        result = faults.invoke(cluster_env, event)
-    out = _drained(result)
-    assert evictions.injected == len(scene.pods)
-    assert cordon.injected == 1
+    run = garbled
+    out = _drained(run.result)
+    assert run.injected_evictions == len(run.scene.pods)
+    assert run.injected_cordon == 1
     # the cordon was applied by the request whose answer was lost; the result says so
     assert out["node_unschedulable"] is True
-    node = scenes.core.read_node(scene.node.node_name)
+    node = scenes.core.read_node(run.scene.node.node_name)
     assert node.spec.unschedulable
     assert any(t.key == "serverless-nth/spot-interruption" for t in node.spec.taints or [])
     errors = out["drain"]["errors"]
     assert errors, "the lost answers were not recorded as errors"
-    kind = "not JSON" if isinstance(fault, Garbage) else "Kubernetes API 0"
+    kind = "not JSON" if isinstance(run.fault, Garbage) else "Kubernetes API 0"
     assert all(kind in e for e in errors), errors
-    figures.update(check_invariants(scene, out["drain"], seen, event_deadline(event)))
+    figures.update(check_invariants(run.scene, out["drain"], run.seen, run.deadline))
     assert figures["deleted_past_pdb"] == 0
     figures.update(
-        injected=evictions.injected + cordon.injected,
-        fates=sorted(set(fates(out["drain"]).values())),
+        injected=run.injected_evictions + run.injected_cordon,
+        fates=dict(Counter(fates(out["drain"]).values())),
         drain_seconds=out["drain"]["duration_seconds"],
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: an eviction whose answer was lost (or not JSON) is reported as already-terminating and "
+    "not counted in PodsEvicted, though this invocation evicted the pod (the retry meets a 409 on the pod's "
+    "resourceVersion and reads it as deleted by someone else); the same as the delete past the PDB fixed "
+    "in 1560035, for evictions",
+)
+def test_evictions_whose_answer_is_lost_or_garbled_are_still_counted(garbled: Garbled) -> None:
+    out = garbled.result.result
+    assert set(fates(out["drain"]).values()) == {"evicted"}, dict(Counter(fates(out["drain"]).values()))
+    counted = sum(m["value"] for m in metrics(garbled.result) if m["name"] == "PodsEvicted")
+    assert counted == len(garbled.scene.pods)
 
 
 def test_a_delete_past_the_pdb_that_fails_is_retried_before_the_deadline(
