@@ -9,16 +9,22 @@ from __future__ import annotations
 import datetime
 import re
 import string
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from serverless_nth.events import rebalance_recommendation, spot_interruption, state_change
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
+
+# hypothesis' caches (Unicode tables, constants) outside the repository, not in ./.hypothesis
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "serverless-nth-hypothesis")
 
 # the clock the checks run against (fixed, so that a failure replays)
 NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.UTC)
