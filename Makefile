@@ -65,6 +65,11 @@ bench-smoke: venv go ## a tiny run of the benchmark code (no timing asserted)
 bench: venv go build ## every benchmark; writes bench/results/latest.{json,md,png}
 	$(PY) -m bench.run
 
+.PHONY: mutants
+# not part of `make test` (about half an hour on 2 cores); tests/unit/test_mutation_runner.py keeps the runner working
+mutants: venv go ## mutation testing: mutmut on the pure core against the unit tier, curated scenario mutations against the local EKS; writes bench/results/mutants.{json,md}
+	$(PY) -m bench.mutants
+
 dashboard: venv ## draw template.yaml's dashboard from the metrics `make demo` captured (.local/dashboard.png)
 	$(PY) -m localeks.dashboard
 
