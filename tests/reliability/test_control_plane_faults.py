@@ -214,13 +214,6 @@ def test_evictions_whose_answer_is_lost_or_garbled_are_retried(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an eviction whose answer was lost (or not JSON) is reported as already-terminating and "
-    "not counted in PodsEvicted, though this invocation evicted the pod (the retry meets a 409 on the pod's "
-    "resourceVersion and reads it as deleted by someone else); the same as the delete past the PDB fixed "
-    "in 1560035, for evictions",
-)
 def test_evictions_whose_answer_is_lost_or_garbled_are_still_counted(garbled: Garbled) -> None:
     out = garbled.result.result
     assert set(fates(out["drain"]).values()) == {"evicted"}, dict(Counter(fates(out["drain"]).values()))

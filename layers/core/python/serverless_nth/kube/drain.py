@@ -67,7 +67,7 @@ class _PodState:
     answered: bool = False
     last_error: str = ""  # the last attempt failed with an error, not a PDB refusal
     pdb_waiting: bool = False  # the last attempt was refused by a PDB
-    delete_sent_grace: int | None = None  # a delete past the PDB went out and its answer was lost
+    maybe_done: tuple[PodFate, int] | None = None  # a request whose answer was lost (Attempt.maybe_done)
 
 
 class Drainer:
@@ -208,16 +208,16 @@ class Drainer:
             result.errors.append(f"{pod.ref}: {attempt.error}")
         if attempt.refreshed is not None:
             state.pod = attempt.refreshed
-        if attempt.delete_sent_grace is not None:
-            state.delete_sent_grace = attempt.delete_sent_grace
+        if attempt.maybe_done is not None:
+            state.maybe_done = attempt.maybe_done
         if attempt.fate is None:
             state.due = self.clock() + attempt.wait
             state.backoff = min(state.backoff * 2, BACKOFF_MAX)
             return
         fate, grace = attempt.fate, attempt.grace
-        if state.delete_sent_grace is not None and fate in (PodFate.ALREADY_TERMINATING, PodFate.GONE):
-            # the deletion found under way is this drain's delete past the PDB, whose answer was lost
-            fate, grace = PodFate.DELETED_PAST_PDB, state.delete_sent_grace
+        if state.maybe_done is not None and fate in (PodFate.ALREADY_TERMINATING, PodFate.GONE):
+            # the deletion found under way is this drain's own request, whose answer was lost
+            fate, grace = state.maybe_done
             result.grace_capped += grace < pod.grace_seconds
         if fate is PodFate.EVICTED and pod.deleting_since is not None:
             fate = PodFate.ALREADY_TERMINATING  # shortened, but not this drain's eviction

@@ -88,7 +88,9 @@ class Attempt:
     grace_capped: bool = False
     error: str = ""
     refreshed: PodToEvict | None = None  # the pod as it is now, for the next attempt
-    delete_sent_grace: int | None = None  # a delete past the PDB went out, its answer unknown
+    # A request that may have been carried out, its answer lost (a dropped connection, a garbled
+    # 2xx): the fate it gives, with its grace period, if the pod is then found deleting or gone.
+    maybe_done: tuple[PodFate, int] | None = None
 
 
 class Evictor:
@@ -162,7 +164,9 @@ class Evictor:
             return Attempt(None, wait=wait_for, pdb_refused=True)
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
             wait_for = exc.retry_after if exc.retry_after is not None else backoff
-            return Attempt(None, wait=min(wait_for, BACKOFF_MAX), error=str(exc))
+            lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
+            maybe = (PodFate.EVICTED, grace) if lost else None
+            return Attempt(None, wait=min(wait_for, BACKOFF_MAX), error=str(exc), maybe_done=maybe)
         except KubePermanentError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
                 return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
@@ -241,8 +245,9 @@ class Evictor:
         except KubeTemporaryError as exc:
             # Tried again on the next round, as an eviction would be. The delete may have been done
             # and only its answer lost: if the pod is then found deleting, it was this delete.
+            maybe = (PodFate.DELETED_PAST_PDB, grace)
             return Attempt(
-                None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}", delete_sent_grace=grace
+                None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}", maybe_done=maybe
             )
         except KubePermanentError as exc:
             return Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
