@@ -35,6 +35,8 @@ class FakeNode:
         self.deletes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self.sent: list[tuple[str, str, int | None]] = []  # method, pod, grace period sent
         self.deleting: set[str] = set()  # pods another drain began to delete
+        self.retry_after = ""  # sent with every 429
+        self.sent_at: list[tuple[str, str, int | None, float]] = []
         self.evicted_by_another: set[str] = set()  # their 409 is another drain's eviction
         self.lock = threading.Lock()
 
@@ -62,6 +64,7 @@ class FakeNode:
             script = self.evictions if path.endswith("/eviction") else self.deletes
             options = body.get("deleteOptions", body)
             self.sent.append((method, name, options.get("gracePeriodSeconds")))
+            self.sent_at.append((method, name, options.get("gracePeriodSeconds"), time.monotonic()))
             answers = script.get(name, [(201, {})])
             status, reply = answers.pop(0) if len(answers) > 1 else answers[0]
             if status == 409 and name in self.evicted_by_another:
@@ -82,6 +85,8 @@ def node() -> Iterator[tuple[str, FakeNode]]:
             status, reply = fake.answer(self.command, self.path, body)
             data = json.dumps({"kind": "Status", **reply}).encode()
             self.send_response(status)
+            if status == 429 and fake.retry_after:
+                self.send_header("Retry-After", fake.retry_after)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -175,3 +180,14 @@ def test_a_pod_another_delivery_evicted_first_is_not_counted_as_ours(node: tuple
     assert result.count(PodFate.EVICTED) == 1
     assert result.completed
     assert sorted(p for m, p, _ in fake.sent if m == "POST") == ["a", "b", "b"]
+
+
+def test_an_eviction_throttled_by_the_api_server_waits_its_retry_after(node: tuple[str, FakeNode]) -> None:
+    endpoint, fake = node
+    fake.pods = {"a": 5}
+    fake.evictions = {"a": [(429, {"message": "too many requests, please try again later"}), (201, {})]}
+    fake.retry_after = "2"
+    result = drain(endpoint, deadline_in=None, stop_in=10)
+    assert result.pods == {"ns/a": PodFate.EVICTED}
+    posts = [t for m, _, _, t in fake.sent_at if m == "POST"]
+    assert posts[1] - posts[0] >= 1.95  # the drain's own backoff is 0.25 s, and at most 1 s

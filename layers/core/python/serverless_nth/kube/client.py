@@ -27,7 +27,9 @@ from serverless_nth.errors import PermanentError, TemporaryError
 USER_AGENT = "serverless-nth/1.0"
 _RETRY_ATTEMPTS = 4
 _RETRY_BACKOFF_SECONDS = 0.2
-_RETRY_MAX_WAIT_SECONDS = 1.0
+_RETRY_MAX_BACKOFF_SECONDS = 1.0
+# A Retry-After is honoured as the server says, up to this: one request must not hold a drain longer
+_RETRY_AFTER_MAX_SECONDS = 10.0
 
 
 class KubeApiError(Exception):
@@ -111,7 +113,8 @@ class KubeApi:
         timeout_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Sends one request. A temporary failure (429 from API priority and fairness, 5xx, a
-        connection error) is retried a few times within about 2 s, honouring Retry-After, unless
+        connection error) is retried up to 3 times, after the server's Retry-After (up to 10 s) or a
+        backoff from 0.2 s doubling to 1 s, unless
         ``retry_temporary`` is False (the drain schedules its own eviction retries). A 409 is never
         retried here: the caller re-reads the object. ``timeout_seconds`` overrides the client's
         request timeout for this request."""
@@ -125,7 +128,10 @@ class KubeApi:
             except KubeTemporaryError as exc:
                 if attempt == attempts or isinstance(exc, Conflict):
                     raise
-                time.sleep(min(exc.retry_after if exc.retry_after is not None else backoff, _RETRY_MAX_WAIT_SECONDS))
+                if exc.retry_after is not None:
+                    time.sleep(min(exc.retry_after, _RETRY_AFTER_MAX_SECONDS))
+                else:
+                    time.sleep(min(backoff, _RETRY_MAX_BACKOFF_SECONDS))
                 backoff *= 2
         raise AssertionError("unreachable")
 

@@ -147,7 +147,8 @@ class Evictor:
             return self._after_conflict(pod)
         except TooManyRequests as exc:
             pdb = "disruption budget" in exc.reason.lower()
-            wait_for = min(exc.retry_after if exc.retry_after is not None else backoff, BACKOFF_MAX)
+            # the server's Retry-After as it says (the drain's time bounds it), else our own backoff
+            wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
             if not pdb:  # API priority and fairness: its Retry-After
                 return Attempt(None, wait=wait_for, error=str(exc))
             if self.options.dry_run:
@@ -163,10 +164,10 @@ class Evictor:
                 wait_for = min(wait_for, left - pod.grace_seconds - BACKOFF_MAX)
             return Attempt(None, wait=wait_for, pdb_refused=True)
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
-            wait_for = exc.retry_after if exc.retry_after is not None else backoff
+            wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
             lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
             maybe = (PodFate.EVICTED, grace) if lost else None
-            return Attempt(None, wait=min(wait_for, BACKOFF_MAX), error=str(exc), maybe_done=maybe)
+            return Attempt(None, wait=wait_for, error=str(exc), maybe_done=maybe)
         except KubePermanentError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
                 return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
