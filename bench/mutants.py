@@ -67,7 +67,121 @@ NOT_STAGED = ("test_mutation_runner.py",)
 
 # Survivors that are acceptable, by function and the mutated line (mutmut's numbering changes with
 # the code; the line does not). Each says why no test can or should tell it apart.
-ACCEPTED: dict[tuple[str, str], str] = {}
+_PY311_Z = (
+    "equivalent: datetime.fromisoformat reads a trailing Z itself since Python 3.11 (Lambda runs 3.13), and "
+    "the timestamps read here (RFC 3339 from EventBridge, Kubernetes' own) never have a lower-case z"
+)
+_SAME_LENGTH = "equivalent: both sequences zipped are made from the same list, so their lengths are always equal"
+_NO_TZ = (
+    "unreachable: the envelope's time has matched RFC 3339 with Z or an offset before pydantic parses it, so "
+    "the parsed time always has a zone; the check stays as a guard"
+)
+_TAINT_KEY = (
+    "unreachable: the API server refuses a taint without a key; without one the mutant reads it as not ours too"
+)
+_HAS_METADATA = "unreachable: an object the API server returns (here a DaemonSet) always has metadata"
+_SAME_KEY = (
+    "equivalent: every DaemonSet pod's key is in the verdicts, made by the same expression, so the default "
+    "is never used (and None is as false as False)"
+)
+_THREADS = "equivalent: the bound on threads asking for DaemonSets changes how many run at once, not any answer"
+_DECODE = (
+    "equivalent: this decode runs only on a body json.loads read, which is valid UTF-8, so the error handler is "
+    "never called; errors=None raises TypeError, caught, and the fallback decodes the same way"
+)
+_UNSCHEDULABLE = "equivalent: bool(None) is False, as bool(False)"
+ACCEPTED: dict[tuple[str, str], str] = {
+    **{
+        ("serverless_nth.events.capacity_reservation.x_normalise", line): _PY311_Z
+        for line in (
+            'ends_at = datetime.datetime.fromisoformat(parsed.detail.termination_time.replace("XXZXX", "+00:00"))',
+            'ends_at = datetime.datetime.fromisoformat(parsed.detail.termination_time.replace("z", "+00:00"))',
+        )
+    },
+    **{
+        ("serverless_nth.kube.pods.x_deletion_time", line): _PY311_Z
+        for line in (
+            'return datetime.datetime.fromisoformat(str(stamp).replace("XXZXX", "+00:00")).timestamp()',
+            'return datetime.datetime.fromisoformat(str(stamp).replace("z", "+00:00")).timestamp()',
+        )
+    },
+    **{
+        ("serverless_nth.events.parsing.x_parse_eventbridge", line): _NO_TZ
+        for line in (
+            "raise MalformedEvent(None)",
+            'raise MalformedEvent("XXevent time has no timezoneXX")',
+            'raise MalformedEvent("EVENT TIME HAS NO TIMEZONE")',
+        )
+    },
+    **{
+        (
+            "serverless_nth.kube.client.x__error",
+            f'reason = str(status_body.get("message", "")) or {decode}[:300]',
+        ): _DECODE
+        for decode in ("data.decode(errors=None)", 'data.decode(errors="XXreplaceXX")', 'data.decode(errors="REPLACE")')
+    },
+    (
+        "serverless_nth.kube.client.x__retry_after",
+        'return seconds if seconds is not None and 0 <= seconds < float("INF") else None',
+    ): 'equivalent: float("INF") is float("inf")',
+    **{
+        ("serverless_nth.kube.cordon.x__restore_patch", line): _SAME_LENGTH
+        for strict in ("strict=None", "", "strict=False")
+        for line in (
+            f'undone = [str(t.get("key")) for t, mine in zip(node.taints, is_ours, {strict}) if mine]',
+            f'spec["taints"] = [t for t, mine in zip(node.taints, is_ours, {strict}) if not mine] or None',
+        )
+    },
+    **{
+        ("serverless_nth.kube.cordon.x__restore_patch", line): _TAINT_KEY
+        for line in (
+            'is_ours = [t.get("key", ).startswith(f"{TAINT_PREFIX}/") or t.get("key") in ours for t in node.taints]',
+            'is_ours = [t.get("key", None).startswith(f"{TAINT_PREFIX}/") or t.get("key") in ours for t in node.taints]',
+            'is_ours = [t.get("key", "XXXX").startswith(f"{TAINT_PREFIX}/") or t.get("key") in ours for t in node.taints]',
+        )
+    },
+    (
+        "serverless_nth.kube.cordon.x_cordon_and_taint",
+        "done = CordonResult(None, not current.unschedulable, tuple(t.key for t in missing), add_label)",
+    ): (
+        "equivalent: this result is returned only after a PATCH, and then with the node the server answered; "
+        "when nothing is written the other branch returns the node as it is"
+    ),
+    **{
+        ("serverless_nth.kube.nodes.xǁNodeǁfrom_api", line): _UNSCHEDULABLE
+        for line in (
+            'unschedulable=bool(spec.get("unschedulable", None)),',
+            'unschedulable=bool(spec.get("unschedulable", )),',
+        )
+    },
+    **{
+        ("serverless_nth.kube.pods.x_orphaned_daemonset_pods", line): _HAS_METADATA
+        for line in (
+            'return bool(uid) and found.get("metadata", None).get("uid") != uid',
+            'return bool(uid) and found.get("metadata", ).get("uid") != uid',
+        )
+    },
+    **{
+        ("serverless_nth.kube.pods.x_orphaned_daemonset_pods", line): _THREADS
+        for line in (
+            "with ThreadPoolExecutor(max_workers=None) as pool:",
+            "with ThreadPoolExecutor(max_workers=min(17, len(owners))) as pool:",
+        )
+    },
+    **{
+        ("serverless_nth.kube.pods.x_orphaned_daemonset_pods", line): _SAME_LENGTH
+        for strict in ("strict=None", "", "strict=False")
+        for line in (f"verdicts = dict(zip(owners, pool.map(gone, owners), {strict}))",)
+    },
+    **{
+        ("serverless_nth.kube.pods.x_orphaned_daemonset_pods", line): _SAME_KEY
+        for default in ("None", "", "True")
+        for line in (
+            "return [p for p in pods if (o := daemonset_owner(p)) is not None and "
+            f"verdicts.get(_key(p, o), {default})]",
+        )
+    },
+}
 
 DETECTED = {"killed", "timeout"}
 

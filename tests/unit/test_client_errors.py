@@ -141,3 +141,22 @@ def test_a_2xx_body_that_is_not_a_json_object_is_a_temporary_failure(data: bytes
     assert type(caught.value) is KubeTemporaryError
     assert (caught.value.status, caught.value.reason, caught.value.stage) == (201, message, "cordon")
     assert caught.value.retry_after is None
+
+
+def test_an_answer_that_is_no_status_has_no_causes() -> None:
+    error = _error(403, b"<html>forbidden by a proxy</html>", None, "drain")
+    assert isinstance(error, KubePermanentError)
+    assert error.causes == ()
+
+
+def test_a_long_status_without_a_message_is_cut_to_300_characters() -> None:
+    body = json.dumps({"kind": "Status", "details": {"name": "n" * 400}}).encode()
+    error = _error(500, body, None, "kube")
+    assert error.reason == body.decode()[:300]  # type: ignore[attr-defined]
+
+
+def test_a_long_2xx_body_that_is_not_an_object_is_quoted_to_100_bytes() -> None:
+    data = json.dumps(list(range(100))).encode()
+    with pytest.raises(KubeTemporaryError) as caught:
+        _json(data, 200, "drain")
+    assert caught.value.reason == f"answer is not a JSON object: {data[:100]!r}"

@@ -5,6 +5,7 @@ undone when the instance comes back; a 409 re-reads the node and tries again, fi
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 import pytest
@@ -319,3 +320,16 @@ def test_restore_of_a_node_that_keeps_changing_fails_after_five_attempts() -> No
     assert len(patches(api)) == 5
     assert (caught.value.status, caught.value.stage) == (409, "restore")
     assert "node n1 kept changing during 5 attempts" in str(caught.value)
+
+
+def test_the_time_a_taint_was_added_is_utc_whatever_the_hosts_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30, no daylight saving
+    time.tzset()
+    try:
+        fresh = node()
+        api = FakeApi({("PATCH", NODE): [applied(fresh)]})
+        cordon_and_taint(api, fresh, (SPOT,), exclude_from_lb=False, dry_run=False, event_id="e")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert_recent(patches(api)[0].body["spec"]["taints"][0]["timeAdded"])

@@ -192,3 +192,14 @@ def test_the_clusters_an_instance_belongs_to_come_from_its_tags(tags: dict[str, 
     facts = InstanceFacts("i-0123456789abcdef0", "", "us-east-1b", "m5.large", "running", "spot", tags=tags)
     assert facts.cluster_names() == names
     assert facts.provider_id == PROVIDER_ID
+
+
+def test_a_list_answer_without_items_or_an_item_without_spec_finds_nothing_and_does_not_fail() -> None:
+    api = FakeApi(
+        {
+            BY_NAME: [NotFound(404, "not found")],
+            LIST: [{"metadata": {"continue": "more"}}, {"items": [{"metadata": {"name": "half-made"}}]}],
+        }
+    )
+    assert find_node(api, INSTANCE) is None
+    assert len(api.sent) == 3

@@ -124,3 +124,20 @@ def test_a_pod_object_with_only_its_identity_reads_with_defaults() -> None:
     assert (target.uid, target.resource_version, target.grace_seconds) == ("", "", 30)
     assert (target.has_emptydir, target.has_controller, target.deleting_since) == (False, False, None)
     assert skip_reason({"metadata": {"name": "p", "namespace": "n"}}, 0.0, 30) is None
+
+
+def test_the_pod_is_evicted_with_the_identity_and_version_it_was_listed_with() -> None:
+    target = to_evict({"metadata": {"name": "p", "namespace": "n", "uid": "u-7", "resourceVersion": "981"}})
+    assert (target.ref, target.uid, target.resource_version) == ("n/p", "u-7", "981")
+
+
+def test_a_deletion_exactly_as_old_as_the_limit_is_still_waited_for() -> None:
+    terminating = pod("p")
+    terminating["metadata"]["deletionTimestamp"] = "2027-01-15T08:00:00Z"  # 1_800_000_000
+    assert skip_reason(terminating, 1_800_000_030.0, 30) is None
+    assert skip_reason(terminating, 1_800_000_030.5, 30) == "stuck-terminating"
+
+
+def test_a_partial_pod_object_is_judged_by_what_it_has() -> None:
+    assert skip_reason({"status": {"phase": "Failed"}}, 0.0, 30) == "finished"
+    assert skip_reason({"metadata": {"name": "p"}}, 0.0, 30) is None
