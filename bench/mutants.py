@@ -679,8 +679,6 @@ def main() -> None:
     both = not args.unit and args.scenarios is None
     previous = args.out / "mutants.json"
     report: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
-    report["generated"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    report["machine"] = f"{os.cpu_count()} cores"
     if both or args.unit:
         report["unit"] = run_unit(args.workdir / "unit", args.workers)
     if both or args.scenarios is not None:
@@ -692,6 +690,8 @@ def main() -> None:
         kept = {r["name"]: r for r in (report.get("scenarios") or {}).get("results", [])} if args.scenarios else {}
         kept.update({r.name: asdict(r) for r in results})
         report["scenarios"] = {"results": [kept[s.name] for s in SCENARIOS if s.name in kept]}
+    report["generated"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # when it ended
+    report["machine"] = f"{os.cpu_count()} cores"
     write_report(report, args.out)
     print(render(report))
     problems = verdict(report)
