@@ -66,7 +66,7 @@ bench: venv go build ## every benchmark; writes bench/results/latest.{json,md,pn
 	$(PY) -m bench.run
 
 .PHONY: mutants
-# not part of `make test` (about 25 minutes on 2 cores); tests/unit/test_mutation_runner.py keeps the runner working
+# not part of `make test` (17 min on 2 cores); tests/unit/test_mutation_runner.py keeps the runner working
 mutants: venv go ## mutation testing: mutmut on the pure core against the unit tier, curated scenario mutations against the local EKS; writes bench/results/mutants.{json,md}
 	$(PY) -m bench.mutants
 
