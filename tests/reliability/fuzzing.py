@@ -244,32 +244,13 @@ def parse_stage(target: Target, event: Any) -> InterruptionEvent | None:
     return parsed
 
 
-# The envelope's patterns once ended in `$` (which also matches before a final newline) and used \d
-# (which matches every script's digits); test_fuzz_events.py::test_envelope_fields_are_exact pins
-# the fix. True would tolerate such values again, counted by make fuzz, should a regression need
-# the fuzzing to keep guarding everything else meanwhile.
-KNOWN_LAX = False
-
-
-def _known_lax(key: str, value: str) -> bool:
-    if not KNOWN_LAX or key == "instance_id":
-        return False
-    pattern = _STRICT[key]
-    digits = "".join(str(int(c)) if c.isdecimal() else c for c in value)
-    return bool(pattern.fullmatch(value.removesuffix("\n")) or pattern.fullmatch(digits.removesuffix("\n")))
-
-
 def assert_valid(target: Target, parsed: InterruptionEvent) -> bool:
     """An InterruptionEvent the rest of the core may trust: exact envelope fields, an aware time
-    in the accepted window, the kind and detail of this normaliser. True when it was accepted only
-    through the known defect (KNOWN_LAX)."""
-    lax = False
+    in the accepted window, the kind and detail of this normaliser."""
     for key, pattern in _STRICT.items():
         value = getattr(parsed, key)
         assert isinstance(value, str), f"{key} {value!r} accepted"
-        if not pattern.fullmatch(value):
-            assert _known_lax(key, value), f"{key} {value!r} accepted"
-            lax = True
+        assert pattern.fullmatch(value), f"{key} {value!r} accepted"
     assert parsed.time.tzinfo is not None
     assert parsed.time.utcoffset() is not None
     assert NOW - datetime.timedelta(days=15) <= parsed.time <= NOW + datetime.timedelta(minutes=5)
@@ -280,24 +261,24 @@ def assert_valid(target: Target, parsed: InterruptionEvent) -> bool:
         assert parsed.kind is EventKind.REBALANCE_RECOMMENDATION
     else:
         assert parsed.kind is state_change.KIND_BY_STATE[parsed.detail]
-    return lax
 
 
 def check_round_trip(target: Target, case: tuple[dict[str, Any], dict[str, Any]]) -> None:
     event, expected = case
     parsed = parse_stage(target, event)
     assert parsed is not None, f"a valid envelope was rejected: {event}"
-    assert not assert_valid(target, parsed)
+    assert_valid(target, parsed)
     got = {key: getattr(parsed, key) for key in expected}
     assert got == expected
 
 
 def check_hostile(target: Target, event: Any) -> str:
-    """The verdict on one hostile input: "malformed", "accepted", or "accepted-lax" (KNOWN_LAX)."""
+    """The verdict on one hostile input: "malformed", or "accepted" with every field exact."""
     parsed = parse_stage(target, event)
     if parsed is None:
         return "malformed"
-    return "accepted-lax" if assert_valid(target, parsed) else "accepted"
+    assert_valid(target, parsed)
+    return "accepted"
 
 
 # Profiles: "ci" for make test (a few thousand cases in all), "fuzz" for make fuzz.

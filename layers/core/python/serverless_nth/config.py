@@ -110,31 +110,25 @@ class Settings:
             skip_wait_for_delete_seconds=_int(
                 env, "SKIP_WAIT_FOR_DELETE_SECONDS", cls.skip_wait_for_delete_seconds, 1, 3600
             ),
-            notification_topic_arn=_topic_arn(env, "NOTIFICATION_TOPIC_ARN"),
+            notification_topic_arn=_optional(env, "NOTIFICATION_TOPIC_ARN", _SNS_TOPIC_ARN, "an SNS topic ARN"),
             region=_region(env),
             karpenter_nodes=_enum(env, "KARPENTER_NODES", KarpenterNodes, cls.karpenter_nodes),
             exclude_from_load_balancers=_bool(env, "EXCLUDE_FROM_LOAD_BALANCERS", cls.exclude_from_load_balancers),
-            managed_tag=_tag_key(env, "MANAGED_TAG"),
+            managed_tag=_optional(env, "MANAGED_TAG", _TAG_KEY, "an EC2 tag key"),
         )
 
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 
 
-def _topic_arn(env: Mapping[str, str], key: str) -> str:
-    value = _raw(env, key) or ""
-    if value and not _SNS_TOPIC_ARN.match(value):
-        raise ConfigError(f"{key} must be an SNS topic ARN, got {value!r}")
-    return value
-
-
 _TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 
 
-def _tag_key(env: Mapping[str, str], key: str) -> str:
+def _optional(env: Mapping[str, str], key: str, pattern: re.Pattern[str], what: str) -> str:
+    """An optional string setting: empty, or a whole match of ``pattern``."""
     value = _raw(env, key) or ""
-    if value and not _TAG_KEY.match(value):
-        raise ConfigError(f"{key} must be an EC2 tag key, got {value!r}")
+    if value and not pattern.match(value):
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
     return value
 
 
