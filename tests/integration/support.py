@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,20 @@ def wait_ec2_state(scenes: Scenes, instance_id: str, state: str, timeout: float 
         time.sleep(0.2)
 
 
+def ready_by_app(pods: Iterable[Any]) -> dict[str, int]:
+    """Per ``app`` label, the pods that are Ready and not being deleted (what a PDB counts)."""
+    ready: dict[str, int] = {}
+    for pod in pods:
+        app = (pod.metadata.labels or {}).get("app")
+        if app is None:
+            continue
+        ok = pod.metadata.deletion_timestamp is None and any(
+            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+        )
+        ready[app] = ready.get(app, 0) + ok
+    return ready
+
+
 @dataclass
 class PodRecord:
     """What the API server recorded when a pod's deletion began, and whether it was Ready."""
@@ -135,14 +150,5 @@ class PodWatcher:
                     break
 
     def _update_ready(self) -> None:
-        ready: dict[str, int] = {}
-        for pod in self._pods.values():
-            app = (pod.metadata.labels or {}).get("app")
-            if app is None:
-                continue
-            ok = pod.metadata.deletion_timestamp is None and any(
-                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
-            )
-            ready[app] = ready.get(app, 0) + ok
-        for app, count in ready.items():
+        for app, count in ready_by_app(self._pods.values()).items():
             self.record.min_ready[app] = min(self.record.min_ready.get(app, count), count)

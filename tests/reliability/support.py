@@ -19,6 +19,7 @@ from localeks.faults import AwsFaultProxy, KubeFaultProxy, function_env
 from localeks.invoke import Invocation, invoke
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
+from tests.integration.support import ready_by_app
 
 SPOT = "SpotInterruptionFunction"
 SPOT_WARNING_SECONDS = 120
@@ -177,16 +178,7 @@ class Watcher:
             self.seen.deletion_grace[name] = int(grace if grace is not None else -1)
 
     def _ready(self) -> dict[str, int]:
-        ready: dict[str, int] = {}
-        for pod in self._pods.values():
-            app = (pod.metadata.labels or {}).get("app")
-            if app is None:
-                continue
-            ok = pod.metadata.deletion_timestamp is None and any(
-                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
-            )
-            ready[app] = ready.get(app, 0) + ok
-        return ready
+        return ready_by_app(self._pods.values())
 
     def _update(self) -> None:
         for app, count in self._ready().items():
