@@ -1,0 +1,596 @@
+"""Local extension of moto (labelled local in the README): Auto Scaling terminate lifecycle actions.
+
+moto 5.2.5 stores lifecycle hooks (PutLifecycleHook, DescribeLifecycleHooks) but never uses them:
+TerminateInstanceInAutoScalingGroup and a scale-in (SetDesiredCapacity, UpdateAutoScalingGroup)
+terminate the EC2 instance at once, and CompleteLifecycleAction / RecordLifecycleActionHeartbeat
+are not implemented (moto answers NotImplementedError, a 500). ``install()`` patches moto's classes in
+this process (the supervisor that serves moto) so that:
+
+- an instance of a group that has a hook with LifecycleTransition ``autoscaling:EC2_INSTANCE_TERMINATING``,
+  when the group terminates it (TerminateInstanceInAutoScalingGroup, or a scale-in through
+  SetDesiredCapacity / UpdateAutoScalingGroup / a scaling policy), goes to LifecycleState
+  ``Terminating:Wait`` (DescribeAutoScalingInstances, DescribeAutoScalingGroups) with one pending
+  lifecycle action per terminate hook, each with its own LifecycleActionToken (uuid4). The EC2
+  instance keeps running. The EventBridge event Auto Scaling emits is recorded with the action;
+  nothing delivers it (tests pass it to the function themselves);
+- CompleteLifecycleAction (CONTINUE or ABANDON) ends an action; when no action of the instance is
+  left the instance is removed from the group and terminated through moto's EC2 (so it passes
+  through ``shutting-down`` when localeks/ec2_states.py is installed). For a terminate hook both
+  results terminate; ABANDON also ends the instance's other pending actions, as AWS documents
+  ("ABANDON stops any remaining actions, such as other lifecycle hooks");
+- RecordLifecycleActionHeartbeat restarts the HeartbeatTimeout clock, capped by the GlobalTimeout
+  (min(100 x HeartbeatTimeout, 172800 s), counted from the action's start);
+- an action whose HeartbeatTimeout (or GlobalTimeout) passes ends with the hook's DefaultResult
+  (ABANDON when unset), checked before every Auto Scaling call and by a background thread every
+  ``resolution`` seconds (0.2 s), so it happens with nobody calling;
+- DeleteLifecycleHook completes the hook's pending terminate actions with CONTINUE first, as the
+  DeleteLifecycleHook API reference says; DeleteAutoScalingGroup (moto deletes with instances)
+  cancels the group's pending actions and terminates their instances;
+- PutLifecycleHook keeps NotificationMetadata, NotificationTargetARN and RoleARN as given (moto drops
+  the metadata and answers made-up ARNs), answers GlobalTimeout = min(100 x HeartbeatTimeout, 172800)
+  (moto: always 172800) and rejects a HeartbeatTimeout outside 30..7200.
+
+Every CompleteLifecycleAction, RecordLifecycleActionHeartbeat, PutLifecycleHook, DescribeLifecycleHooks,
+DeleteLifecycleHook and TerminateInstanceInAutoScalingGroup call is recorded (operation, time,
+parameters, ``ok`` or the error code and message), and every action (token, group, hook, instance,
+start, deadlines, heartbeat times, state pending|completed|expired|cancelled, result, event). Tests
+read them from local-only routes on the moto server (moto sends every ``/moto-api/...`` path to
+its own API app, whose ``url_paths`` table this module extends before the app is built):
+
+- ``GET  {AWS_ENDPOINT_URL}/moto-api/localeks/autoscaling/lifecycle-actions`` -> JSON list of actions
+- ``GET  {AWS_ENDPOINT_URL}/moto-api/localeks/autoscaling/calls`` -> JSON list of calls
+- ``POST {AWS_ENDPOINT_URL}/moto-api/localeks/autoscaling/reset`` -> forgets the calls and the ended
+  actions (pending ones are live state and stay)
+
+and the helpers ``actions(endpoint_url)``, ``calls(endpoint_url, operation=None)``,
+``events(endpoint_url)`` and ``reset(endpoint_url)`` below.
+
+Errors (HTTP 400 unless said). Verified means quoted from real AWS answers in public code and
+issues (found with the `search` tool), inferred means chosen by us:
+
+- ``ValidationError`` "No active Lifecycle Action found with instance ID i-..." -- verified (AWS CLI
+  output quoted in giantswarm's scripts: "An error occurred (ValidationError) when calling the
+  CompleteLifecycleAction operation: No active Lifecycle Action found with instance ID i-0f9f...").
+- ``ValidationError`` "No active Lifecycle Action found with token <token>" -- verified as a message
+  AWS returns (lifecycler matches it on RecordLifecycleActionHeartbeat of an expired action; NTH's
+  tests and other clients match the common prefix). Returned for a finished, expired or unknown
+  action, and (inferred) for a hook name the group does not have and for a token whose instance
+  differs from a given InstanceId.
+- ``ValidationError`` "AutoScalingGroup name not found - AutoScalingGroup '<name>' not found" for an
+  unknown group -- inferred (the wording of moto's DeleteAutoScalingGroup; AWS words it
+  "AutoScalingGroup name not found - ..." in other calls).
+- ``ValidationError`` "LifecycleActionResult must be CONTINUE or ABANDON" for another result --
+  inferred (botocore's model types the result as a free string, so the check is the server's).
+- ``ValidationError`` "Either LifecycleActionToken or InstanceId must be specified" -- inferred.
+- ``ValidationError`` "HeartbeatTimeout must be between 30 and 7200 seconds" (PutLifecycleHook) --
+  inferred wording; the 30..7200 range is documented.
+- ``ValidationError`` "Instance Id not found - No managed instance found for instance ID: i-..." for
+  TerminateInstanceInAutoScalingGroup of an instance in no group (moto: a 500) -- the wording is the
+  one many clients match and fake; some quote it without the colon, so the colon is not verified.
+- ``ScalingActivityInProgress`` "The operation can't be performed because there are scaling activities
+  in progress." for TerminateInstanceInAutoScalingGroup on an instance already terminating --
+  inferred (the fault is in the operation's documented errors; its wire message is not verified).
+
+Not faithful: the event is recorded, never put on an EventBridge bus; the scale-in victim is moto's
+first unprotected InService instance, not AWS's termination policy; a replacement for a
+TerminateInstanceInAutoScalingGroup without decrement is launched at once (moto's behaviour); the
+multi-instance form of TerminateInstanceInAutoScalingGroup (InstanceIds) is moto's, without hooks;
+launch hooks (Pending:Wait), warm pools (Origin/Destination) and SNS/SQS notification targets
+(and their TEST_NOTIFICATION) are not modelled; an EC2 TerminateInstances of a waiting instance
+leaves its action pending until it ends; a PutLifecycleHook on an existing hook replaces it
+rather than updating only the given fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
+ROUTE = "/moto-api/localeks/autoscaling"
+MAX_GLOBAL_TIMEOUT = 172800  # 48 h
+RECORDED = (
+    "CompleteLifecycleAction",
+    "RecordLifecycleActionHeartbeat",
+    "PutLifecycleHook",
+    "DescribeLifecycleHooks",
+    "DeleteLifecycleHook",
+    "TerminateInstanceInAutoScalingGroup",
+)
+
+_lock = threading.RLock()
+_actions: list[Action] = []
+_calls: list[dict[str, Any]] = []
+_installed = False
+
+
+def _now() -> float:
+    """The clock of deadlines (patched by unit tests)."""
+    return time.time()
+
+
+def _iso(seconds: float | None, ms: bool = True) -> str | None:
+    if seconds is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    text = moment.isoformat(timespec="milliseconds" if ms else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def global_timeout(heartbeat_timeout: int) -> int:
+    """GlobalTimeout: 100 x HeartbeatTimeout or 48 hours, whichever is smaller."""
+    return min(100 * heartbeat_timeout, MAX_GLOBAL_TIMEOUT)
+
+
+@dataclass
+class Action:
+    token: str
+    account: str
+    region: str
+    group: str
+    hook: str
+    instance_id: str
+    default_result: str
+    heartbeat_timeout: int
+    global_timeout: int
+    started: float
+    heartbeat_deadline: float
+    global_deadline: float
+    event: dict[str, Any]
+    transition: str = TERMINATING
+    heartbeats: list[float] = field(default_factory=list)
+    state: str = "pending"  # pending | completed | expired | cancelled
+    result: str | None = None
+    ended: float | None = None
+    ended_by: str | None = None
+    backend: Any = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "account": self.account,
+            "region": self.region,
+            "group": self.group,
+            "hook": self.hook,
+            "instance_id": self.instance_id,
+            "transition": self.transition,
+            "default_result": self.default_result,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "global_timeout": self.global_timeout,
+            "started": _iso(self.started),
+            "heartbeat_deadline": _iso(self.heartbeat_deadline),
+            "global_deadline": _iso(self.global_deadline),
+            "heartbeats": [_iso(t) for t in self.heartbeats],
+            "state": self.state,
+            "result": self.result,
+            "ended": _iso(self.ended),
+            "ended_by": self.ended_by,
+            "event": self.event,
+        }
+
+
+# --- the lifecycle -----------------------------------------------------------------------------
+
+
+def _terminate_hooks(backend: Any, group_name: str) -> list[Any]:
+    return [
+        hook
+        for hook in backend.lifecycle_hooks.values()
+        if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING
+    ]
+
+
+def _event(group: Any, hook: Any, instance_id: str, token: str, at: float) -> dict[str, Any]:
+    detail = {
+        "LifecycleActionToken": token,
+        "AutoScalingGroupName": group.name,
+        "LifecycleHookName": hook.name,
+        "EC2InstanceId": instance_id,
+        "LifecycleTransition": TERMINATING,
+    }
+    metadata = getattr(hook, "notification_metadata", None)
+    if metadata:
+        detail["NotificationMetadata"] = metadata
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPE,
+        "source": "aws.autoscaling",
+        "account": group.account_id,
+        "time": _iso(at, ms=False),
+        "region": group.region,
+        "resources": [group.arn],
+        "detail": detail,
+    }
+
+
+def _begin(group: Any, instance_state: Any, hooks: list[Any]) -> list[Action]:
+    """Puts the instance in Terminating:Wait with one pending action per terminate hook."""
+    instance_state.lifecycle_state = "Terminating:Wait"
+    started = _now()
+    began = []
+    for hook in hooks:
+        token = str(uuid.uuid4())
+        heartbeat = int(hook.heartbeat_timeout)
+        overall = global_timeout(heartbeat)
+        action = Action(
+            token=token,
+            account=group.account_id,
+            region=group.region,
+            group=group.name,
+            hook=hook.name,
+            instance_id=instance_state.instance.id,
+            default_result=hook.default_result or "ABANDON",
+            heartbeat_timeout=heartbeat,
+            global_timeout=overall,
+            started=started,
+            heartbeat_deadline=started + min(heartbeat, overall),
+            global_deadline=started + overall,
+            event=_event(group, hook, instance_state.instance.id, token, started),
+            backend=group.autoscaling_backend,
+        )
+        _actions.append(action)
+        began.append(action)
+    return began
+
+
+def _pending(backend: Any, group: str, instance_id: str) -> list[Action]:
+    return [
+        a
+        for a in _actions
+        if a.state == "pending" and a.backend is backend and a.group == group and a.instance_id == instance_id
+    ]
+
+
+def _end(action: Action, state: str, result: str | None, by: str) -> None:
+    action.state, action.result, action.ended, action.ended_by = state, result, _now(), by
+    others = _pending(action.backend, action.group, action.instance_id)
+    if result == "ABANDON":  # "ABANDON stops any remaining actions, such as other lifecycle hooks"
+        for other in others:
+            other.state, other.ended, other.ended_by = "cancelled", action.ended, f"ABANDON of hook {action.hook}"
+        others = []
+    if not others:
+        _proceed(action.backend, action.group, action.instance_id)
+
+
+def _proceed(backend: Any, group_name: str, instance_id: str) -> None:
+    """Terminating:Proceed -> the instance leaves the group and EC2 terminates it."""
+    group = backend.autoscaling_groups.get(group_name)
+    if group is not None:
+        group.instance_states = [s for s in group.instance_states if s.instance.id != instance_id]
+        backend.update_attached_elbs(group_name)
+        backend.update_attached_target_groups(group_name)
+    with contextlib.suppress(Exception):  # already gone from EC2: nothing left to terminate
+        backend.ec2_backend.terminate_instances([instance_id])
+
+
+def expire_due() -> None:
+    """Ends every pending action whose HeartbeatTimeout or GlobalTimeout has passed."""
+    with _lock:
+        now = _now()
+        for action in list(_actions):
+            if action.state != "pending":
+                continue
+            if now >= action.global_deadline:
+                _end(action, "expired", action.default_result, "GlobalTimeout")
+            elif now >= action.heartbeat_deadline:
+                _end(action, "expired", action.default_result, "HeartbeatTimeout")
+
+
+def _watch(resolution: float) -> None:
+    while True:
+        time.sleep(resolution)
+        try:
+            expire_due()
+        except Exception:  # a timer that died would stop every later expiry
+            logging.getLogger(__name__).exception("lifecycle action expiry failed")
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+def _errors() -> tuple[type[Exception], type[Exception]]:
+    from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
+
+    class ScalingActivityInProgress(AutoscalingClientError):
+        code = "ScalingActivityInProgress"
+        message = "The operation can't be performed because there are scaling activities in progress."
+
+    return ValidationError, ScalingActivityInProgress
+
+
+def _group(backend: Any, name: str | None) -> Any:
+    validation, _ = _errors()
+    group = backend.autoscaling_groups.get(name)
+    if group is None:
+        raise validation(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+    return group
+
+
+def _active(backend: Any, group: str, hook: str, token: str | None, instance_id: str | None) -> Action:
+    validation, _ = _errors()
+    if not token and not instance_id:
+        raise validation("Either LifecycleActionToken or InstanceId must be specified")
+    for action in _actions:
+        if action.state != "pending" or action.backend is not backend or action.group != group:
+            continue
+        if action.hook != hook:
+            continue
+        if token and action.token == token and (not instance_id or action.instance_id == instance_id):
+            return action
+        if not token and action.instance_id == instance_id:
+            return action
+    if token:
+        raise validation(f"No active Lifecycle Action found with token {token}")
+    raise validation(f"No active Lifecycle Action found with instance ID {instance_id}")
+
+
+def complete_lifecycle_action(response: Any) -> Any:
+    from moto.core.responses import EmptyResult
+
+    backend = response.autoscaling_backend
+    group = _group(backend, response._get_param("AutoScalingGroupName"))
+    result = response._get_param("LifecycleActionResult")
+    if result not in ("CONTINUE", "ABANDON"):
+        raise _errors()[0]("LifecycleActionResult must be CONTINUE or ABANDON")
+    action = _active(
+        backend,
+        group.name,
+        response._get_param("LifecycleHookName"),
+        response._get_param("LifecycleActionToken"),
+        response._get_param("InstanceId"),
+    )
+    _end(action, "completed", result, "CompleteLifecycleAction")
+    return EmptyResult()
+
+
+def record_lifecycle_action_heartbeat(response: Any) -> Any:
+    from moto.core.responses import EmptyResult
+
+    backend = response.autoscaling_backend
+    group = _group(backend, response._get_param("AutoScalingGroupName"))
+    action = _active(
+        backend,
+        group.name,
+        response._get_param("LifecycleHookName"),
+        response._get_param("LifecycleActionToken"),
+        response._get_param("InstanceId"),
+    )
+    now = _now()
+    action.heartbeats.append(now)
+    action.heartbeat_deadline = min(now + action.heartbeat_timeout, action.global_deadline)
+    return EmptyResult()
+
+
+def _recorded(operation: str, method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    from moto.core.exceptions import ServiceException
+
+    def call(response: Any) -> Any:
+        entry: dict[str, Any] = {
+            "operation": operation,
+            "time": _iso(_now()),
+            "account": response.current_account,
+            "region": response.region,
+            "parameters": response._get_params(),
+        }
+        try:
+            answer = method(response)
+        except ServiceException as error:
+            entry.update(outcome="error", error_code=error.code, error_message=error.message)
+            _calls.append(entry)
+            raise
+        entry.update(outcome="ok", error_code=None, error_message=None)
+        _calls.append(entry)
+        return answer
+
+    call.__name__ = method.__name__
+    return call
+
+
+def _put_lifecycle_hook(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def put(response: Any) -> Any:
+        timeout = response._get_int_param("HeartbeatTimeout")
+        if timeout is not None and not 30 <= timeout <= 7200:
+            raise _errors()[0]("HeartbeatTimeout must be between 30 and 7200 seconds")
+        answer = original(response)
+        backend = response.autoscaling_backend
+        group, name = response._get_param("AutoScalingGroupName"), response._get_param("LifecycleHookName")
+        hook = backend.lifecycle_hooks.get(f"{group}_{name}")
+        if hook is not None:
+            hook.notification_metadata = response._get_param("NotificationMetadata")
+            hook.notification_target_arn = response._get_param("NotificationTargetARN")
+            hook.role_arn = response._get_param("RoleARN")
+            hook.global_timeout = global_timeout(int(hook.heartbeat_timeout))
+        return answer
+
+    return put
+
+
+# --- moto's backend, patched ---------------------------------------------------------------------
+
+
+def _terminate_instance(original: Callable[..., Any]) -> Callable[..., Any]:
+    def terminate(backend: Any, instance_id: str, should_decrement: bool) -> Any:
+        from moto.autoscaling.models import TerminateInstanceActivity
+
+        state = next(
+            (s for g in backend.autoscaling_groups.values() for s in g.instance_states if s.instance.id == instance_id),
+            None,
+        )
+        if state is None:
+            raise _errors()[0](f"Instance Id not found - No managed instance found for instance ID: {instance_id}")
+        group = state.instance.autoscaling_group
+        if state.lifecycle_state.startswith("Terminating"):
+            raise _errors()[1]()
+        hooks = _terminate_hooks(backend, group.name)
+        if not hooks:
+            return original(backend, instance_id, should_decrement)
+        original_size = group.desired_capacity
+        if should_decrement:
+            group.desired_capacity = original_size - 1
+        _begin(group, state, hooks)
+        group.set_desired_capacity(group.desired_capacity)  # a replacement unless decremented
+        return TerminateInstanceActivity(state.instance, original_size)
+
+    return terminate
+
+
+def _set_desired_capacity(original: Callable[..., Any]) -> Callable[..., Any]:
+    def scale(group: Any, new_capacity: int | None) -> Any:
+        backend = group.autoscaling_backend
+        mixed = group.mixed_instances_policy and group.mixed_instances_policy.get("LaunchTemplate", {}).get("Overrides")
+        hooks = [] if mixed or getattr(group, "_localeks_deleting", False) else _terminate_hooks(backend, group.name)
+        if not hooks:
+            return original(group, new_capacity)
+        desired = group.min_size if new_capacity is None else new_capacity
+        excess = len(group.active_instances()) - (desired or 0)
+        if excess <= 0:
+            return original(group, new_capacity)
+        # scale-in: the victims wait for their hooks instead of moto's immediate termination
+        group.desired_capacity = desired
+        victims = [
+            s for s in group.instance_states if s.lifecycle_state == "InService" and not s.protected_from_scale_in
+        ]
+        for state in victims[:excess]:
+            _begin(group, state, hooks)
+        if group.name in backend.autoscaling_groups:
+            backend.update_attached_elbs(group.name)
+            backend.update_attached_target_groups(group.name)
+        return None
+
+    return scale
+
+
+def _delete_group(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete(backend: Any, group_name: str) -> Any:
+        group = backend.autoscaling_groups.get(group_name)
+        if group is None:
+            return original(backend, group_name)
+        for action in [a for a in _actions if a.state == "pending" and a.backend is backend and a.group == group_name]:
+            action.state, action.ended, action.ended_by = "cancelled", _now(), "DeleteAutoScalingGroup"
+            _proceed(backend, group_name, action.instance_id)
+        group._localeks_deleting = True
+        try:
+            return original(backend, group_name)
+        finally:
+            group._localeks_deleting = False
+
+    return delete
+
+
+def _delete_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    def delete(backend: Any, as_name: str, name: str) -> Any:
+        # "If there are any outstanding lifecycle actions, they are completed first (ABANDON for
+        # launching instances, CONTINUE for terminating instances)."
+        for action in [a for a in _actions if a.state == "pending" and a.backend is backend]:
+            if action.group == as_name and action.hook == name and action.state == "pending":
+                _end(action, "completed", "CONTINUE", "DeleteLifecycleHook")
+        return original(backend, as_name, name)
+
+    return delete
+
+
+def _locked_call_action(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def call_action(response: Any) -> Any:
+        with _lock:
+            expire_due()
+            return original(response)
+
+    return call_action
+
+
+# --- the local routes ----------------------------------------------------------------------------
+
+
+def _json(status: int, body: Any) -> tuple[int, dict[str, str], str]:
+    return status, {"Content-Type": "application/json"}, json.dumps(body, default=str)
+
+
+def _route_actions(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    with _lock:  # no expiry check here: what tests read shows what the background timer did
+        return _json(200, [a.as_dict() for a in _actions])
+
+
+def _route_calls(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    with _lock:
+        return _json(200, list(_calls))
+
+
+def _route_reset(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    if request.method != "POST":
+        return _json(405, {"error": "POST to reset"})
+    with _lock:
+        _calls.clear()
+        _actions[:] = [a for a in _actions if a.state == "pending"]
+        return _json(200, {"status": "ok"})
+
+
+def install(resolution: float = 0.2) -> None:
+    """Patches moto's Auto Scaling once, in this process, and adds the local routes; call it before
+    the moto server answers its first ``/moto-api`` request."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
+        from moto.autoscaling.responses import AutoScalingResponse
+        from moto.core.utils import camelcase_to_underscores
+        from moto.moto_api._internal import urls
+
+        AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action  # type: ignore[attr-defined]
+        AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat  # type: ignore[attr-defined]
+        AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook(AutoScalingResponse.put_lifecycle_hook)  # type: ignore[method-assign]
+        for operation in RECORDED:
+            method = camelcase_to_underscores(operation)
+            setattr(AutoScalingResponse, method, _recorded(operation, getattr(AutoScalingResponse, method)))
+        AutoScalingResponse.call_action = _locked_call_action(AutoScalingResponse.call_action)  # type: ignore[method-assign]
+        AutoScalingBackend.terminate_instance = _terminate_instance(AutoScalingBackend.terminate_instance)  # type: ignore[method-assign]
+        AutoScalingBackend.delete_auto_scaling_group = _delete_group(AutoScalingBackend.delete_auto_scaling_group)  # type: ignore[method-assign]
+        AutoScalingBackend.delete_lifecycle_hook = _delete_hook(AutoScalingBackend.delete_lifecycle_hook)  # type: ignore[method-assign]
+        FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity(FakeAutoScalingGroup.set_desired_capacity)  # type: ignore[method-assign]
+
+        urls.url_paths["{0}" + ROUTE + "/lifecycle-actions"] = _route_actions
+        urls.url_paths["{0}" + ROUTE + "/calls"] = _route_calls
+        urls.url_paths["{0}" + ROUTE + "/reset"] = _route_reset
+
+        threading.Thread(target=_watch, args=(resolution,), name="localeks-lifecycle-expiry", daemon=True).start()
+        _installed = True
+
+
+# --- client helpers for tests ----------------------------------------------------------------------
+
+
+def _get(endpoint_url: str, path: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(f"{endpoint_url.rstrip('/')}{ROUTE}/{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def actions(endpoint_url: str) -> list[dict[str, Any]]:
+    """Every lifecycle action the local moto server recorded, oldest first."""
+    return _get(endpoint_url, "lifecycle-actions")
+
+
+def calls(endpoint_url: str, operation: str | None = None) -> list[dict[str, Any]]:
+    """The recorded lifecycle calls, oldest first, optionally of one operation."""
+    return [c for c in _get(endpoint_url, "calls") if operation is None or c["operation"] == operation]
+
+
+def events(endpoint_url: str) -> list[dict[str, Any]]:
+    """The EventBridge events of the recorded actions, in the order Auto Scaling would emit them."""
+    return [a["event"] for a in actions(endpoint_url)]
+
+
+def reset(endpoint_url: str) -> None:
+    """Forgets the recorded calls and the ended actions."""
+    _get(endpoint_url, "reset", method="POST")
