@@ -44,7 +44,7 @@ AWS_METRICS: dict[str, tuple[str, str, set[str]]] = {
         },
     ),
     "AWS/Events": (
-        "EventBridgeRule",  # SAM makes an AWS::Events::Rule <Function><Event> for each such event
+        "EventBridgeRule",  # SAM's <Function><Event> rules, and the template's own AWS::Events::Rule
         "RuleName",
         {
             "Invocations",
@@ -80,7 +80,7 @@ def resources_of(kind: str, template: dict[str, Any]) -> set[str]:
             if r["Type"] == "AWS::Serverless::Function"
             for event, spec in r["Properties"].get("Events", {}).items()
             if spec["Type"] == "EventBridgeRule"
-        }
+        } | {name for name, r in resources.items() if r["Type"] == "AWS::Events::Rule"}  # the durable functions' rules
     return {name for name, r in resources.items() if r["Type"] == kind}
 
 
@@ -183,16 +183,27 @@ def test_alarms_cover_every_path_where_an_event_is_lost_delayed_or_left_unfinish
         ("AWS/Lambda", "Throttles"),
         ("AWS/Lambda", "AsyncEventsDropped"),
         ("AWS/Lambda", "DestinationDeliveryFailures"),
+        ("AWS/Lambda", "DeadLetterErrors"),  # the durable functions' on-failure queue
         ("AWS/Events", "FailedInvocations"),
         ("AWS/Events", "InvocationsFailedToBeSentToDlq"),
         (NAMESPACE, Metric.DRAINS_INCOMPLETE),
     }
     template = load_template()
     functions, rules = resources_of("AWS::Serverless::Function", template), resources_of("EventBridgeRule", template)
+    # failed events leave through a destination (EventInvokeConfig) or, for durable functions, which
+    # take no destinations, through a dead-letter queue: an alarm over either covers all its functions
+    resources = template["Resources"]
+    by_path = {
+        "DestinationDeliveryFailures": {f for f in functions if "EventInvokeConfig" in resources[f]["Properties"]},
+        "DeadLetterErrors": {f for f in functions if "DeadLetterQueue" in resources[f]["Properties"]},
+    }
+    assert by_path["DestinationDeliveryFailures"] | by_path["DeadLetterErrors"] == functions
     for alarm_name, alarm in alarms().items():
-        named = {next(iter(d.values())) for ns, _, d in alarm_metrics(alarm) if ns in {"AWS/Lambda", "AWS/Events"}}
+        metrics = alarm_metrics(alarm)
+        named = {next(iter(d.values())) for ns, _, d in metrics if ns in {"AWS/Lambda", "AWS/Events"}}
         if named:  # an alarm over functions or rules covers all of them
-            assert named in (functions, rules), f"{alarm_name} covers {named} only"
+            expected = by_path.get(metrics[0][1], None)
+            assert named in ((expected,) if expected else (functions, rules)), f"{alarm_name} covers {named} only"
 
 
 def test_every_alarm_is_on_the_dashboard_beside_its_metrics() -> None:

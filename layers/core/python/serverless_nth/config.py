@@ -87,6 +87,10 @@ class Settings:
     # only instances carrying this tag key are handled (aws-node-termination-handler's managed tag,
     # check-tag-before-draining); empty: every instance of the cluster
     managed_tag: str = ""
+    # an AWS Health scheduled change drains this long before its window starts (cordoned at once)
+    scheduled_change_lead_seconds: int = 3600
+    # the Auto Scaling lifecycle hook this stack completes; others are not ours (empty: none)
+    lifecycle_hook_name: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -115,12 +119,17 @@ class Settings:
             karpenter_nodes=_enum(env, "KARPENTER_NODES", KarpenterNodes, cls.karpenter_nodes),
             exclude_from_load_balancers=_bool(env, "EXCLUDE_FROM_LOAD_BALANCERS", cls.exclude_from_load_balancers),
             managed_tag=_optional(env, "MANAGED_TAG", _TAG_KEY, "an EC2 tag key"),
+            scheduled_change_lead_seconds=_int(
+                env, "SCHEDULED_CHANGE_LEAD_SECONDS", cls.scheduled_change_lead_seconds, 0, 7 * 86400
+            ),
+            lifecycle_hook_name=_optional(env, "LIFECYCLE_HOOK_NAME", _HOOK_NAME, "a lifecycle hook name"),
         )
 
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
 
 
+_HOOK_NAME = re.compile(r"^[A-Za-z0-9\-_/]{1,255}$")
 _TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 
 

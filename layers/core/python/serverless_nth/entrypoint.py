@@ -40,14 +40,14 @@ def build_service(settings: Settings) -> Service:
     )
 
 
-def _count_error(cluster: str, stage: str) -> None:
+def count_error(cluster: str, stage: str) -> None:
     """Errors by stage: a metric of its own, since its dimensions differ from the event's."""
     with single_metric(name=Metric.ERRORS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension("cluster", cluster)
         metric.add_dimension("stage", stage)
 
 
-def _account_of(context: LambdaContext) -> str | None:
+def account_of(context: object) -> str | None:
     """The function's own account, from its ARN (arn:aws:lambda:<region>:<account>:function:...)."""
     parts = str(getattr(context, "invoked_function_arn", "") or "").split(":")
     return parts[4] if len(parts) > 4 and parts[4].isdigit() else None
@@ -74,7 +74,7 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
             logger.error(
                 "malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)}
             )
-            _count_error(settings.cluster_name, "parse")
+            count_error(settings.cluster_name, "parse")
             raise
         except Exception:
             metrics.add_dimension("event_kind", event_family)
@@ -83,7 +83,7 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
             stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
-            return service.handle(interruption, stop_by=stop_by, account=_account_of(context)).as_dict()
+            return service.handle(interruption, stop_by=stop_by, account=account_of(context)).as_dict()
         except HandlerError as exc:
             _failed(exc.stage, retryable=isinstance(exc, TemporaryError))
             raise
@@ -93,7 +93,7 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
 
     def _failed(stage: str, retryable: bool) -> None:
         metrics.add_dimension("outcome", Outcome.ERROR)
-        _count_error(settings.cluster_name, stage)
+        count_error(settings.cluster_name, stage)
         logger.exception("handler failed", extra={"outcome": Outcome.ERROR, "stage": stage, "retryable": retryable})
 
     return cast(Handler, lambda_handler)  # Powertools' decorators are typed as returning Any

@@ -49,4 +49,11 @@ class Metric:
     DRAIN_DURATION = "DrainDuration"
     EVENT_TO_CORDON_LATENCY = "EventToCordonLatency"
     NOTIFICATIONS_FAILED = "NotificationsFailed"
+    # long drains (lifecycle hooks, scheduled changes), run as durable executions
+    DRAIN_ROUNDS = "DrainRounds"
+    DUPLICATE_DRAINS = "DuplicateDrains"  # another execution of the same event holds the node's lease
+    LIFECYCLE_HEARTBEATS = "LifecycleHeartbeats"
+    LIFECYCLE_ACTIONS_COMPLETED = "LifecycleActionsCompleted"
+    # the action ended before this product completed it (its timeout, or someone else)
+    LIFECYCLE_ACTIONS_LOST = "LifecycleActionsLost"
     ERRORS = "Errors"  # emitted alone, with the dimension "stage"

@@ -36,7 +36,12 @@ _KARPENTER_HANDLES = (
     EventKind.INSTANCE_SHUTTING_DOWN,
     EventKind.INSTANCE_STOPPED,
     EventKind.INSTANCE_TERMINATED,
+    EventKind.SCHEDULED_CHANGE,  # Karpenter's interruption queue takes AWS Health events too
 )
+# Events whose drain may last as long as the node needs (a durable execution runs it in rounds):
+# nothing caps a grace period and every PDB is respected, since the instance waits for us (a
+# lifecycle hook) or its end is far ahead (a scheduled change)
+LONG_DRAIN_KINDS = (EventKind.ASG_TERMINATING, EventKind.SCHEDULED_CHANGE)
 _GONE_KINDS = (EventKind.INSTANCE_STOPPED, EventKind.INSTANCE_TERMINATED)
 _GOING_KINDS = (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN)
 
@@ -132,6 +137,10 @@ def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, no
         basis = Basis.EVENT if event.kind in _GONE_KINDS else Basis.INSTANCE_GONE
         # the pods are already dead: evicting them would only wait for nothing
         return Action(True, tuple(taints), drain=False, deadline=None, wait_until=None, basis=basis)
+    if event.kind in LONG_DRAIN_KINDS:
+        ends = _ahead(event.ends_at, now) if event.ends_at else None
+        basis = Basis.PAST_DEADLINE if event.ends_at and ends is None else Basis.EVENT
+        return Action(True, (taint,), True, deadline=None, wait_until=ends, basis=basis)
     if event.kind is EventKind.REBALANCE_RECOMMENDATION:
         return _rebalance(event, settings, now, settings.drain_on_rebalance)
     if event.kind is EventKind.CAPACITY_RESERVATION_INTERRUPTION:
@@ -184,6 +193,14 @@ def for_node(
         chosen = _rebalance(event, settings, now, drain=choice == "drain")
         return dataclasses.replace(chosen, basis=Basis.NODE_LABEL, exclude_from_lb=action.exclude_from_lb)
     return action
+
+
+def drain_starts_at(event: InterruptionEvent, settings: Settings) -> datetime.datetime:
+    """When a long drain begins: a scheduled change's start minus the lead time it needs (the node
+    is cordoned at once, its pods stay until then); any other event's drain begins at once."""
+    if event.kind is EventKind.SCHEDULED_CHANGE and event.ends_at is not None:
+        return event.ends_at - datetime.timedelta(seconds=settings.scheduled_change_lead_seconds)
+    return event.time
 
 
 def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:

@@ -29,6 +29,8 @@ REASONS = {
     EventKind.INSTANCE_SHUTTING_DOWN: "InstanceShuttingDown",
     EventKind.INSTANCE_STOPPED: "InstanceStopped",
     EventKind.INSTANCE_TERMINATED: "InstanceTerminated",
+    EventKind.ASG_TERMINATING: "AutoScalingTerminating",
+    EventKind.SCHEDULED_CHANGE: "ScheduledChange",
 }
 DESCRIPTIONS = {
     EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
@@ -39,6 +41,8 @@ DESCRIPTIONS = {
     EventKind.INSTANCE_SHUTTING_DOWN: "EC2 instance shutting down",
     EventKind.INSTANCE_STOPPED: "EC2 instance stopped",
     EventKind.INSTANCE_TERMINATED: "EC2 instance terminated",
+    EventKind.ASG_TERMINATING: "Auto Scaling terminate lifecycle action",
+    EventKind.SCHEDULED_CHANGE: "AWS Health scheduled change",
 }
 
 
@@ -57,6 +61,11 @@ class Outcome:
     DRAINED = "drained"
     DRAIN_INCOMPLETE = "drain-incomplete"
     DRY_RUN = "dry-run"
+    # long drains (durable executions)
+    DUPLICATE = "duplicate"  # another execution of the same event drains the node
+    NOT_OUR_HOOK = "not-our-hook"  # a lifecycle hook of another owner: never completed by us
+    HOOK_NOT_FOUND = "hook-not-found"  # the group has no such hook (any more): nothing to complete
+    ACTION_ENDED = "action-ended"  # the lifecycle action expired or was completed elsewhere
     # set by the entry point
     MALFORMED = "malformed"
     ERROR = "error"
@@ -86,6 +95,8 @@ class HandlerResult:
     # latency that matters most), and the seconds that took
     requests_to_cordon: int | None = None
     cordoned_after_seconds: float | None = None
+    # a drain is due but left to the caller (Service.handle(drain=False): a long drain in rounds)
+    drain_due: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,8 +166,10 @@ def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:
     }
 
 
-def drain_events(api: KubeApi, event: InterruptionEvent, node: Node, drain: DrainResult, concurrency: int) -> None:
-    """An Event on every pod evicted or deleted, then one on the node with the result."""
+def drain_events(
+    api: KubeApi, event: InterruptionEvent, node: Node, drain: DrainResult, concurrency: int, summary: bool = True
+) -> None:
+    """An Event on every pod evicted or deleted, then (``summary``) one on the node with the result."""
     why = f"{DESCRIPTIONS[event.kind]} for {event.instance_id}"
 
     def on_pod(removed: tuple[Any, PodFate, int]) -> None:
@@ -168,25 +181,43 @@ def drain_events(api: KubeApi, event: InterruptionEvent, node: Node, drain: Drai
     if drain.removed:
         with ThreadPoolExecutor(max_workers=min(concurrency, len(drain.removed))) as pool:
             list(pool.map(on_pod, drain.removed))
-    summary = (
+    if not summary:
+        return
+    text = (
         f"{drain.count(PodFate.EVICTED)} pods evicted, "
         f"{drain.count(PodFate.DELETED_PAST_PDB)} deleted past their PDB at the deadline, "
         f"{len(drain.remaining)} remaining, in {drain.duration_seconds:.1f} s"
     )
     if drain.remaining:
-        summary += f": {', '.join(drain.remaining[:10])}"
+        text += f": {', '.join(drain.remaining[:10])}"
     stuck = [ref for ref, fate in drain.pods.items() if fate is PodFate.STUCK_TERMINATING]
     if stuck:
-        summary += f"; not waited for (deletion stuck): {', '.join(sorted(stuck)[:10])}"
+        text += f"; not waited for (deletion stuck): {', '.join(sorted(stuck)[:10])}"
     failed = drain.count(PodFate.FAILED)
     if failed:
-        summary += f"; {failed} not evicted because of errors (the event is retried)"
+        text += f"; {failed} not evicted because of errors (the event is retried)"
     reason = "DrainCompleted" if drain.completed else "DrainIncomplete"
-    record_event(api, node_ref(node.name, node.uid), event.event_id, reason, summary, warning=not drain.completed)
+    record_event(api, node_ref(node.name, node.uid), event.event_id, reason, text, warning=not drain.completed)
+
+
+def long_drain_finished(api: KubeApi, event: InterruptionEvent, node: Node, remaining: list[str], rounds: int) -> None:
+    """The node's Event at the end of a long drain (its rounds told only pod Events)."""
+    why = f"{DESCRIPTIONS[event.kind]} for {event.instance_id}"
+    text = f"{why}: drained in {rounds} rounds" if not remaining else f"{why}: {len(remaining)} pods remaining"
+    if remaining:
+        text += f" after {rounds} rounds: {', '.join(remaining[:10])}"
+    reason = "DrainIncomplete" if remaining else "DrainCompleted"
+    record_event(api, node_ref(node.name, node.uid), event.event_id, reason, text, warning=bool(remaining))
 
 
 def drain_metrics(drain: DrainResult) -> None:
     count(Metric.NODES_DRAINED if drain.completed else Metric.DRAINS_INCOMPLETE)
+    drain_round_metrics(drain)
+    metrics.add_metric(name=Metric.DRAIN_DURATION, unit=MetricUnit.Seconds, value=drain.duration_seconds)
+
+
+def drain_round_metrics(drain: DrainResult) -> None:
+    """What one drain, or one round of a long drain, did to pods."""
     count(Metric.PODS_EVICTED, drain.count(PodFate.EVICTED))
     count(Metric.PODS_DELETED_PAST_PDB, drain.count(PodFate.DELETED_PAST_PDB))
     count(Metric.EVICTIONS_REFUSED_BY_PDB, drain.pdb_refusals)
@@ -195,7 +226,6 @@ def drain_metrics(drain: DrainResult) -> None:
     count(Metric.PODS_WITHOUT_CONTROLLER, drain.unmanaged_pods)
     count(Metric.PODS_STUCK_TERMINATING, drain.count(PodFate.STUCK_TERMINATING))
     count(Metric.PODS_IN_TERMINATING_NAMESPACE, drain.count(PodFate.NAMESPACE_TERMINATING))
-    metrics.add_metric(name=Metric.DRAIN_DURATION, unit=MetricUnit.Seconds, value=drain.duration_seconds)
 
 
 def notify(notifier: Notifier, event: InterruptionEvent, result: HandlerResult) -> None:

@@ -21,9 +21,9 @@ from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
 from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
-from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.client import KubeApi, NotFound, path
 from serverless_nth.kube.cordon import cordon_and_taint, restore
-from serverless_nth.kube.drain import Drainer
+from serverless_nth.kube.drain import Drainer, DrainResult
 from serverless_nth.kube.evict import DrainOptions, PodFate
 from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
@@ -67,24 +67,28 @@ class Service:
         return self._kube
 
     def handle(
-        self, event: InterruptionEvent, stop_by: float | None = None, account: str | None = None
+        self, event: InterruptionEvent, stop_by: float | None = None, account: str | None = None, drain: bool = True
     ) -> HandlerResult:
         """``stop_by``: time.time() by which the result must be returned (the invocation's end);
-        ``account``: the function's own AWS account (from its ARN), when known."""
+        ``account``: the function's own AWS account (from its ARN), when known; ``drain`` False:
+        stop after the cordon and say whether a drain is due (``result.drain_due``), for a long
+        drain that a durable execution runs in rounds (``drain_round``)."""
         logger.append_keys(
             cluster=self.settings.cluster_name, instance_id=event.instance_id, event_kind=event.kind.value
         )
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
         started = self.clock()
-        result = self._handle(event, stop_by, account)
+        result = self._handle(event, stop_by, account, drain)
         result.seconds = round(self.clock() - started, 4)
         metrics.add_dimension("outcome", result.outcome)
         if result.node is not None and not result.dry_run:
             report.notify(self.notifier, event, result)
         return result
 
-    def _handle(self, event: InterruptionEvent, stop_by: float | None, account: str | None) -> HandlerResult:
+    def _handle(
+        self, event: InterruptionEvent, stop_by: float | None, account: str | None, drain: bool
+    ) -> HandlerResult:
         started = self.clock()
         kube_before = self._kube.requests_sent if self._kube else 0
         aws_before = self.instances.requests_sent + self.eks.requests_sent
@@ -150,7 +154,8 @@ class Service:
         )
         if not settings.dry_run:
             report.cordon_event(api, event, action, node, instance.state)
-        if action.drain:
+        result.drain_due = action.drain and not drain
+        if action.drain and drain:
             self._drain(api, event, action, node, result, started, stop_by)
         result.api_requests = api.requests_sent - kube_before
         return result
@@ -202,22 +207,9 @@ class Service:
     ) -> None:
         settings = self.settings
         ends = [t for t in (stop_by, action.wait_until.timestamp() if action.wait_until else None) if t is not None]
-        options = DrainOptions(
-            deadline=action.deadline.timestamp() if action.deadline else None,
-            stop_by=min(ends, default=float("inf")),
-            margin_seconds=settings.deadline_margin_seconds,
-            concurrency=settings.eviction_concurrency,
-            blocked_pod_policy=settings.blocked_pod_policy,
-            poll_interval_seconds=settings.poll_interval_seconds,
-            dry_run=settings.dry_run,
-            stuck_after_seconds=settings.skip_wait_for_delete_seconds,
-            request_timeout_seconds=settings.request_timeout_seconds,
-        )
+        deadline = action.deadline.timestamp() if action.deadline else None
         drain_started_after = self.clock() - started
-        with tracer.provider.in_subsegment("Drain"):
-            drain = Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(
-                node.name
-            )
+        drain = self._run_drain(api, node, deadline, min(ends, default=float("inf")))
         result.drain = report.drain_summary(drain, drain_started_after)
         if not settings.dry_run:
             result.outcome = Outcome.DRAINED if drain.completed else Outcome.DRAIN_INCOMPLETE
@@ -234,3 +226,47 @@ class Service:
                 f"{drain.errors[-1] if drain.errors else 'no detail'}",
                 stage="drain",
             )
+
+    def _run_drain(self, api: KubeApi, node: Node, deadline: float | None, stop_by: float) -> DrainResult:
+        settings = self.settings
+        options = DrainOptions(
+            deadline=deadline,
+            stop_by=stop_by,
+            margin_seconds=settings.deadline_margin_seconds,
+            concurrency=settings.eviction_concurrency,
+            blocked_pod_policy=settings.blocked_pod_policy,
+            poll_interval_seconds=settings.poll_interval_seconds,
+            dry_run=settings.dry_run,
+            stuck_after_seconds=settings.skip_wait_for_delete_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
+        )
+        with tracer.provider.in_subsegment("Drain"):
+            return Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(
+                node.name
+            )
+
+    def drain_round(self, event: InterruptionEvent, node_name: str, stop_by: float) -> DrainResult | None:
+        """One round of a long drain, until ``stop_by``: every pod's own grace period, every PDB
+        respected (the instance waits for this drain, or its end is far ahead). Idempotent: a round
+        lists what is left on the node and evicts it, so a round run again after a crash, or by a
+        resumed execution, just goes on. Per-pod metrics and Events are told per round; the drain's
+        outcome once, by the caller. None when the node is gone (nothing left to drain)."""
+        api = self.kube()
+        node = self.get_node(node_name)
+        if node is None:
+            return None
+        drain = self._run_drain(api, node, None, stop_by)
+        if not self.settings.dry_run:
+            report.drain_round_metrics(drain)
+            report.drain_events(api, event, node, drain, self.settings.eviction_concurrency, summary=False)
+        failed = drain.count(PodFate.FAILED)
+        if failed:
+            logger.warning("drain round: pods not evicted because of errors", extra={"errors": drain.errors[-5:]})
+        return drain
+
+    def get_node(self, name: str) -> Node | None:
+        """The node as it is now; None when it is gone."""
+        try:
+            return Node.from_api(self.kube().request("GET", path("api", "v1", "nodes", name), stage="drain"))
+        except NotFound:
+            return None

@@ -21,6 +21,19 @@ class EventKind(StrEnum):
     INSTANCE_TERMINATED = "instance-terminated"
     INSTANCE_PENDING = "instance-pending"
     INSTANCE_RUNNING = "instance-running"
+    # Auto Scaling terminate lifecycle action: the group waits for this product to say CONTINUE
+    ASG_TERMINATING = "asg-terminating"
+    # AWS Health scheduled change for EC2 (maintenance, retirement): the instance goes at a known start
+    SCHEDULED_CHANGE = "scheduled-change"
+
+
+@dataclass(frozen=True)
+class LifecycleHookRef:
+    """What CompleteLifecycleAction and RecordLifecycleActionHeartbeat need, from the event."""
+
+    group: str
+    hook: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -32,5 +45,8 @@ class InterruptionEvent:
     account: str
     time: datetime.datetime  # when EC2 emitted the event (timezone-aware)
     detail: str = ""  # the instance-action or state, for logs
-    # when the event says the instance ends, if it says (capacity reservation interruptions)
+    # when the event says the instance ends, if it says (capacity reservation interruptions, the
+    # start of a scheduled change's window)
     ends_at: datetime.datetime | None = None
+    # the Auto Scaling lifecycle action to heartbeat and complete (asg-terminating only)
+    lifecycle: LifecycleHookRef | None = None

@@ -48,11 +48,11 @@ def cordon_and_taint(
         done = CordonResult(current, not current.unschedulable, tuple(t.key for t in missing), add_label)
         return done, _cordon_patch(current, missing, add_label, event_id)
 
-    result, updated = _guarded_patch(api, node, change, dry_run, "cordon")
+    result, updated = guarded_patch(api, node, change, dry_run, "cordon")
     return result if updated is None else dataclasses.replace(result, node=updated)
 
 
-def _guarded_patch(
+def guarded_patch(
     api: KubeApi,
     node: Node,
     change: Callable[[Node], tuple[R, dict[str, Any] | None]],
@@ -110,7 +110,7 @@ def restore(api: KubeApi, node: Node, dry_run: bool) -> tuple[str, ...]:
     out-of-service taint and the load-balancer label when it added them, and the cordon only when
     it set it (an operator's cordon stays). One guarded PATCH, or none when nothing is ours.
     Returns what was undone."""
-    return _guarded_patch(api, node, _restore_patch, dry_run, "restore")[0]
+    return guarded_patch(api, node, _restore_patch, dry_run, "restore")[0]
 
 
 def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any] | None]:

@@ -17,6 +17,8 @@ INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 CORDONED_BY_ANNOTATION = "serverless-nth/cordoned-by"
 LB_EXCLUDED_BY_ANNOTATION = "serverless-nth/lb-excluded-by"
 OUT_OF_SERVICE_BY_ANNOTATION = "serverless-nth/out-of-service-by"
+# which durable execution drains the node, and when it last said so (kube/lease.py)
+DRAIN_LEASE_ANNOTATION = "serverless-nth/drain-lease"
 
 
 @dataclass(frozen=True)

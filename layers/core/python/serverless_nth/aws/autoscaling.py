@@ -1,0 +1,94 @@
+"""Auto Scaling lifecycle actions: the hook's limits, heartbeats and the completion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.events.model import LifecycleHookRef
+
+_THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"}
+# What Auto Scaling answers (ValidationError) for an action that is no longer pending: completed,
+# abandoned, or expired with the hook's DefaultResult
+_NO_ACTIVE_ACTION = "No active Lifecycle Action found"
+
+
+@dataclass(frozen=True)
+class HookLimits:
+    heartbeat_seconds: int  # HeartbeatTimeout: the action expires this long after its last heartbeat
+    global_seconds: int  # GlobalTimeout: the action ends this long after it began, heartbeats or not
+    default_result: str  # what the group does when the action expires: CONTINUE or ABANDON
+
+
+class LifecycleActions:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.requests_sent = 0
+
+    def limits(self, ref: LifecycleHookRef) -> HookLimits | None:
+        """The hook's timeouts, or None when the group has no such hook (any more)."""
+        reply = self._call(
+            "DescribeLifecycleHooks",
+            self._client.describe_lifecycle_hooks,
+            AutoScalingGroupName=ref.group,
+            LifecycleHookNames=[ref.hook],
+        )
+        for hook in (reply or {}).get("LifecycleHooks", []):
+            if hook.get("LifecycleHookName") == ref.hook:
+                heartbeat = int(hook.get("HeartbeatTimeout", 3600))
+                return HookLimits(
+                    heartbeat_seconds=heartbeat,
+                    global_seconds=int(hook.get("GlobalTimeout", min(100 * heartbeat, 172800))),
+                    default_result=str(hook.get("DefaultResult", "ABANDON")),
+                )
+        return None
+
+    def heartbeat(self, ref: LifecycleHookRef, instance_id: str) -> bool:
+        """Restarts the hook's heartbeat timeout; False when the action is no longer pending."""
+        return (
+            self._call(
+                "RecordLifecycleActionHeartbeat",
+                self._client.record_lifecycle_action_heartbeat,
+                AutoScalingGroupName=ref.group,
+                LifecycleHookName=ref.hook,
+                LifecycleActionToken=ref.token,
+                InstanceId=instance_id,
+            )
+            is not None
+        )
+
+    def complete(self, ref: LifecycleHookRef, instance_id: str, result: str = "CONTINUE") -> bool:
+        """Tells the group to go on; False when the action is no longer pending (completed by an
+        earlier attempt whose answer was lost, or expired)."""
+        return (
+            self._call(
+                "CompleteLifecycleAction",
+                self._client.complete_lifecycle_action,
+                AutoScalingGroupName=ref.group,
+                LifecycleHookName=ref.hook,
+                LifecycleActionToken=ref.token,
+                InstanceId=instance_id,
+                LifecycleActionResult=result,
+            )
+            is not None
+        )
+
+    def _call(self, name: str, method: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """The reply; None when the action (or the hook) is no longer there."""
+        self.requests_sent += 1
+        try:
+            reply: dict[str, Any] = method(**kwargs)
+            return reply
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            if code == "ValidationError" and _NO_ACTIVE_ACTION in message:
+                return None
+            if code in _THROTTLED or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise TemporaryError(f"{name}: {code}", stage="lifecycle") from exc
+            raise PermanentError(f"{name}: {code}: {message}", stage="lifecycle") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"{name}: {exc}", stage="lifecycle") from exc

@@ -1,0 +1,53 @@
+"""Turns a long-drain workflow (``long_drain.py``) into the handler of a Lambda durable function:
+the durable execution SDK checkpoints its steps and resumes it, Powertools logs and flushes metrics
+per invocation. Settings and clients are built at init, as ``entrypoint.make_handler`` does; only
+the two durable functions import the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from aws_durable_execution_sdk_python import DurableContext, StepError, durable_execution
+from aws_lambda_powertools.metrics import MetricUnit
+
+from serverless_nth.aws.autoscaling import LifecycleActions
+from serverless_nth.aws.clients import aws_client
+from serverless_nth.config import Settings
+from serverless_nth.entrypoint import Handler, account_of, build_service, count_error
+from serverless_nth.errors import HandlerError
+from serverless_nth.events.model import MalformedEvent
+from serverless_nth.long_drain import LongDrains
+from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.report import Outcome
+
+Workflow = Callable[[LongDrains, Any, DurableContext, "str | None"], dict[str, Any]]
+
+
+def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
+    settings = Settings.from_env()
+    drains = LongDrains(build_service(settings), LifecycleActions(aws_client("autoscaling")), settings)
+    metrics.set_default_dimensions(cluster=settings.cluster_name)
+
+    @durable_execution
+    def run(event: Any, ctx: DurableContext) -> dict[str, Any]:
+        try:
+            return workflow(drains, event, ctx, account_of(ctx.lambda_context))
+        except MalformedEvent as exc:
+            # raised before the first step, so in the execution's first invocation only
+            metrics.add_dimension("event_kind", event_family)
+            metrics.add_dimension("outcome", Outcome.MALFORMED)
+            metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
+            logger.error(
+                "malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)}
+            )
+            count_error(settings.cluster_name, "parse")
+            raise
+        except (HandlerError, StepError) as exc:  # a step that failed for good (after its retries)
+            stage = exc.stage if isinstance(exc, HandlerError) else "long-drain"
+            count_error(settings.cluster_name, stage)
+            logger.exception("execution failed", extra={"outcome": Outcome.ERROR, "stage": stage})
+            raise
+
+    handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(run))
+    return cast(Handler, handler)

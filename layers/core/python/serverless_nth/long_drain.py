@@ -1,0 +1,270 @@
+"""Drains that last as long as the node needs: an Auto Scaling lifecycle action, an AWS Health
+scheduled change. Each runs as a durable execution (``durable.py``): every step below is
+checkpointed, so an invocation that dies resumes at the step it was in, and a step that finished
+is never run again on replay.
+
+The steps reuse the sequence (``Service.handle`` up to the cordon, then ``Service.drain_round``),
+and each step is idempotent on its own: the cordon writes nothing twice, a drain round lists what
+is left and evicts it, a heartbeat or a completion of an action that is no longer pending is
+recognised. A step interrupted after its side effect and before its checkpoint therefore does no
+harm when it runs again.
+
+Decisions that read the clock are made inside steps, so a replay sees the times that were seen.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aws_durable_execution_sdk_python import DurableContext, StepError
+from aws_durable_execution_sdk_python.config import Duration, StepConfig
+from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
+
+from serverless_nth import report
+from serverless_nth.aws.autoscaling import LifecycleActions
+from serverless_nth.config import Settings
+from serverless_nth.errors import TemporaryError
+from serverless_nth.events import lifecycle_action, scheduled_change
+from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.events.parsing import check_event_time
+from serverless_nth.kube.lease import hold_lease, release_lease
+from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.policy import drain_starts_at
+from serverless_nth.report import Outcome
+from serverless_nth.service import Service
+
+T = TypeVar("T")
+# A temporary failure (API server, throttling) is retried by the durable service with backoff,
+# without holding an invocation; anything else fails the step at once.
+_STEP = StepConfig(
+    retry_strategy=create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=6,
+            initial_delay=Duration.from_seconds(2),
+            max_delay=Duration.from_seconds(60),
+            retryable_error_types=[TemporaryError],
+        )
+    )
+)
+# Lifecycle: heartbeats at half the hook's HeartbeatTimeout, so one late re-invocation still fits;
+# the action is completed this long before the hook's global timeout would end it.
+HEARTBEAT_SHARE = 0.5
+GLOBAL_MARGIN_SECONDS = 60
+# Scheduled change: a drain round lasts at most this long; the nodes of one event take turns.
+ROUND_SECONDS = 60
+# Between rounds the execution waits (no compute is paid) and the next round is a new invocation,
+# so no invocation comes near Lambda's 15 minutes however long the drain lasts.
+PAUSE = Duration.from_seconds(1)
+IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics before it ends
+
+
+@dataclass
+class LongDrains:
+    """What the steps need, built once per execution environment."""
+
+    service: Service
+    actions: LifecycleActions
+    settings: Settings
+    clock: Callable[[], float] = time.time
+
+    def step(self, ctx: DurableContext, name: str, kind: EventKind, work: Callable[..., T], *args: Any) -> T:
+        """One checkpointed step. Its metrics are flushed at its end with its own dimensions (the
+        event's kind, and the outcome the step set, else ``in-progress``), so they are told once:
+        a replay returns the step's checkpoint without running it."""
+
+        def run(_: Any) -> T:
+            try:
+                return work(*args)
+            finally:
+                if metrics.metric_set:
+                    for key, value in (("event_kind", kind.value), ("outcome", IN_PROGRESS)):
+                        if key not in metrics.dimension_set:
+                            metrics.add_dimension(key, value)
+                    metrics.flush_metrics()
+
+        return ctx.step(run, name=name, config=_STEP)
+
+    def prepare(self, event: InterruptionEvent, holder: str, account: str | None) -> dict[str, Any]:
+        """The sequence up to the cordon, then the node's drain lease: a duplicate execution of the
+        same event finds the lease held and leaves the drain (and the completion) to its holder."""
+        check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
+        result = self.service.handle(event, account=account, drain=False)
+        due = result.drain_due and bool(result.node) and not self.settings.dry_run
+        prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
+        if due and result.node:
+            other = hold_lease(self.service.kube(), result.node, holder, self.clock(), self._stale_after(event))
+            if other:
+                logger.info("another execution drains this node", extra={"holder": other, "node": result.node})
+                report.count(Metric.DUPLICATE_DRAINS)
+                prepared.update(outcome=Outcome.DUPLICATE, drain_due=False)
+        return prepared
+
+    def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
+        """One round: the lease renewed, then the drain until ``stop_by`` (None: for ROUND_SECONDS,
+        and not past the event's predicted end)."""
+        if stop_by is None:
+            stop_by = self.clock() + ROUND_SECONDS
+            if event.ends_at is not None:
+                stop_by = min(stop_by, event.ends_at.timestamp())
+        hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
+        drain = self.service.drain_round(event, node, stop_by)
+        report.count(Metric.DRAIN_ROUNDS)
+        if drain is None:
+            return {"completed": True, "remaining": [], "at": self.clock(), "node_gone": True}
+        return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
+
+    def finish(self, event: InterruptionEvent, node: str, holder: str, last: dict[str, Any]) -> str:
+        """The drain's outcome, told once: metric, the node's Event; the lease let go."""
+        outcome = Outcome.DRAINED if last.get("completed") else Outcome.DRAIN_INCOMPLETE
+        metrics.add_dimension("event_kind", event.kind.value)
+        metrics.add_dimension("outcome", outcome)
+        found = self.service.get_node(node)
+        if found is not None:
+            api = self.service.kube()
+            report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
+            release_lease(api, node, holder)
+        report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
+        return outcome
+
+    def not_ours(self, event: InterruptionEvent) -> None:
+        assert event.lifecycle is not None
+        metrics.add_dimension("outcome", Outcome.NOT_OUR_HOOK)
+        report.count(Metric.EVENTS_IGNORED)
+        logger.info(
+            "not this stack's lifecycle hook: left to its owner",
+            extra={"hook": event.lifecycle.hook, "ours": self.settings.lifecycle_hook_name},
+        )
+
+    def seconds_until(self, moment: datetime.datetime) -> float:
+        return max(0.0, moment.timestamp() - self.clock())
+
+    def _stale_after(self, event: InterruptionEvent) -> float:
+        """A lease not renewed for this long belongs to an execution that died: another may take
+        the node over (a replay from the dead-letter queue, say)."""
+        return 3 * ROUND_SECONDS if event.lifecycle is None else 4 * ROUND_SECONDS
+
+
+def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
+    """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
+    event = lifecycle_action.normalise(raw)
+    ref = event.lifecycle
+    assert ref is not None  # lifecycle_action always sets it
+    kind, holder, settings = event.kind, ctx.execution_context.durable_execution_arn, drains.settings
+    result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
+    if ref.hook != settings.lifecycle_hook_name:
+        # never complete another owner's hook: only its owner knows when its work is done
+        drains.step(ctx, "not-our-hook", kind, lambda: drains.not_ours(event))
+        return {**result, "outcome": Outcome.NOT_OUR_HOOK}
+
+    def limits() -> dict[str, float]:
+        found = drains.actions.limits(ref)
+        if found is None:
+            return {}
+        return {"heartbeat": found.heartbeat_seconds, "end": event.time.timestamp() + found.global_seconds}
+
+    hook = drains.step(ctx, "hook", kind, limits)
+    if not hook:  # no hook: no action to complete, and the group does not wait
+        return {**result, "outcome": Outcome.HOOK_NOT_FOUND}
+    prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+    result["outcome"] = prepared["outcome"]
+    if prepared["outcome"] == Outcome.DUPLICATE:
+        return result  # the lease's holder drains and completes
+    interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
+    last_beat, rounds, last = event.time.timestamp(), 0, {}
+    while prepared["drain_due"]:
+        stop_by = min(last_beat + interval, end)
+        last = drains.step(ctx, f"drain-{rounds}", kind, drains.drain_round, event, prepared["node"], holder, stop_by)
+        rounds += 1
+        if last["completed"] or last["at"] >= end:
+            break
+        beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
+        if beat is None:  # expired or completed elsewhere: the group has gone on without us
+            return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
+        last_beat = beat
+        ctx.wait(PAUSE, name=f"pause-{rounds}")
+    if last:
+        finished = {**last, "rounds": rounds}
+        result["outcome"] = drains.step(
+            ctx, "drained", kind, lambda: drains.finish(event, prepared["node"], holder, finished)
+        )
+    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event))
+    return {**result, "rounds": rounds, "completed": completed}
+
+
+def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
+    assert event.lifecycle is not None
+    if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
+        logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
+        report.count(Metric.LIFECYCLE_ACTIONS_LOST)
+        return None
+    report.count(Metric.LIFECYCLE_HEARTBEATS)
+    return drains.clock()
+
+
+def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
+    """CONTINUE: for a terminate action both results terminate the instance, and CONTINUE lets the
+    group's other hooks run. False when the action had already ended (a lost answer, an expiry)."""
+    assert event.lifecycle is not None
+    completed = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
+    report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
+    logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
+    return completed
+
+
+def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
+    """Every instance of the event cordoned at once, then drained from its lead time until the
+    window starts. One instance's failure neither stops nor repeats the others; the execution
+    fails at the end if any did, so that the event is kept for a replay (which is safe)."""
+    events = scheduled_change.normalise(raw)
+    kind, holder = EventKind.SCHEDULED_CHANGE, ctx.execution_context.durable_execution_arn
+    outcomes: dict[str, str] = {}
+    draining: dict[str, tuple[InterruptionEvent, str]] = {}
+    for event in events:
+        try:
+            prepared = drains.step(ctx, f"cordon-{event.instance_id}", kind, drains.prepare, event, holder, account)
+        except StepError as exc:
+            outcomes[event.instance_id] = f"{Outcome.ERROR}: {exc}"
+            continue
+        outcomes[event.instance_id] = prepared["outcome"]
+        if prepared["drain_due"]:
+            draining[event.instance_id] = (event, prepared["node"])
+    if draining:
+        first = next(iter(draining.values()))[0]
+        wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
+        if wait >= 1:
+            ctx.wait(Duration.from_seconds(wait), name="until-lead-time")
+    last: dict[str, dict[str, Any]] = {}
+    rounds = 0
+    while draining:
+        for instance_id, (event, node) in list(draining.items()):
+            starts = event.ends_at.timestamp() if event.ends_at else 0.0
+            try:
+                last[instance_id] = drains.step(
+                    ctx, f"drain-{instance_id}-{rounds}", kind, drains.drain_round, event, node, holder, None
+                )
+            except StepError as exc:
+                outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
+                del draining[instance_id]
+                continue
+            if last[instance_id]["completed"] or last[instance_id]["at"] >= starts:
+                finished = {**last[instance_id], "rounds": rounds + 1}
+                outcomes[instance_id] = drains.step(
+                    ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
+                )
+                del draining[instance_id]
+        rounds += 1
+        if draining:
+            ctx.wait(PAUSE, name=f"pause-{rounds}")
+    failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
+    if failed:
+        raise ScheduledChangeFailed(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")
+    return {"outcomes": outcomes, "rounds": rounds}
+
+
+class ScheduledChangeFailed(TemporaryError):
+    """Some instances of a scheduled change could not be handled: the execution fails so that the
+    event is kept (dead-letter queue) for a replay, which redoes nothing that was done."""
