@@ -1,16 +1,21 @@
 """What the functions tell operators, from real runs against the local EKS: EMF metrics with the
-documented names, dimensions and units; JSON logs with the fields that matter and no secret; an SNS
-notification per handled event."""
+documented names, dimensions and units, every one of them emitted by some run of this module; JSON
+logs with the fields that matter and no secret; an SNS notification per handled event."""
 
 from __future__ import annotations
 
+import ast
 import json
+import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+import serverless_nth
 from localeks.dashboard import read_emf
 from localeks.invoke import Invocation, invoke
 from localeks.scenes import Scenes
@@ -23,15 +28,97 @@ from serverless_nth.observability import (
     Metric,
 )
 from tests.eventfiles import load_event
+from tests.integration.support import aged_event, run
 
 SECONDS = {Metric.EVENT_TO_CORDON_LATENCY, Metric.DRAIN_DURATION}
+CORE = Path(serverless_nth.__file__).parent
+HOLD = "serverless-nth.test/hold"
+REBALANCE = "RebalanceRecommendationFunction"
+Run = tuple[dict[str, Any], Invocation]  # the event, and what the function did with it
+
+
+def names_the_code_emits() -> dict[str, list[str]]:
+    """Every metric name the core can emit, read from its source: each ``Metric.X`` it uses outside
+    observability.py (where they are defined), and Powertools' ColdStart when a handler is
+    decorated with ``capture_cold_start_metric=True``; name -> the files that emit it."""
+    values = {k: v for k, v in vars(Metric).items() if k.isupper()}
+    found: dict[str, list[str]] = {}
+    for source in sorted(CORE.rglob("*.py")):
+        if source.name == "observability.py":
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            where = str(source.relative_to(CORE))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Metric":
+                assert node.attr in values, f"{where}:{node.lineno}: Metric.{node.attr} is not defined"
+                found.setdefault(values[node.attr], []).append(where)
+            cold_start = isinstance(node, ast.keyword) and node.arg == "capture_cold_start_metric"
+            if cold_start and isinstance(node.value, ast.Constant) and node.value.value is True:
+                found.setdefault(COLD_START, []).append(where)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in {
+                "add_metric",
+                "single_metric",
+            }:
+                name = next((k.value for k in node.keywords if k.arg == "name"), None)
+                assert not isinstance(name, ast.Constant), f"{where}:{node.lineno}: a metric named by a literal"
+    return found
+
+
+def _held_drain(
+    cluster_env: dict[str, str], scenes: Scenes, params: dict[str, str], prefix: str, grace: int, age: float
+) -> Run:
+    """A Spot warning ``age`` seconds old for a node with two pods of a Deployment whose budget
+    refuses every eviction (the deadline, less a 5 s margin, comes 115 - age seconds later)."""
+    scene = scenes.worker_node()
+    scenes.worker_node(spot=False)  # room for replacements
+    ns = scenes.namespace(prefix)
+    scenes.deployment(ns, "api", scene.node_name, 2, grace=grace, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    event = aged_event("spot-interruption", scene.instance_id, age_seconds=age)
+    return event, run(cluster_env, "", "", event=event, params={"DeadlineMarginSeconds": "5", **params})
+
+
+def _finalizer_held_pod(cluster_env: dict[str, str], scenes: Scenes) -> Run:
+    """A pod whose deletion a finalizer holds past its grace period: not waited for."""
+    scene = scenes.worker_node()
+    ns = scenes.namespace("stuck")
+    scenes.bare_pod(ns, "worker", scene.node_name, grace=1)
+    scenes.core.patch_namespaced_pod("worker", ns, {"metadata": {"finalizers": [HOLD]}})
+    scenes.wait_running(ns, ["worker"])
+    event = aged_event("spot-interruption", scene.instance_id)
+    try:
+        return event, run(cluster_env, "", "", event=event, params={"SkipWaitForDeleteSeconds": "3"})
+    finally:
+        scenes.core.patch_namespaced_pod("worker", ns, {"metadata": {"finalizers": None}})
+
+
+def _namespace_deleted_mid_drain(cluster_env: dict[str, str], scenes: Scenes) -> Run:
+    """Pods a budget holds, whose namespace is deleted while the drain retries them."""
+    scene = scenes.worker_node()
+    scenes.worker_node(spot=False)
+    ns = scenes.namespace("doomed")
+    scenes.deployment(ns, "api", scene.node_name, 2, grace=30, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    results: dict[str, Invocation] = {}
+    event = aged_event("rebalance-recommendation", scene.instance_id)
+    params = {"DrainOnRebalance": "true"}
+    drain = threading.Thread(
+        target=lambda: results.__setitem__("r", run(cluster_env, "", "", event=event, params=params))
+    )
+    drain.start()
+    time.sleep(3)  # the evictions are being refused by the PDB now
+    scenes.core.delete_namespace(ns)
+    drain.join()
+    return event, results["r"]
 
 
 @pytest.fixture(scope="module")
-def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, tuple[dict[str, Any], Invocation]]:
+def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, Run]:
+    """One run per path that emits a metric of its own; together they emit every name the code can."""
     scene = scenes.node_with_workloads(grace=2, long_grace=5)
     malformed = load_event("spot-interruption", instance_id=scene.instance_id, now=True)
     del malformed["detail"]["instance-action"]
+    other_account = aged_event("spot-interruption", scene.instance_id)
+    other_account["account"] = "999999999999"
     events = {
         "drain": ("SpotInterruptionFunction", load_event("spot-interruption", instance_id=scene.instance_id, now=True)),
         "unknown": (
@@ -39,8 +126,40 @@ def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, tuple[dict[st
             load_event("state-change-terminated", instance_id="i-00000000000000bad", now=True),
         ),
         "malformed": ("SpotInterruptionFunction", malformed),
+        "other-account": ("SpotInterruptionFunction", other_account),
+        "pending": ("StateChangeFunction", aged_event("state-change-pending", scene.instance_id)),
+        "outdated": ("StateChangeFunction", aged_event("state-change-stopped", scenes.worker_node().instance_id)),
+        "other-cluster": (
+            "SpotInterruptionFunction",
+            aged_event("spot-interruption", scenes.worker_node(cluster="someone-elses-cluster").instance_id),
+        ),
+        "no-node": (
+            "SpotInterruptionFunction",
+            aged_event("spot-interruption", scenes.worker_node(cluster=None).instance_id),
+        ),
     }
-    return {name: (event, invoke(function, event, cluster_env)) for name, (function, event) in events.items()}
+    done = {name: (event, invoke(function, event, cluster_env)) for name, (function, event) in events.items()}
+    # a cordon whose SNS notification cannot be sent (no such topic), then the node comes back
+    node = scenes.worker_node()
+    topic = f"arn:aws:sns:{cluster_env['AWS_DEFAULT_REGION']}:123456789012:no-such-topic-{uuid.uuid4().hex[:6]}"
+    rebalance = aged_event("rebalance-recommendation", node.instance_id)
+    done["notification-lost"] = (rebalance, invoke(REBALANCE, rebalance, cluster_env, {"NotificationTopicArn": topic}))
+    running = aged_event("state-change-running", node.instance_id)
+    done["running"] = (running, invoke("StateChangeFunction", running, cluster_env))
+    # drains that end otherwise than all evicted
+    drains = {
+        "respect-pdb": lambda: _held_drain(
+            cluster_env, scenes, {"BlockedPodPolicy": "respect-pdb"}, "held", grace=5, age=108
+        ),
+        "deleted-past-pdb": lambda: _held_drain(cluster_env, scenes, {}, "forced", grace=5, age=108),
+        "stuck-terminating": lambda: _finalizer_held_pod(cluster_env, scenes),
+        "namespace-terminating": lambda: _namespace_deleted_mid_drain(cluster_env, scenes),
+    }
+    for name, drive in drains.items():
+        done[name] = drive()
+    for name, (_, invocation) in done.items():
+        assert invocation.exit_code == 0 or name == "malformed", (name, invocation.output[-3000:])
+    return done
 
 
 def emf(invocation: Invocation) -> list[dict[str, Any]]:
@@ -56,7 +175,7 @@ def log_lines(invocation: Invocation) -> list[dict[str, Any]]:
 
 
 def test_metrics_have_the_documented_names_dimensions_and_units(
-    runs: dict[str, tuple[dict[str, Any], Invocation]],
+    runs: dict[str, Run],
 ) -> None:
     documented = {v for k, v in vars(Metric).items() if k.isupper()} | {COLD_START}
     dimension_sets = {frozenset(EVENT_DIMENSIONS), frozenset(ERROR_DIMENSIONS), frozenset(COLD_START_DIMENSIONS)}
@@ -71,7 +190,44 @@ def test_metrics_have_the_documented_names_dimensions_and_units(
         assert "pod" not in record["dimensions"]
 
 
-def test_a_drain_emits_what_it_did(runs: dict[str, tuple[dict[str, Any], Invocation]]) -> None:
+def test_the_runs_took_the_paths_they_are_named_after(runs: dict[str, Run]) -> None:
+    outcomes = {name: invocation.result.get("outcome") for name, (_, invocation) in runs.items()}
+    assert outcomes == {
+        "drain": "drained",
+        "unknown": "instance-not-found",
+        "malformed": None,  # the entry point's error, retried by Lambda
+        "other-account": "other-account",
+        "pending": "ignored",
+        "outdated": "outdated",
+        "other-cluster": "not-this-cluster",
+        "no-node": "node-not-found",
+        "notification-lost": "cordoned",
+        "running": "restored",
+        "respect-pdb": "drain-incomplete",
+        "deleted-past-pdb": "drained",
+        "stuck-terminating": "drained",
+        "namespace-terminating": "drained",
+    }
+
+
+def test_every_metric_the_code_can_emit_is_emitted_with_a_value(runs: dict[str, Run]) -> None:
+    """Not a list kept by hand: the names are read from the core's source, and each must come out
+    of some run above, with a value other than 0 at least once (a count stuck at 0 is not emitted
+    in any sense that matters)."""
+    code = names_the_code_emits()
+    declared = {v for k, v in vars(Metric).items() if k.isupper()} | {COLD_START}
+    assert set(code) == declared, f"declared but never emitted by the code: {declared - set(code)}"
+    seen: dict[str, dict[str, list[float]]] = {}
+    for name, (_, invocation) in runs.items():
+        for record in emf(invocation):
+            seen.setdefault(record["name"], {}).setdefault(name, []).append(record["value"])
+    never = sorted(set(code) - set(seen))
+    zero = {m: seen[m] for m in sorted(set(code) & set(seen)) if not any(v for vs in seen[m].values() for v in vs)}
+    assert never == [], f"never emitted: {never}"
+    assert zero == {}, f"only ever 0: {zero}"
+
+
+def test_a_drain_emits_what_it_did(runs: dict[str, Run]) -> None:
     _event, invocation = runs["drain"]
     records = emf(invocation)
     by_name = {r["name"]: r for r in records}
@@ -98,7 +254,7 @@ def test_a_drain_emits_what_it_did(runs: dict[str, tuple[dict[str, Any], Invocat
     assert 0 <= by_name[Metric.EVENT_TO_CORDON_LATENCY]["value"] < 30
 
 
-def test_quiet_and_failed_events_are_counted(runs: dict[str, tuple[dict[str, Any], Invocation]]) -> None:
+def test_quiet_and_failed_events_are_counted(runs: dict[str, Run]) -> None:
     unknown = {r["name"]: r for r in emf(runs["unknown"][1])}
     assert unknown[Metric.INSTANCE_NOT_FOUND]["dimensions"]["outcome"] == "instance-not-found"
     malformed = {r["name"]: r for r in emf(runs["malformed"][1])}
@@ -106,7 +262,7 @@ def test_quiet_and_failed_events_are_counted(runs: dict[str, tuple[dict[str, Any
     assert malformed[Metric.ERRORS]["dimensions"]["stage"] == "parse"
 
 
-def test_logs_carry_the_fields_that_matter(runs: dict[str, tuple[dict[str, Any], Invocation]]) -> None:
+def test_logs_carry_the_fields_that_matter(runs: dict[str, Run]) -> None:
     event, invocation = runs["drain"]
     lines = log_lines(invocation)
     assert lines
@@ -125,7 +281,7 @@ def test_logs_carry_the_fields_that_matter(runs: dict[str, tuple[dict[str, Any],
     assert "instance-action" in error_lines[0]["reason"]
 
 
-def test_no_token_or_credential_appears_in_the_output(runs: dict[str, tuple[dict[str, Any], Invocation]]) -> None:
+def test_no_token_or_credential_appears_in_the_output(runs: dict[str, Run]) -> None:
     for _, invocation in runs.values():
         text = invocation.output
         for secret in ("k8s-aws-v1.", "X-Amz-Signature", "X-Amz-Security-Token", "Bearer ", "aws_secret_access_key"):
