@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import botocore.auth
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError
@@ -210,6 +211,67 @@ def test_function_role_has_exactly_the_shipped_cluster_role(
         if review["status"]["allowed"] is not expected:
             wrong.append((verb, resource, sub, group, review["status"]["allowed"]))
     assert wrong == []
+
+
+RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "k8s" / "rbac.yaml"
+Rule = tuple[str, str, str]  # API group, resource[/subresource], verb
+
+
+def expand(rules: list[dict[str, Any]]) -> set[Rule]:
+    """Resource rules (a ClusterRole's, or a SelfSubjectRulesReview's) as one tuple per verb."""
+    found = set()
+    for rule in rules:
+        assert not rule.get("resourceNames"), rule  # none is shipped; one would need its own column
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                found |= {(group, resource, verb) for verb in rule.get("verbs") or []}
+    return found
+
+
+def shipped_cluster_role() -> dict[str, Any]:
+    roles = [d for d in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if d and d["kind"] == "ClusterRole"]
+    assert len(roles) == 1
+    return dict(roles[0])
+
+
+def test_function_role_is_granted_exactly_the_rules_of_the_shipped_cluster_role(
+    cluster_env: dict[str, str], function_session: boto3.Session, scenes: Scenes
+) -> None:
+    """The API server's own list of what the function's identity may do (SelfSubjectRulesReview,
+    asked with its token) is the shipped ClusterRole's rules plus what the cluster grants every
+    authenticated user, nothing more: a verb or a binding added in the cluster shows here. And the
+    shipped rules are exactly the allowed rows of PERMISSIONS, the least the code needs: a verb
+    added to k8s/rbac.yaml (watch, update, ...) shows here even once the cluster has applied it."""
+    token = eks_access(cluster_env, function_session).token()
+    review = _post(
+        cluster_env,
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "default"}},
+        token,
+    )["status"]
+    assert review["incomplete"] is False, review.get("evaluationError")
+    # what every authenticated user gets (system:basic-user, system:discovery, ...), read from the
+    # cluster's own bindings, not listed here
+    rbac = client.RbacAuthorizationV1Api(scenes.api)
+    everyone_rules: list[dict[str, Any]] = [
+        rule
+        for b in rbac.list_cluster_role_binding().items
+        if b.role_ref.kind == "ClusterRole"
+        and any(s.kind == "Group" and s.name == "system:authenticated" for s in b.subjects or [])
+        for rule in scenes.api.sanitize_for_serialization(rbac.read_cluster_role(b.role_ref.name)).get("rules", [])
+    ]
+    assert everyone_rules
+    everyone = expand([r for r in everyone_rules if r.get("resources")])
+    everyone_urls = {(url, v) for r in everyone_rules for url in r.get("nonResourceURLs") or [] for v in r["verbs"]}
+    shipped = expand(shipped_cluster_role()["rules"])
+    granted = expand(review["resourceRules"])
+    assert granted - everyone - shipped == set(), "granted beyond the shipped ClusterRole"
+    assert shipped - granted == set(), "shipped but not granted"
+    assert {(url, v) for r in review["nonResourceRules"] for url in r["nonResourceURLs"] for v in r["verbs"]} == (
+        everyone_urls
+    )
+    least = {(group, f"{res}/{sub}" if sub else res, verb) for verb, res, sub, group, allowed in PERMISSIONS if allowed}
+    assert shipped == least, f"k8s/rbac.yaml adds {shipped - least}, lacks {least - shipped}"
 
 
 def test_pdb_refuses_eviction_with_429_and_allowed_eviction_removes_the_pod(
