@@ -12,7 +12,13 @@ this process (the supervisor that serves moto) so that:
   ``Terminating:Wait`` (DescribeAutoScalingInstances, DescribeAutoScalingGroups) with one pending
   lifecycle action per terminate hook, each with its own LifecycleActionToken (uuid4). The EC2
   instance keeps running. The EventBridge event Auto Scaling emits is recorded with the action;
-  nothing delivers it (tests pass it to the function themselves);
+  nothing delivers it (tests pass it to the function themselves). Its shape follows the user
+  guide's scale-in example and events captured from AWS (an Ftdv Lambda's comment, 2021): the
+  envelope with ``time`` to the second and ``resources`` [the group ARN], and ``detail`` with
+  LifecycleActionToken, AutoScalingGroupName, LifecycleHookName, EC2InstanceId,
+  LifecycleTransition, NotificationMetadata (only when the hook has it), ``Origin``
+  ``AutoScalingGroup`` and ``Destination`` ``EC2`` (NTH's 2020 sample has neither of the last two;
+  AWS added them with warm pools and says it sends them "if that information is available");
 - CompleteLifecycleAction (CONTINUE or ABANDON) ends an action; when no action of the instance is
   left the instance is removed from the group and terminated through moto's EC2 (so it passes
   through ``shutting-down`` when localeks/ec2_states.py is installed). For a terminate hook both
@@ -201,6 +207,8 @@ def _event(group: Any, hook: Any, instance_id: str, token: str, at: float) -> di
     metadata = getattr(hook, "notification_metadata", None)
     if metadata:
         detail["NotificationMetadata"] = metadata
+    # the user guide's example and events captured from AWS carry these for a plain scale-in
+    detail.update(Origin="AutoScalingGroup", Destination="EC2")
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

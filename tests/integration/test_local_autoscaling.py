@@ -159,6 +159,8 @@ def test_a_terminated_instance_waits_with_one_action_per_hook_and_its_event(grou
             "EC2InstanceId": victim,
             "LifecycleTransition": TERMINATING,
             "NotificationMetadata": "cluster=local-eks",
+            "Origin": "AutoScalingGroup",
+            "Destination": "EC2",
         },
     }
     assert uuid.UUID(event["id"])
@@ -357,3 +359,121 @@ def test_an_action_without_heartbeat_expires_with_the_default_result(cluster_env
         assert late["Message"] == f"No active Lifecycle Action found with token {action['token']}"
     finally:
         group.delete()
+
+
+# --- in process, on a fake clock: the same module on moto's in-process mock, no cluster ----------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def mock_clients() -> Iterator[tuple[Any, Any]]:
+    """moto's in-process mock, once for these tests (starting it costs seconds)."""
+    from moto import mock_aws
+
+    autoscaling.install()  # idempotent; patches this process's moto
+    with mock_aws():
+        keys = {"region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+        ec2, asg = boto3.client("ec2", **keys), boto3.client("autoscaling", **keys)
+        ec2.create_launch_template(
+            LaunchTemplateName="h11-mock", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m5.large"}
+        )
+        yield ec2, asg
+
+
+@pytest.fixture
+def mocked(mock_clients: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Clock, str]:
+    """A fresh group of two instances on the mock, and the module's clock under the test's control."""
+    ec2, asg = mock_clients
+    clock = Clock()
+    monkeypatch.setattr(autoscaling, "_now", clock)
+    name = f"g-{uuid.uuid4().hex[:8]}"
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": "h11-mock"},
+        MinSize=0,
+        MaxSize=4,
+        DesiredCapacity=2,
+        AvailabilityZones=["us-east-1a"],
+    )
+    return ec2, asg, clock, name
+
+
+def _mock_actions(instance_id: str) -> list[autoscaling.Action]:
+    return [a for a in autoscaling._actions if a.instance_id == instance_id]
+
+
+def _states(asg: Any, group: str) -> dict[str, str]:
+    found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]
+    return {i["InstanceId"]: i["LifecycleState"] for i in found}
+
+
+def test_heartbeats_never_pass_the_global_timeout(mocked: tuple[Any, Any, Clock, str]) -> None:
+    _, asg, clock, g = mocked
+    asg.put_lifecycle_hook(
+        AutoScalingGroupName=g, LifecycleHookName="h", LifecycleTransition=TERMINATING, HeartbeatTimeout=30
+    )
+    victim = sorted(_states(asg, g))[0]
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=True)
+    (action,) = _mock_actions(victim)
+    start = action.started
+    for _ in range(103):  # a heartbeat every 29 s: the 103rd, at 2987 s, would reach 3017 s
+        clock.now += 29
+        asg.record_lifecycle_action_heartbeat(AutoScalingGroupName=g, LifecycleHookName="h", InstanceId=victim)
+        assert action.heartbeat_deadline == min(clock.now + 30, start + 3000)
+    assert action.state == "pending"
+    assert action.heartbeat_deadline == start + 3000  # capped by GlobalTimeout = 100 x 30
+    assert len(action.heartbeats) == 103
+    clock.now = start + 2999.5
+    asg.record_lifecycle_action_heartbeat(AutoScalingGroupName=g, LifecycleHookName="h", InstanceId=victim)
+    assert action.heartbeat_deadline == start + 3000
+    clock.now = start + 3000
+    gone = error(
+        asg.record_lifecycle_action_heartbeat, AutoScalingGroupName=g, LifecycleHookName="h", InstanceId=victim
+    )
+    assert gone["Message"] == f"No active Lifecycle Action found with instance ID {victim}"
+    assert (action.state, action.result, action.ended_by) == ("expired", "ABANDON", "GlobalTimeout")
+    assert victim not in _states(asg, g)
+
+
+def test_scale_in_through_update_waits_and_deleting_the_hook_continues(mocked: tuple[Any, Any, Clock, str]) -> None:
+    ec2, asg, _, g = mocked
+    asg.put_lifecycle_hook(
+        AutoScalingGroupName=g, LifecycleHookName="h", LifecycleTransition=TERMINATING, HeartbeatTimeout=300
+    )
+    protected, victim = sorted(_states(asg, g))
+    asg.set_instance_protection(AutoScalingGroupName=g, InstanceIds=[protected], ProtectedFromScaleIn=True)
+    asg.update_auto_scaling_group(AutoScalingGroupName=g, MinSize=0, DesiredCapacity=0)
+    assert _states(asg, g) == {protected: "InService", victim: "Terminating:Wait"}
+    assert not _mock_actions(protected)
+    asg.update_auto_scaling_group(AutoScalingGroupName=g, DesiredCapacity=1)  # no new instance: InService counts
+    assert len(_states(asg, g)) == 2
+
+    # "If there are any outstanding lifecycle actions, they are completed first (... CONTINUE for
+    # terminating instances)."
+    asg.delete_lifecycle_hook(AutoScalingGroupName=g, LifecycleHookName="h")
+    (action,) = _mock_actions(victim)
+    assert (action.state, action.result, action.ended_by) == ("completed", "CONTINUE", "DeleteLifecycleHook")
+    assert _states(asg, g) == {protected: "InService"}
+    state = ec2.describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+
+
+def test_without_a_terminate_hook_moto_terminates_at_once(mocked: tuple[Any, Any, Clock, str]) -> None:
+    _, asg, _, g = mocked
+    asg.put_lifecycle_hook(
+        AutoScalingGroupName=g,
+        LifecycleHookName="launch",
+        LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+        HeartbeatTimeout=60,
+    )
+    victim = sorted(_states(asg, g))[0]
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=True)
+    assert victim not in _states(asg, g)
+    assert not _mock_actions(victim)
