@@ -80,7 +80,11 @@ issues (found with the `search` tool), inferred means chosen by us:
 Not faithful: the event is recorded, never put on an EventBridge bus; the scale-in victim is moto's
 first unprotected InService instance, not AWS's termination policy; a replacement for a
 TerminateInstanceInAutoScalingGroup without decrement is launched at once (moto's behaviour); the
-multi-instance form of TerminateInstanceInAutoScalingGroup (InstanceIds) is moto's, without hooks;
+multi-instance form of TerminateInstanceInAutoScalingGroup (InstanceIds) is moto's, without hooks,
+and so is the scale-in of a group with a MixedInstancesPolicy that has overrides (moto's own
+capacity arithmetic, no hooks); the instance in Terminating:Wait keeps moto's
+``aws:autoscaling:groupName`` tag, as on AWS, but TerminateInstanceInAutoScalingGroup without hooks
+still drops it (moto's detach);
 launch hooks (Pending:Wait), warm pools (Origin/Destination) and SNS/SQS notification targets
 (and their TEST_NOTIFICATION) are not modelled; an EC2 TerminateInstances of a waiting instance
 leaves its action pending until it ends; a PutLifecycleHook on an existing hook replaces it
