@@ -561,7 +561,7 @@ def install(resolution: float = 0.2) -> None:
 
         AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action  # type: ignore[attr-defined]
         AutoScalingResponse.record_lifecycle_action_heartbeat = record_lifecycle_action_heartbeat  # type: ignore[attr-defined]
-        AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook(AutoScalingResponse.put_lifecycle_hook)  # type: ignore[method-assign]
+        AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook(AutoScalingResponse.put_lifecycle_hook)  # type: ignore[method-assign,assignment]
         for operation in RECORDED:
             method = camelcase_to_underscores(operation)
             setattr(AutoScalingResponse, method, _recorded(operation, getattr(AutoScalingResponse, method)))
