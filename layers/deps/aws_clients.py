@@ -1,0 +1,1 @@
+../core/python/serverless_nth/aws/clients.py
