@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from localeks.cluster import DEFAULT_STATE, Paths, moto_client, read_env
-from localeks.template import function_spec
+from localeks.template import FunctionSpec, function_spec
 
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ", "SYSTEMROOT")
 
@@ -42,8 +42,14 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
     """The sample event, pointed at another instance and/or stamped with the current time (a new
     id too, as EventBridge gives every event its own)."""
     event = json.loads(json.dumps(event))
-    if instance_id:
-        event["detail"]["instance-id"] = instance_id
+    detail = event["detail"]
+    if instance_id and "affectedEntities" in detail:  # AWS Health: the instances are entities
+        detail["affectedEntities"] = [{"entityValue": instance_id}]
+        event["resources"] = [instance_id]
+    elif instance_id and "EC2InstanceId" in detail:  # Auto Scaling: the group is the resource
+        detail["EC2InstanceId"] = instance_id
+    elif instance_id:
+        detail["instance-id"] = instance_id
         event["resources"] = [r.rsplit("/", 1)[0] + "/" + instance_id for r in event.get("resources", [])]
     if now:
         restamp(event, datetime.datetime.now(datetime.UTC))
@@ -52,13 +58,15 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
 
 
 def restamp(event: dict[str, Any], when: datetime.datetime) -> None:
-    """Sets the event's ``time``; a time the detail names (a capacity reservation's
-    instance-termination-time) moves with it, keeping its distance."""
-    stamp = "%Y-%m-%dT%H:%M:%SZ"
-    ends = event.get("detail", {}).get("instance-termination-time")
-    if ends:
-        lead = datetime.datetime.strptime(ends, stamp) - datetime.datetime.strptime(event["time"], stamp)
-        event["detail"]["instance-termination-time"] = (when + lead).strftime(stamp)
+    """Sets the event's ``time``; the times the detail names (a capacity reservation's
+    instance-termination-time, a Health event's startTime and endTime) move with it, keeping
+    their distance."""
+    stamp, rfc1123 = "%Y-%m-%dT%H:%M:%SZ", "%a, %d %b %Y %H:%M:%S GMT"
+    was = datetime.datetime.strptime(event["time"], stamp)
+    detail = event.get("detail", {})
+    for key, form in (("instance-termination-time", stamp), ("startTime", rfc1123), ("endTime", rfc1123)):
+        if detail.get(key):
+            detail[key] = (when + (datetime.datetime.strptime(detail[key], form) - was)).strftime(form)
     event["time"] = when.strftime(stamp)
 
 
@@ -96,6 +104,8 @@ def invoke(
         PYTHONPATH=os.pathsep.join([str(spec.code_dir), *layer_paths]),
         PYTHONDONTWRITEBYTECODE="1",
     )
+    if spec.durable:
+        env["LOCALEKS_DURABLE"] = "1"
     env.update(env_overrides or {})
     with tempfile.TemporaryDirectory() as tmp:
         event_file, result_file = Path(tmp) / "event.json", Path(tmp) / "result.json"
@@ -115,7 +125,7 @@ def invoke(
         }
         try:
             proc = subprocess.run(
-                argv, env=runtime_env, cwd=spec.code_dir, capture_output=True, text=True, timeout=spec.timeout + 10
+                argv, env=runtime_env, cwd=spec.code_dir, capture_output=True, text=True, timeout=_wall(spec, env)
             )
         except subprocess.TimeoutExpired as exc:
             out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -127,6 +137,13 @@ def invoke(
             return Invocation(1, {"errorType": "Runtime.ExitError", "errorMessage": f"exit {proc.returncode}"}, output)
         reply = json.loads(result_file.read_text())
     return Invocation(0 if reply["ok"] else 1, reply["result"], output)
+
+
+def _wall(spec: FunctionSpec, env: dict[str, str]) -> float:
+    """How long the local invoke may take: one invocation, or a whole durable execution."""
+    if spec.durable:
+        return int(env.get("LOCALEKS_DURABLE_WALL_SECONDS", "600")) + 30
+    return spec.timeout + 10
 
 
 def main() -> None:

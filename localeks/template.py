@@ -42,6 +42,7 @@ class FunctionSpec:
     timeout: int
     memory: int
     environment: dict[str, str]
+    durable: bool = False  # a Lambda durable function (DurableConfig): run under the durable runner
 
 
 def load_template(path: Path = REPO / "template.yaml") -> dict[str, Any]:
@@ -79,11 +80,16 @@ def function_spec(logical_id: str, overrides: dict[str, str], template: dict[str
         layer_dirs=layer_dirs,
         timeout=int(_resolve(props.get("Timeout", 3), params)),
         memory=int(_resolve(props.get("MemorySize", 128), params)),
-        environment={k: _resolve(v, params) for k, v in env.items()},
+        environment={k: _resolve(v, params, template.get("Conditions", {})) for k, v in env.items()},
+        durable="DurableConfig" in props,
     )
 
 
-def _resolve(value: Any, params: dict[str, str]) -> str:
+def _resolve(value: Any, params: dict[str, str], conditions: dict[str, Any] | None = None) -> str:
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, then, otherwise = value["Fn::If"]
+        chosen = then if _condition((conditions or {})[name], params, conditions) else otherwise
+        return _resolve(chosen, params, conditions)
     if isinstance(value, dict) and "Ref" in value and value["Ref"] in params:
         return params[value["Ref"]]
     if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
@@ -91,3 +97,15 @@ def _resolve(value: Any, params: dict[str, str]) -> str:
     if isinstance(value, dict):
         raise SystemExit(f"the local invoke cannot resolve {value}")
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _condition(value: Any, params: dict[str, str], conditions: dict[str, Any] | None) -> bool:
+    """The template's conditions, as far as the functions' environment needs them."""
+    if "Fn::Equals" in value:
+        left, right = (_resolve(v, params, conditions) for v in value["Fn::Equals"])
+        return left == right
+    if "Fn::Not" in value:
+        return not _condition(value["Fn::Not"][0], params, conditions)
+    if "Condition" in value:
+        return _condition((conditions or {})[value["Condition"]], params, conditions)
+    raise SystemExit(f"the local invoke cannot evaluate the condition {value}")

@@ -8,7 +8,9 @@ from serverless_nth.events import (
     MalformedEvent,
     capacity_reservation,
     interruption_warning,
+    lifecycle_action,
     rebalance_recommendation,
+    scheduled_change,
     spot_interruption,
     state_change,
 )
@@ -19,6 +21,9 @@ NORMALISERS = {
     "spot-interruption": spot_interruption.normalise,
     "capacity-reservation-interruption": capacity_reservation.normalise,
     "rebalance-recommendation": rebalance_recommendation.normalise,
+    "asg-lifecycle-action": lifecycle_action.normalise,
+    # a Health event names several instances; the sample names one
+    "scheduled-change": lambda e: scheduled_change.normalise(e)[0],
 }
 
 

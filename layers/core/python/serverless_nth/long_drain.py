@@ -104,12 +104,10 @@ class LongDrains:
         return prepared
 
     def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
-        """One round: the lease renewed, then the drain until ``stop_by`` (None: for ROUND_SECONDS,
-        and not past the event's predicted end)."""
-        if stop_by is None:
-            stop_by = self.clock() + ROUND_SECONDS
-            if event.ends_at is not None:
-                stop_by = min(stop_by, event.ends_at.timestamp())
+        """One round: the lease renewed, then the drain for ROUND_SECONDS at most, until ``stop_by``
+        and not past the event's predicted end."""
+        ends = (stop_by, event.ends_at.timestamp() if event.ends_at else None)
+        stop_by = min([self.clock() + ROUND_SECONDS, *(t for t in ends if t is not None)])
         hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
         drain = self.service.drain_round(event, node, stop_by)
         report.count(Metric.DRAIN_ROUNDS)
@@ -129,6 +127,24 @@ class LongDrains:
             release_lease(api, node, holder)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
+
+    def pending_action(self, event: InterruptionEvent) -> dict[str, Any]:
+        """The hook's limits, and whether the action still waits: a heartbeat answers that (a late
+        duplicate finds the action completed by the first delivery, a replay finds it expired)."""
+        assert event.lifecycle is not None
+        found = self.actions.limits(event.lifecycle)
+        if found is None:
+            metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
+            report.count(Metric.EVENTS_IGNORED)
+            return {"outcome": Outcome.HOOK_NOT_FOUND}
+        if not self.actions.heartbeat(event.lifecycle, event.instance_id):
+            metrics.add_dimension("outcome", Outcome.OUTDATED)
+            report.count(Metric.EVENTS_OUTDATED)
+            logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
+            return {"outcome": Outcome.OUTDATED}
+        report.count(Metric.LIFECYCLE_HEARTBEATS)
+        end = event.time.timestamp() + found.global_seconds
+        return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": self.clock()}
 
     def not_ours(self, event: InterruptionEvent) -> None:
         assert event.lifecycle is not None
@@ -160,21 +176,15 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         drains.step(ctx, "not-our-hook", kind, lambda: drains.not_ours(event))
         return {**result, "outcome": Outcome.NOT_OUR_HOOK}
 
-    def limits() -> dict[str, float]:
-        found = drains.actions.limits(ref)
-        if found is None:
-            return {}
-        return {"heartbeat": found.heartbeat_seconds, "end": event.time.timestamp() + found.global_seconds}
-
-    hook = drains.step(ctx, "hook", kind, limits)
-    if not hook:  # no hook: no action to complete, and the group does not wait
-        return {**result, "outcome": Outcome.HOOK_NOT_FOUND}
+    hook = drains.step(ctx, "hook", kind, drains.pending_action, event)
+    if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
+        return {**result, "outcome": hook["outcome"]}
     prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
     result["outcome"] = prepared["outcome"]
     if prepared["outcome"] == Outcome.DUPLICATE:
         return result  # the lease's holder drains and completes
     interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
-    last_beat, rounds, last = event.time.timestamp(), 0, {}
+    last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
     while prepared["drain_due"]:
         stop_by = min(last_beat + interval, end)
         last = drains.step(ctx, f"drain-{rounds}", kind, drains.drain_round, event, prepared["node"], holder, stop_by)
@@ -183,7 +193,7 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
             break
         beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
         if beat is None:  # expired or completed elsewhere: the group has gone on without us
-            return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
+            break
         last_beat = beat
         ctx.wait(PAUSE, name=f"pause-{rounds}")
     if last:
@@ -191,6 +201,8 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         result["outcome"] = drains.step(
             ctx, "drained", kind, lambda: drains.finish(event, prepared["node"], holder, finished)
         )
+    if last and beat is None:
+        return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
     completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event))
     return {**result, "rounds": rounds, "completed": completed}
 
@@ -199,6 +211,7 @@ def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
     assert event.lifecycle is not None
     if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
         logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
+        metrics.add_dimension("outcome", Outcome.ACTION_ENDED)
         report.count(Metric.LIFECYCLE_ACTIONS_LOST)
         return None
     report.count(Metric.LIFECYCLE_HEARTBEATS)
@@ -210,6 +223,7 @@ def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
     group's other hooks run. False when the action had already ended (a lost answer, an expiry)."""
     assert event.lifecycle is not None
     completed = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
+    metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if completed else Outcome.ACTION_ENDED)
     report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
     logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
     return completed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,6 +43,8 @@ _KARPENTER_HANDLES = (
 # nothing caps a grace period and every PDB is respected, since the instance waits for us (a
 # lifecycle hook) or its end is far ahead (a scheduled change)
 LONG_DRAIN_KINDS = (EventKind.ASG_TERMINATING, EventKind.SCHEDULED_CHANGE)
+# a taint's value is a label value: 63 characters at most, alphanumeric at both ends
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 _GONE_KINDS = (EventKind.INSTANCE_STOPPED, EventKind.INSTANCE_TERMINATED)
 _GOING_KINDS = (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN)
 
@@ -101,7 +104,8 @@ def _no_action(basis: Basis) -> Action:
 
 def event_taint(event: InterruptionEvent, settings: Settings) -> Taint:
     """One taint key per event kind, so `kubectl describe node` says why the node is cordoned."""
-    return Taint(f"{TAINT_PREFIX}/{event.kind.value}", event.detail or "true", settings.taint_effect)
+    value = event.detail if _LABEL_VALUE.fullmatch(event.detail) else "true"
+    return Taint(f"{TAINT_PREFIX}/{event.kind.value}", value, settings.taint_effect)
 
 
 def ignores(event: InterruptionEvent) -> bool:

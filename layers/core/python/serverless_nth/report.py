@@ -66,6 +66,7 @@ class Outcome:
     NOT_OUR_HOOK = "not-our-hook"  # a lifecycle hook of another owner: never completed by us
     HOOK_NOT_FOUND = "hook-not-found"  # the group has no such hook (any more): nothing to complete
     ACTION_ENDED = "action-ended"  # the lifecycle action expired or was completed elsewhere
+    ACTION_COMPLETED = "action-completed"  # CONTINUE sent: the group goes on
     # set by the entry point
     MALFORMED = "malformed"
     ERROR = "error"

@@ -59,6 +59,7 @@ def normalise(event: Any) -> InterruptionEvent:
         region=parsed.region,
         account=parsed.account,
         time=parsed.time,
-        detail=f"{detail.group}/{detail.hook}" + (f" to {detail.destination}" if detail.destination else ""),
+        # the taint's value: where the instance goes (a label value, so no group or hook names)
+        detail="warm-pool" if detail.destination == "WarmPool" else "terminate",
         lifecycle=LifecycleHookRef(group=detail.group, hook=detail.hook, token=detail.token),
     )

@@ -1,0 +1,260 @@
+"""Long drains against the local EKS: Auto Scaling terminate lifecycle actions (the local moto
+extension in localeks/autoscaling.py plays the group) and AWS Health scheduled changes, each run
+as the durable function template.yaml defines, under the durable execution SDK's in-process
+runner (localeks/lambda_runtime.py), invocation after invocation, with the real handler."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from localeks import autoscaling
+from localeks.cluster import moto_client
+from localeks.invoke import Invocation, invoke
+from localeks.scenes import NodeScene, Scenes
+from tests.eventfiles import load_event
+from tests.integration.support import node_state, pods_left
+
+LIFECYCLE = "LifecycleActionFunction"
+SCHEDULED = "ScheduledChangeFunction"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+HEARTBEAT_TIMEOUT = 30  # the smallest Auto Scaling accepts
+
+
+class Group:
+    """An Auto Scaling group of one instance that is a node of the cluster, with this stack's
+    terminate hook (serverless-nth-<cluster>, the template's default)."""
+
+    def __init__(self, cluster_env: dict[str, str], scenes: Scenes, hook: str | None = None, node: bool = True) -> None:
+        self.env = cluster_env
+        self.asg = moto_client(cluster_env, "autoscaling")
+        ec2 = moto_client(cluster_env, "ec2")
+        self.name = f"eks-workers-{uuid.uuid4().hex[:8]}"
+        ec2.create_launch_template(
+            LaunchTemplateName=self.name, LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m5.large"}
+        )
+        self.asg.create_auto_scaling_group(
+            AutoScalingGroupName=self.name,
+            LaunchTemplate={"LaunchTemplateName": self.name},
+            MinSize=0,
+            MaxSize=2,
+            DesiredCapacity=1,
+            AvailabilityZones=["us-east-1b"],
+        )
+        self.hook = hook or f"serverless-nth-{cluster_env['CLUSTER_NAME']}"
+        self.asg.put_lifecycle_hook(
+            AutoScalingGroupName=self.name,
+            LifecycleHookName=self.hook,
+            LifecycleTransition=TERMINATING,
+            HeartbeatTimeout=HEARTBEAT_TIMEOUT,
+            DefaultResult="CONTINUE",
+        )
+        group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])["AutoScalingGroups"][0]
+        self.instance_id = group["Instances"][0]["InstanceId"]
+        instance = ec2.describe_instances(InstanceIds=[self.instance_id])["Reservations"][0]["Instances"][0]
+        self.node_name = scenes.node(instance, spot=False) if node else ""
+
+    def scale_in(self) -> dict[str, Any]:
+        """Terminates the instance through the group: the action waits; returns its event."""
+        self.asg.terminate_instance_in_auto_scaling_group(
+            InstanceId=self.instance_id, ShouldDecrementDesiredCapacity=True
+        )
+        (action,) = self.actions()
+        return dict(action["event"])
+
+    def actions(self) -> list[dict[str, Any]]:
+        return [a for a in autoscaling.actions(self.env["AWS_ENDPOINT_URL"]) if a["group"] == self.name]
+
+    def calls(self, operation: str) -> list[dict[str, Any]]:
+        found = autoscaling.calls(self.env["AWS_ENDPOINT_URL"], operation)
+        return [c for c in found if c["parameters"].get("AutoScalingGroupName") == self.name]
+
+
+def at(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso).timestamp()
+
+
+def steps(invocation: Invocation) -> list[dict[str, Any]]:
+    return list(invocation.result["operations"])
+
+
+def named(invocation: Invocation, prefix: str) -> list[dict[str, Any]]:
+    return [op for op in steps(invocation) if (op["name"] or "").startswith(prefix)]
+
+
+def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_then_continued_once(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    group = Group(cluster_env, scenes)
+    scenes.worker_node(spot=False)  # room for the replacements
+    ns = scenes.namespace("held")
+    pods = scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    event = group.scale_in()
+    hold = 2 * HEARTBEAT_TIMEOUT  # the budget refuses every eviction this long: past two heartbeat timeouts
+
+    def free_the_budget() -> None:
+        time.sleep(hold)
+        scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 1}})
+
+    threading.Thread(target=free_the_budget, daemon=True).start()
+    started = time.time()
+    result = invoke(LIFECYCLE, event, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    out = result.result
+    assert out["status"] == "SUCCEEDED", out
+    assert out["result"]["outcome"] == "drained", out["result"]
+    assert out["result"]["completed"] is True
+    assert time.time() - started >= hold  # the drain lasted as long as the budget held
+
+    # heartbeats: one before the drain, then one per round, never further apart than half the
+    # hook's timeout plus a round's slack; the action never expired
+    beats = [at(c["time"]) for c in group.calls("RecordLifecycleActionHeartbeat") if c["outcome"] == "ok"]
+    assert len(beats) >= hold / (HEARTBEAT_TIMEOUT / 2) - 1, beats
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert max(gaps) < HEARTBEAT_TIMEOUT, gaps
+    (action,) = group.actions()
+    assert (action["state"], action["result"]) == ("completed", "CONTINUE"), action
+    completes = group.calls("CompleteLifecycleAction")
+    assert [c["outcome"] for c in completes] == ["ok"], completes
+    assert at(completes[0]["time"]) > beats[-1]
+
+    # every pod left by eviction, after the budget allowed it; the node stays cordoned for the end
+    assert not any(p.metadata.name in pods for p in scenes.pods_on(group.node_name))
+    unschedulable, taints = node_state(scenes, group.node_name)
+    assert unschedulable
+    assert "serverless-nth/asg-terminating" in taints
+    # the lease was let go; the execution's record shows each drain round and heartbeat
+    node = scenes.core.read_node(group.node_name)
+    assert "serverless-nth/drain-lease" not in (node.metadata.annotations or {})
+    assert len(named(result, "drain-")) >= 2
+    assert [op["name"] for op in steps(result)][:2] == ["hook", "cordon"]
+    assert "LifecycleHeartbeats" in result.output
+    assert "LifecycleActionsCompleted" in result.output
+
+
+def test_an_instance_without_a_node_is_continued_at_once(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    group = Group(cluster_env, scenes, node=False)
+    event = group.scale_in()
+    started = time.time()
+    result = invoke(LIFECYCLE, event, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    out = result.result["result"]
+    assert (out["outcome"], out["completed"]) == ("node-not-found", True), out
+    assert time.time() - started < 20
+    assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
+    assert not named(result, "drain-")
+
+
+def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    group = Group(cluster_env, scenes)
+    scenes.worker_node(spot=False)
+    ns = scenes.namespace("dup")
+    scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    event = group.scale_in()
+    results: dict[int, Invocation] = {}
+
+    def deliver(i: int) -> None:
+        results[i] = invoke(LIFECYCLE, event, cluster_env)
+
+    first = threading.Thread(target=deliver, args=(0,))
+    first.start()
+    time.sleep(12)  # the first execution holds the lease and is draining (the PDB refuses)
+    deliver(1)  # EventBridge delivers the same event again
+    scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 1}})
+    first.join()
+    assert results[1].result["result"]["outcome"] == "duplicate", results[1].result
+    assert not named(results[1], "drain-")
+    assert not named(results[1], "complete")
+    assert results[0].result["result"]["outcome"] == "drained", results[0].result
+    assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
+    # and a delivery after the action was completed finds nothing waiting
+    late = invoke(LIFECYCLE, event, cluster_env)
+    assert late.result["result"]["outcome"] == "outdated", late.result
+    assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
+
+
+def test_another_owners_hook_is_never_completed(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    group = Group(cluster_env, scenes, hook="log-shipper")
+    event = group.scale_in()
+    result = invoke(LIFECYCLE, event, cluster_env)
+    assert result.result["result"]["outcome"] == "not-our-hook", result.result
+    assert group.calls("CompleteLifecycleAction") == []
+    assert group.actions()[0]["state"] == "pending"
+    unschedulable, _ = node_state(scenes, group.node_name)
+    assert not unschedulable
+
+
+def health_event(instances: list[str], starts_in: float) -> dict[str, Any]:
+    event = load_event("scheduled-change", now=True)
+    start = time.gmtime(time.time() + starts_in)
+    event["detail"]["startTime"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", start)
+    event["detail"]["affectedEntities"] = [{"entityValue": i} for i in instances]
+    event["resources"] = list(instances)
+    return event
+
+
+@pytest.fixture
+def three_nodes(scenes: Scenes) -> list[NodeScene]:
+    nodes = [scenes.node_with_workloads(grace=3, long_grace=5) for _ in range(3)]
+    scenes.worker_node(spot=False)
+    scenes.worker_node(spot=False)
+    return nodes
+
+
+def test_a_health_event_for_three_instances_cordons_all_at_once_and_drains_each_at_its_lead_time(
+    cluster_env: dict[str, str], scenes: Scenes, three_nodes: list[NodeScene]
+) -> None:
+    lead, starts_in = 600, 3 * 3600
+    event = health_event([n.instance_id for n in three_nodes], starts_in)
+    result = invoke(SCHEDULED, event, cluster_env, {"ScheduledChangeLeadSeconds": str(lead)})
+    assert result.exit_code == 0, result.output[-3000:]
+    out = result.result
+    assert out["status"] == "SUCCEEDED", out
+    assert set(out["result"]["outcomes"].values()) == {"drained"}, out["result"]
+    order = [op["name"] for op in steps(result)]
+    cordons = [i for i, name in enumerate(order) if name.startswith("cordon-")]
+    wait = order.index("until-lead-time")
+    drains = [i for i, name in enumerate(order) if name.startswith("drain-")]
+    # all three cordoned before the wait, every drain after it
+    assert len(cordons) == 3, order
+    assert max(cordons) < wait < min(drains), order
+    waited = next(op for op in steps(result) if op["name"] == "until-lead-time")
+    # the wait ends at the window's start minus the lead time (the runner's clock skips it)
+    assert abs(waited["scheduled_end"] - (time.time() + starts_in - lead)) < 120, waited
+    for node in three_nodes:
+        unschedulable, taints = node_state(scenes, node.node_name)
+        assert unschedulable
+        assert "serverless-nth/scheduled-change" in taints
+        # as kubectl drain: the DaemonSet's and the mirror pod stay, every other pod is gone
+        assert pods_left(scenes, node) == {node.pods["daemonset"][0]: False, node.pods["mirror"][0]: False}
+
+
+def test_a_health_event_naming_an_unknown_and_a_foreign_instance_changes_nothing_for_them(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    ours = scenes.worker_node()
+    foreign = scenes.worker_node(cluster="another-cluster")
+    unknown = "i-0123456789abcdef0"
+    event = health_event([unknown, foreign.instance_id, ours.instance_id], 3 * 3600)
+    result = invoke(SCHEDULED, event, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    outcomes = result.result["result"]["outcomes"]
+    assert outcomes == {
+        unknown: "instance-not-found",
+        foreign.instance_id: "not-this-cluster",
+        ours.instance_id: "drained",
+    }, outcomes
+    # the foreign instance has no node in this cluster; its instance is untouched
+    assert not named(result, f"drain-{foreign.instance_id}")
+    assert not named(result, f"drain-{unknown}")
+    events = json.dumps(result.result)
+    assert unknown in events
