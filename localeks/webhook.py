@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -35,6 +36,7 @@ import re
 import subprocess
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -287,20 +289,66 @@ def token_review_response(authenticator: EksTokenAuthenticator, review: dict[str
     return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status}
 
 
-def serve(authenticator: EksTokenAuthenticator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """Starts the webhook on a daemon thread; returns the server (``server_address`` has the port)."""
+def token_digest(token: str) -> str:
+    """How the verdicts name a token: enough to find one's own, nothing to replay."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class Verdicts:
+    """What the webhook answered to each token review, oldest first (the last ``keep``): the API
+    server answers 401 both to a token the webhook rejected and to a review the webhook failed
+    (HTTP 500), so only this tells a rejection from a crash. ``outcome`` is ``authenticated``,
+    ``rejected`` or ``error``; ``token`` is ``token_digest`` of the reviewed token."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._seen: deque[dict[str, str]] = deque(maxlen=keep)
+
+    def add(self, token: str, outcome: str, detail: str) -> None:
+        with self._lock:
+            self._seen.append({"token": token_digest(token), "outcome": outcome, "detail": detail[:300]})
+
+    def all(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._seen)
+
+
+class WebhookServer(ThreadingHTTPServer):
+    verdicts: Verdicts
+
+
+def serve(authenticator: EksTokenAuthenticator, host: str = "127.0.0.1", port: int = 0) -> WebhookServer:
+    """Starts the webhook on a daemon thread; returns the server (``server_address`` has the port).
+    POST (any path): a TokenReview. GET /verdicts: ``Verdicts.all()`` as JSON."""
+    verdicts = Verdicts()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
+            token = ""
             try:
                 review = json.loads(self.rfile.read(length) or b"{}")
-                body = json.dumps(token_review_response(authenticator, review)).encode()
+                token = str(review.get("spec", {}).get("token", ""))
+                answer = token_review_response(authenticator, review)
+                status = answer["status"]
+                outcome = "authenticated" if status["authenticated"] else "rejected"
+                verdicts.add(token, outcome, str(status.get("error") or status.get("user", {}).get("username")))
+                body = json.dumps(answer).encode()
                 code = 200
             except Exception as exc:  # an unexpected failure must not authenticate anyone
                 log.exception("token review failed")
+                verdicts.add(token, "error", f"{type(exc).__name__}: {exc}")
                 body = json.dumps({"error": str(exc)}).encode()
                 code = 500
+            self._answer(code, body)
+
+        def do_GET(self) -> None:
+            if self.path != "/verdicts":
+                self._answer(404, b"{}")
+                return
+            self._answer(200, json.dumps(verdicts.all()).encode())
+
+        def _answer(self, code: int, body: bytes) -> None:
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -310,7 +358,8 @@ def serve(authenticator: EksTokenAuthenticator, host: str = "127.0.0.1", port: i
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = WebhookServer((host, port), Handler)
+    server.verdicts = verdicts
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="token-webhook", daemon=True).start()
     return server

@@ -26,6 +26,7 @@ from urllib3.exceptions import MaxRetryError
 from localeks.cluster import Paths, down, up
 from localeks.pki import write_cluster_pki
 from localeks.scenes import Scenes
+from localeks.webhook import token_digest
 from serverless_nth.aws.eks import EksAccess
 
 
@@ -146,6 +147,22 @@ def test_bad_tokens_are_rejected(
         status, _ = api_get(cluster_env, "/api/v1/nodes", token)
         assert status == 401, f"{name}: expected 401, got {status}"
     assert api_get(cluster_env, "/api/v1/nodes", good)[0] == 200
+    # A 401 is also what a crashed webhook gets: the webhook must have judged each token itself.
+    verdicts = webhook_verdicts(cluster_env)
+    judged = {name: verdicts.get(token_digest(token)) for name, token in cases.items() if token is not None}
+    assert judged == {name: {"rejected"} for name in judged}, judged
+    assert verdicts.get(token_digest(good)) == {"authenticated"}
+
+
+def webhook_verdicts(cluster_env: dict[str, str]) -> dict[str, set[str]]:
+    """Token digest -> the outcomes the local token webhook recorded for it (its GET /verdicts)."""
+    webhook = json.loads((Path(cluster_env["KUBECONFIG"]).parent / "webhook.kubeconfig").read_text())
+    url = webhook["clusters"][0]["cluster"]["server"].rsplit("/", 1)[0] + "/verdicts"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        found: dict[str, set[str]] = {}
+        for verdict in json.loads(response.read()):
+            found.setdefault(verdict["token"], set()).add(verdict["outcome"])
+        return found
 
 
 # verb, resource, subresource, API group, expected answer for the shipped ClusterRole
