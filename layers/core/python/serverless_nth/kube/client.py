@@ -18,11 +18,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import urllib3
-from kubernetes.client.configuration import Configuration
-from kubernetes.client.exceptions import ApiException
-from kubernetes.client.rest import RESTClientObject
 
 from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.kube.transport import ApiException, Configuration, RESTClientObject  # without kubernetes.config
 
 USER_AGENT = "serverless-nth/1.0"
 _RETRY_ATTEMPTS = 4
