@@ -9,12 +9,12 @@ CORE := layers/core/python/serverless_nth
 export PYTHONPATH := $(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint typecheck validate build unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests reliability fuzz
+.PHONY: demo test lint typecheck validate build built-functions unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests reliability fuzz
 
 demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
 	$(PY) -m localeks.demo
 
-test: lint typecheck validate build deploy-tests unit integration reliability bench-smoke ## the whole suite, as CI runs it
+test: lint typecheck validate build built-functions deploy-tests unit integration reliability bench-smoke ## the whole suite, as CI runs it
 
 venv: $(VENV)/.installed .venv-sam/.installed
 
@@ -43,6 +43,9 @@ validate: venv
 
 build: venv ## sam build: the deployable artifacts (python3.13 / arm64), without Docker
 	$(SAM) build
+
+built-functions: venv go build ## each function of .aws-sam/build handles one event, layers laid out as Lambda does (deps layer built for this machine: tests/build)
+	$(PY) -m pytest tests/build -q
 
 deploy-tests: venv ## sam build, package and SAM transform of each kind of change: every deploy reaches what the rules invoke
 	$(PY) -m pytest tests/deploy -q
