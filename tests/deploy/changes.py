@@ -28,6 +28,7 @@ ALTERNATIVES: dict[str, dict[str, str]] = {
     },
     "VpcSecurityGroupIds": {"VpcSecurityGroupIds": "sg-0123456789abcdef0"},
     "ManagedTag": {"ManagedTag": "aws-node-termination-handler/managed"},
+    "LifecycleHookName": {"LifecycleHookName": "drain-before-terminate"},
 }
 
 

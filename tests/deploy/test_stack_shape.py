@@ -30,7 +30,8 @@ def test_each_rule_may_invoke_exactly_what_it_targets(deploys: dict[str, Stack])
 
 def test_retries_and_the_on_failure_queue_apply_to_what_the_rules_invoke(deploys: dict[str, Stack]) -> None:
     """An EventInvokeConfig on another qualifier than the one invoked would leave Lambda's defaults
-    (2 retries, 6 hours, no destination) in force."""
+    (2 retries, 6 hours, no destination) in force. A durable function takes no destinations: its
+    failed events go to the function's dead-letter queue, the same on-failure queue."""
     stack = deploys["baseline"]
     configs = {
         (c["Properties"]["FunctionName"]["Ref"], c["Properties"]["Qualifier"]): c["Properties"]
@@ -38,6 +39,12 @@ def test_retries_and_the_on_failure_queue_apply_to_what_the_rules_invoke(deploys
     }
     for rule, arn in _targets(stack):
         target = stack.follow(arn)
+        function = stack.resources[target.function]["Properties"]
+        if "DurableConfig" in function:
+            queue = function.get("DeadLetterConfig", {}).get("TargetArn")
+            assert queue == {"Fn::GetAtt": ["FailedInvocationQueue", "Arn"]}, f"{target.describe()}: {queue}"
+            assert (target.function, target.qualifier) not in configs, f"{target.describe()}: a destination"
+            continue
         config = configs.get((target.function, target.qualifier))
         assert config is not None, f"{rule} invokes {target.describe()}, which has no EventInvokeConfig: {configs}"
         assert "OnFailure" in config["DestinationConfig"], f"{target.describe()}: no on-failure destination"

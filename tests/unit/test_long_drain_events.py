@@ -1,0 +1,168 @@
+"""The long-drain event types, pure: their parsers (Auto Scaling terminate lifecycle action, AWS
+Health scheduled change) and their rows of the policy table."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from serverless_nth.config import ConfigError, KarpenterNodes, Settings
+from serverless_nth.events import EventKind, InterruptionEvent, MalformedEvent, lifecycle_action, scheduled_change
+from serverless_nth.instance import Presence
+from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, drain_starts_at, event_taint, for_node
+from tests.eventfiles import load_event
+
+T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
+I1, I2, I3 = "i-0123456789abcdef0", "i-0123456789abcdef1", "i-0123456789abcdef2"
+
+
+def lifecycle_event(**detail: Any) -> dict[str, Any]:
+    event = load_event("asg-lifecycle-action")
+    event["detail"].update(detail)
+    return event
+
+
+def health_event(entities: list[str], start: str = "Wed, 09 Dec 2026 10:00:00 GMT", **detail: Any) -> dict[str, Any]:
+    event = load_event("scheduled-change")
+    event["detail"].update(affectedEntities=[{"entityValue": e} for e in entities], startTime=start, **detail)
+    return event
+
+
+def test_a_lifecycle_action_carries_what_its_heartbeats_and_completion_need() -> None:
+    event = lifecycle_action.normalise(lifecycle_event())
+    assert event.kind is EventKind.ASG_TERMINATING
+    assert event.instance_id == "i-0b662ef9931388ba0"
+    assert event.lifecycle is not None
+    assert (event.lifecycle.group, event.lifecycle.hook) == ("eks-workers", "serverless-nth-local-eks")
+    assert event.lifecycle.token == "87654321-4321-4321-4321-210987654321"
+    # the taint's value is a label value, whatever the group's and hook's names
+    assert event_taint(event, Settings(cluster_name="c")).value == "terminate"
+    warm = lifecycle_action.normalise(lifecycle_event(Destination="WarmPool"))
+    assert event_taint(warm, Settings(cluster_name="c")).value == "warm-pool"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("LifecycleActionToken", "not-a-token"),
+        ("LifecycleActionToken", None),
+        ("EC2InstanceId", "i-nothex"),
+        ("LifecycleHookName", "has spaces"),
+        ("LifecycleHookName", ""),
+        ("AutoScalingGroupName", ""),
+        ("AutoScalingGroupName", "x" * 256),
+        ("LifecycleTransition", "autoscaling:EC2_INSTANCE_LAUNCHING"),
+        ("LifecycleTransition", "autoscaling:TEST_NOTIFICATION"),
+    ],
+)
+def test_malformed_lifecycle_actions_are_rejected(key: str, value: Any) -> None:
+    event = lifecycle_event()
+    if value is None:
+        del event["detail"][key]
+    else:
+        event["detail"][key] = value
+    with pytest.raises(MalformedEvent):
+        lifecycle_action.normalise(event)
+
+
+def test_a_health_event_becomes_one_event_per_instance_in_order_without_repeats_or_other_entities() -> None:
+    events = scheduled_change.normalise(health_event([I2, I1, "h-0123456789abcdef0", I2, "vol-0123", I3]))
+    assert [e.instance_id for e in events] == [I2, I1, I3]
+    assert {e.kind for e in events} == {EventKind.SCHEDULED_CHANGE}
+    assert {e.ends_at for e in events} == {datetime.datetime(2026, 12, 9, 10, 0, tzinfo=datetime.UTC)}
+    assert {e.detail for e in events} == {"AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"}
+
+
+def test_a_health_event_naming_no_instance_is_nothing_to_do() -> None:
+    assert scheduled_change.normalise(health_event(["h-0123456789abcdef0"])) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Wed, 09 Dec 2026 10:00:00 GMT", datetime.datetime(2026, 12, 9, 10, 0, tzinfo=datetime.UTC)),
+        ("Wed, 09 Dec 2026 12:00:00 +0200", datetime.datetime(2026, 12, 9, 10, 0, tzinfo=datetime.UTC)),
+        ("2026-12-09T10:00:00Z", datetime.datetime(2026, 12, 9, 10, 0, tzinfo=datetime.UTC)),
+    ],
+)
+def test_health_start_times_in_either_format(text: str, expected: datetime.datetime) -> None:
+    assert scheduled_change.start_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(service="RDS"),
+        lambda d: d.update(eventTypeCategory="issue"),
+        lambda d: d.update(startTime="next tuesday"),
+        lambda d: d.update(startTime="2026-12-09 10:00:00"),
+        lambda d: d.pop("startTime"),
+        lambda d: d.pop("affectedEntities"),
+        lambda d: d.update(affectedEntities=[{"entityValue": ""}]),
+        lambda d: d.update(eventTypeCode="lower case"),
+    ],
+)
+def test_malformed_health_events_are_rejected(mutate: Any) -> None:
+    event = health_event([I1])
+    mutate(event["detail"])
+    with pytest.raises(MalformedEvent):
+        scheduled_change.normalise(event)
+
+
+def long_event(kind: EventKind, ends_in: float | None = None) -> InterruptionEvent:
+    ends = T0 + datetime.timedelta(seconds=ends_in) if ends_in is not None else None
+    return InterruptionEvent(kind, "id", I1, "us-east-1", "123456789012", T0, "detail", ends_at=ends)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("presence", [Presence.LIVE, Presence.GOING])
+@pytest.mark.parametrize(("kind", "ends_in"), [(EventKind.ASG_TERMINATING, None), (EventKind.SCHEDULED_CHANGE, 86400)])
+def test_long_drains_never_cap_grace_nor_break_a_pdb(
+    kind: EventKind, ends_in: float | None, presence: Presence
+) -> None:
+    action = decide(long_event(kind, ends_in), Settings(cluster_name="c"), presence, at(5))
+    assert (action.cordon, action.drain, action.deadline, action.basis) == (True, True, None, Basis.EVENT)
+    assert [t.key for t in action.taints] == [f"serverless-nth/{kind.value}"]
+    assert action.wait_until == (at(86400) if ends_in else None)
+
+
+def test_a_scheduled_change_whose_window_began_drains_gently_at_once() -> None:
+    action = decide(long_event(EventKind.SCHEDULED_CHANGE, 60), Settings(cluster_name="c"), Presence.LIVE, at(120))
+    assert (action.drain, action.deadline, action.wait_until, action.basis) == (True, None, None, Basis.PAST_DEADLINE)
+
+
+@pytest.mark.parametrize("kind", [EventKind.ASG_TERMINATING, EventKind.SCHEDULED_CHANGE])
+def test_a_long_drain_of_an_instance_already_gone_marks_the_node_out_of_service(kind: EventKind) -> None:
+    action = decide(long_event(kind, 600), Settings(cluster_name="c"), Presence.GONE, at(5))
+    assert (action.drain, action.basis) == (False, Basis.INSTANCE_GONE)
+    assert OUT_OF_SERVICE_KEY in [t.key for t in action.taints]
+
+
+def test_a_scheduled_change_drains_its_lead_time_before_the_window_and_anything_else_at_once() -> None:
+    settings = Settings(cluster_name="c", scheduled_change_lead_seconds=1800)
+    assert drain_starts_at(long_event(EventKind.SCHEDULED_CHANGE, 86400), settings) == at(86400 - 1800)
+    assert drain_starts_at(long_event(EventKind.ASG_TERMINATING), settings) == T0
+
+
+def test_karpenter_takes_scheduled_changes_but_not_lifecycle_actions_in_rebalance_only_mode() -> None:
+    settings = Settings(cluster_name="c", karpenter_nodes=KarpenterNodes.REBALANCE_ONLY)
+    labels = {"karpenter.sh/nodepool": "default"}
+    for kind, left in ((EventKind.SCHEDULED_CHANGE, True), (EventKind.ASG_TERMINATING, False)):
+        event = long_event(kind, 86400)
+        action = for_node(decide(event, settings, Presence.LIVE, at(5)), event, labels, settings, at(5))
+        assert (action.basis is Basis.LEFT_TO_KARPENTER) is left
+
+
+def test_long_drain_settings_are_validated_at_init() -> None:
+    settings = Settings.from_env(
+        {"CLUSTER_NAME": "c", "SCHEDULED_CHANGE_LEAD_SECONDS": "0", "LIFECYCLE_HOOK_NAME": "serverless-nth-c"}
+    )
+    assert (settings.scheduled_change_lead_seconds, settings.lifecycle_hook_name) == (0, "serverless-nth-c")
+    for key, value in (("SCHEDULED_CHANGE_LEAD_SECONDS", "-1"), ("LIFECYCLE_HOOK_NAME", "has spaces")):
+        with pytest.raises(ConfigError, match=key):
+            Settings.from_env({"CLUSTER_NAME": "c", key: value})
