@@ -302,7 +302,7 @@ class Scenes:
                 "eks.amazonaws.com/nodegroup": "workers",
             }
             node_name = self.node(instance, name=custom_name, spot=spot, labels={**group, **(labels or {})})
-        return self._scene(instance, node_name)
+        return self.scene_for(instance, node_name)
 
     def karpenter_node(
         self, nodepool: str = "default", spot: bool = True, labels: dict[str, str] | None = None
@@ -335,9 +335,9 @@ class Scenes:
             **(labels or {}),
         }
         node_name = self.node(instance, labels=karpenter_labels)
-        return self._scene(instance, node_name)
+        return self.scene_for(instance, node_name)
 
-    def _scene(self, instance: dict[str, Any], node_name: str) -> NodeScene:
+    def scene_for(self, instance: dict[str, Any], node_name: str) -> NodeScene:
         az = instance["Placement"]["AvailabilityZone"]
         return NodeScene(
             instance_id=instance["InstanceId"],

@@ -182,9 +182,9 @@ def test_state_change_function(cluster_env: dict[str, str], scenes: Scenes, buil
 
 
 def test_lifecycle_action_function(cluster_env: dict[str, str], scenes: Scenes, build: Path, deps: Path) -> None:
-    from tests.integration.long_drains import Group
+    from localeks.node_group import NodeGroup
 
-    group = Group(cluster_env, scenes, node=False)  # no node: continued at once
+    group = NodeGroup(cluster_env, scenes, node=False)  # no node: continued at once
     result = invoke_built("LifecycleActionFunction", group.scale_in(), cluster_env, build, deps)
     assert result["status"] == "SUCCEEDED", result
     assert result["result"]["outcome"] == "node-not-found", result

@@ -14,16 +14,17 @@ from typing import Any
 import pytest
 
 from localeks.invoke import Invocation, invoke
+from localeks.node_group import HEARTBEAT_TIMEOUT, NodeGroup
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
-from tests.integration.long_drains import HEARTBEAT_TIMEOUT, LIFECYCLE, SCHEDULED, Group, at, named, steps
+from tests.integration.long_drains import LIFECYCLE, SCHEDULED, at, named, steps
 from tests.integration.support import node_state, pods_left
 
 
 def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_then_continued_once(
     cluster_env: dict[str, str], scenes: Scenes
 ) -> None:
-    group = Group(cluster_env, scenes)
+    group = NodeGroup(cluster_env, scenes)
     scenes.worker_node(spot=False)  # room for the replacements
     ns = scenes.namespace("held")
     pods = scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
@@ -72,7 +73,7 @@ def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_t
 
 
 def test_an_instance_without_a_node_is_continued_at_once(cluster_env: dict[str, str], scenes: Scenes) -> None:
-    group = Group(cluster_env, scenes, node=False)
+    group = NodeGroup(cluster_env, scenes, node=False)
     event = group.scale_in()
     started = time.time()
     result = invoke(LIFECYCLE, event, cluster_env)
@@ -85,7 +86,7 @@ def test_an_instance_without_a_node_is_continued_at_once(cluster_env: dict[str, 
 
 
 def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: dict[str, str], scenes: Scenes) -> None:
-    group = Group(cluster_env, scenes)
+    group = NodeGroup(cluster_env, scenes)
     scenes.worker_node(spot=False)
     ns = scenes.namespace("dup")
     scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
@@ -114,7 +115,7 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
 
 
 def test_another_owners_hook_is_never_completed(cluster_env: dict[str, str], scenes: Scenes) -> None:
-    group = Group(cluster_env, scenes, hook="log-shipper")
+    group = NodeGroup(cluster_env, scenes, hook="log-shipper")
     event = group.scale_in()
     result = invoke(LIFECYCLE, event, cluster_env)
     assert result.result["result"]["outcome"] == "not-our-hook", result.result

@@ -6,8 +6,9 @@ before it (the hook check, the cordon) come from their checkpoints and are not r
 from __future__ import annotations
 
 from localeks.faults import NODE, Match, Rule, Status
+from localeks.node_group import NodeGroup
 from localeks.scenes import Scenes
-from tests.integration.long_drains import LIFECYCLE, Group, named
+from tests.integration.long_drains import LIFECYCLE, named
 from tests.reliability.support import Faults
 
 SERVICE_UNAVAILABLE = Status(503, "injected: the API server is unavailable")
@@ -16,7 +17,7 @@ SERVICE_UNAVAILABLE = Status(503, "injected: the API server is unavailable")
 def test_an_invocation_that_fails_mid_drain_resumes_at_its_drain_round(
     cluster_env: dict[str, str], scenes: Scenes, faults: Faults
 ) -> None:
-    group = Group(cluster_env, scenes)
+    group = NodeGroup(cluster_env, scenes)
     scenes.worker_node(spot=False)
     ns = scenes.namespace("resume")
     pods = scenes.deployment(ns, "api", group.node_name, 2, grace=3, pdb_max_unavailable=1)

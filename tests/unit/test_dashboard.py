@@ -19,8 +19,10 @@ from serverless_nth.observability import (
 from serverless_nth.observability import (
     NAMESPACE as CODE_NAMESPACE,
 )
+from tests.metric_names import names_the_code_emits
 
-CODE_METRICS = {v for k, v in vars(Metric).items() if k.isupper()} | {COLD_START}
+# what the core's source emits (every Metric.X it uses, and ColdStart), not the list it declares
+CODE_METRICS = set(names_the_code_emits())
 
 # What AWS emits per resource: namespace -> (the template resource type, its dimension, metric names).
 # Sources: https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html ,
@@ -123,6 +125,11 @@ def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     return found
 
 
+def test_every_declared_metric_is_emitted_by_the_code() -> None:
+    declared = {v for k, v in vars(Metric).items() if k.isupper()} | {COLD_START}
+    assert declared == CODE_METRICS, f"declared, never emitted: {declared - CODE_METRICS}"
+
+
 def test_namespace_is_the_same() -> None:
     assert CODE_NAMESPACE == NAMESPACE
 
@@ -202,7 +209,7 @@ def test_alarms_cover_every_path_where_an_event_is_lost_delayed_or_left_unfinish
         metrics = alarm_metrics(alarm)
         named = {next(iter(d.values())) for ns, _, d in metrics if ns in {"AWS/Lambda", "AWS/Events"}}
         if named:  # an alarm over functions or rules covers all of them
-            expected = by_path.get(metrics[0][1], None)
+            expected = by_path.get(metrics[0][1])
             assert named in ((expected,) if expected else (functions, rules)), f"{alarm_name} covers {named} only"
 
 
