@@ -158,11 +158,18 @@ def webhook_verdicts(cluster_env: dict[str, str]) -> dict[str, set[str]]:
     """Token digest -> the outcomes the local token webhook recorded for it (its GET /verdicts)."""
     webhook = json.loads((Path(cluster_env["KUBECONFIG"]).parent / "webhook.kubeconfig").read_text())
     url = webhook["clusters"][0]["cluster"]["server"].rsplit("/", 1)[0] + "/verdicts"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        found: dict[str, set[str]] = {}
-        for verdict in json.loads(response.read()):
-            found.setdefault(verdict["token"], set()).add(verdict["outcome"])
-        return found
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            verdicts = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(
+            f"the local EKS's token webhook has no GET /verdicts ({exc.code}): it was started before "
+            "localeks/webhook.py recorded them; restart the local EKS"
+        ) from exc
+    found: dict[str, set[str]] = {}
+    for verdict in verdicts:
+        found.setdefault(verdict["token"], set()).add(verdict["outcome"])
+    return found
 
 
 # verb, resource, subresource, API group, expected answer for the shipped ClusterRole
