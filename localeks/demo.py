@@ -19,6 +19,7 @@ from localeks import clusterview
 from localeks.cluster import DEFAULT_STATE, Paths, up
 from localeks.dashboard import render
 from localeks.invoke import invoke, prepare_event
+from localeks.node_group import NodeGroup
 from localeks.scenes import NodeScene, Scenes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +55,12 @@ def main() -> None:
     karpenter.namespace = scenes.namespace("karpenter")
     karpenter.pods["deployment"] = scenes.deployment(karpenter.namespace, "batch", karpenter.node_name, 2, grace=10)
     scenes.wait_pdbs(karpenter.namespace)
+    od_retiring = scenes.node_with_workloads(spot=False, spare_nodes=0)
+    group = NodeGroup(env, scenes)  # a self-managed node group with this stack's terminate hook
+    group_scene = scenes.scene_for(group.instance, group.node_name)
+    group_scene.namespace = scenes.namespace("asg")
+    group_scene.pods["deployment"] = scenes.deployment(group_scene.namespace, "api", group.node_name, 2, grace=5)
+    scenes.wait_pdbs(group_scene.namespace)
     opted_out = scenes.worker_node(labels={"serverless-nth/ignore": "true"})
     foreign = scenes.worker_node(cluster="another-cluster")
     steps = [
@@ -119,6 +126,21 @@ def main() -> None:
             od_returning.instance_id,
         ),
         Step(
+            "Auto Scaling scale-in: the terminate lifecycle hook (a durable execution)",
+            "LifecycleActionFunction",
+            "asg-lifecycle-action",
+            group_scene,
+            group.instance_id,
+            before="scale-in",
+        ),
+        Step(
+            "AWS Health scheduled retirement in 3 h (a durable execution: the 2 h 50 min wait skipped)",
+            "ScheduledChangeFunction",
+            "scheduled-change",
+            od_retiring,
+            od_retiring.instance_id,
+        ),
+        Step(
             "Spot interruption, node labelled serverless-nth/ignore=true",
             "SpotInterruptionFunction",
             "spot-interruption",
@@ -151,13 +173,24 @@ def main() -> None:
             )
             if step.title.startswith("Malformed"):
                 del event["detail"]["instance-action"]
+            if step.before == "scale-in":
+                event = group.scale_in()  # the event the group sends, with its action's token
+            if step.event_file == "scheduled-change":
+                starts = time.gmtime(time.time() + 3 * 3600)
+                event["detail"]["startTime"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", starts)
             _change_instance(scenes, step)
             started = time.monotonic()
             result = invoke(step.function, event, env)
             took = time.monotonic() - started
             captured.write(result.output)
-            _print_step(step, result.result, result.exit_code, took, before, scenes)
-    _print_nodes(scenes, [spot_a, spot_b, spot_custom, karpenter, od_stopping, od_terminated, od_returning])
+            if "operations" in result.result:  # a durable execution: its result, and the steps it took
+                _print_execution(step, result.result, took, before, scenes)
+            else:
+                _print_step(step, result.result, result.exit_code, took, before, scenes)
+    _print_nodes(
+        scenes,
+        [spot_a, spot_b, spot_custom, karpenter, od_stopping, od_terminated, od_returning, group_scene, od_retiring],
+    )
     print(f"\nLogs and EMF metrics of every invocation: {output}")
     render(output, paths.state / "dashboard.png")
     print(f"The dashboard of template.yaml drawn from those metrics: {paths.state / 'dashboard.png'}")
@@ -216,6 +249,18 @@ def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_befo
         after = scenes.pods_on(step.scene.node_name)
         names = sorted(p.metadata.name for p in after)
         print(f"   pods on the node: {pods_before} before, {len(after)} after ({', '.join(names)})")
+
+
+def _print_execution(step: Step, execution: dict, took: float, pods_before: int, scenes: Scenes) -> None:  # type: ignore[type-arg]
+    print(f"\n== {step.title}  [{step.function} <- events/{step.event_file}.json]")
+    result = execution.get("result") or {}
+    outcome = result.get("outcome") or ", ".join(f"{i}: {o}" for i, o in result.get("outcomes", {}).items())
+    print(f"   durable execution {execution['status']} in {took:.1f} s: {outcome or execution.get('error')}")
+    names = [op["name"] for op in execution["operations"]]
+    print(f"   steps: {' -> '.join(names)}")
+    if step.scene:
+        after = scenes.pods_on(step.scene.node_name)
+        print(f"   pods on the node: {pods_before} before, {len(after)} after")
 
 
 def _print_nodes(scenes: Scenes, scene_list: list[NodeScene]) -> None:

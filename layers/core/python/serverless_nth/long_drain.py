@@ -105,9 +105,14 @@ class LongDrains:
 
     def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
         """One round: the lease renewed, then the drain for ROUND_SECONDS at most, until ``stop_by``
-        and not past the event's predicted end."""
-        ends = (stop_by, event.ends_at.timestamp() if event.ends_at else None)
-        stop_by = min([self.clock() + ROUND_SECONDS, *(t for t in ends if t is not None)])
+        and not past the event's predicted end while that is ahead."""
+        now = self.clock()
+        limits = [now + ROUND_SECONDS] + ([stop_by] if stop_by is not None else [])
+        # the event's end counts while it is ahead: a window that began before the event was
+        # handled leaves one full round, not none
+        if event.ends_at is not None and event.ends_at.timestamp() > now:
+            limits.append(event.ends_at.timestamp())
+        stop_by = min(limits)
         hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
         drain = self.service.drain_round(event, node, stop_by)
         report.count(Metric.DRAIN_ROUNDS)
