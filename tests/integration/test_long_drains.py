@@ -51,6 +51,7 @@ def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_t
     beats = [at(c["time"]) for c in group.calls("RecordLifecycleActionHeartbeat") if c["outcome"] == "ok"]
     assert len(beats) >= hold / (HEARTBEAT_TIMEOUT / 2) - 1, beats
     gaps = [b - a for a, b in itertools.pairwise(beats)]
+    print(f"drain {time.time() - started:.1f} s, heartbeat gaps {[round(g, 1) for g in gaps]} s")
     assert max(gaps) < HEARTBEAT_TIMEOUT, gaps
     (action,) = group.actions()
     assert (action["state"], action["result"]) == ("completed", "CONTINUE"), action

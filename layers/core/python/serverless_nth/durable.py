@@ -49,5 +49,5 @@ def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
             logger.exception("execution failed", extra={"outcome": Outcome.ERROR, "stage": stage})
             raise
 
-    handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(run))
+    handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(run, capture_cold_start_metric=True))
     return cast(Handler, handler)
