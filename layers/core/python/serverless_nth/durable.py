@@ -9,16 +9,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from aws_durable_execution_sdk_python import DurableContext, StepError, durable_execution
-from aws_lambda_powertools.metrics import MetricUnit
 
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import Handler, account_of, build_service, count_error
+from serverless_nth.entrypoint import Handler, account_of, build_service, count_error, count_malformed
 from serverless_nth.errors import HandlerError
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.long_drain import LongDrains
-from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.observability import logger, metrics
 from serverless_nth.report import Outcome
 
 Workflow = Callable[[LongDrains, Any, DurableContext, "str | None"], dict[str, Any]]
@@ -33,15 +32,8 @@ def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
     def run(event: Any, ctx: DurableContext) -> dict[str, Any]:
         try:
             return workflow(drains, event, ctx, account_of(ctx.lambda_context))
-        except MalformedEvent as exc:
-            # raised before the first step, so in the execution's first invocation only
-            metrics.add_dimension("event_kind", event_family)
-            metrics.add_dimension("outcome", Outcome.MALFORMED)
-            metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
-            logger.error(
-                "malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)}
-            )
-            count_error(settings.cluster_name, "parse")
+        except MalformedEvent as exc:  # raised before the first step: in the first invocation only
+            count_malformed(settings.cluster_name, event_family, exc)
             raise
         except (HandlerError, StepError) as exc:  # a step that failed for good (after its retries)
             stage = exc.stage if isinstance(exc, HandlerError) else "long-drain"

@@ -47,6 +47,15 @@ def count_error(cluster: str, stage: str) -> None:
         metric.add_dimension("stage", stage)
 
 
+def count_malformed(cluster: str, event_family: str, exc: MalformedEvent) -> None:
+    """A malformed event: told, counted, and raised by the caller (nothing was changed)."""
+    metrics.add_dimension("event_kind", event_family)
+    metrics.add_dimension("outcome", Outcome.MALFORMED)
+    metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
+    logger.error("malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)})
+    count_error(cluster, "parse")
+
+
 def account_of(context: object) -> str | None:
     """The function's own account, from its ARN (arn:aws:lambda:<region>:<account>:function:...)."""
     parts = str(getattr(context, "invoked_function_arn", "") or "").split(":")
@@ -68,13 +77,7 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
             interruption = normalise(event)
             check_event_time(interruption, datetime.datetime.fromtimestamp(now, datetime.UTC))
         except MalformedEvent as exc:
-            metrics.add_dimension("event_kind", event_family)
-            metrics.add_dimension("outcome", Outcome.MALFORMED)
-            metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
-            logger.error(
-                "malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)}
-            )
-            count_error(settings.cluster_name, "parse")
+            count_malformed(settings.cluster_name, event_family, exc)
             raise
         except Exception:
             metrics.add_dimension("event_kind", event_family)

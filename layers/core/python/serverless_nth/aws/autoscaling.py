@@ -48,33 +48,33 @@ class LifecycleActions:
 
     def heartbeat(self, ref: LifecycleHookRef, instance_id: str) -> bool:
         """Restarts the hook's heartbeat timeout; False when the action is no longer pending."""
-        return (
-            self._call(
-                "RecordLifecycleActionHeartbeat",
-                self._client.record_lifecycle_action_heartbeat,
-                AutoScalingGroupName=ref.group,
-                LifecycleHookName=ref.hook,
-                LifecycleActionToken=ref.token,
-                InstanceId=instance_id,
-            )
-            is not None
+        return self._on_action(
+            "RecordLifecycleActionHeartbeat", self._client.record_lifecycle_action_heartbeat, ref, instance_id
         )
 
     def complete(self, ref: LifecycleHookRef, instance_id: str, result: str = "CONTINUE") -> bool:
         """Tells the group to go on; False when the action is no longer pending (completed by an
         earlier attempt whose answer was lost, or expired)."""
-        return (
-            self._call(
-                "CompleteLifecycleAction",
-                self._client.complete_lifecycle_action,
-                AutoScalingGroupName=ref.group,
-                LifecycleHookName=ref.hook,
-                LifecycleActionToken=ref.token,
-                InstanceId=instance_id,
-                LifecycleActionResult=result,
-            )
-            is not None
+        return self._on_action(
+            "CompleteLifecycleAction",
+            self._client.complete_lifecycle_action,
+            ref,
+            instance_id,
+            LifecycleActionResult=result,
         )
+
+    def _on_action(self, name: str, method: Any, ref: LifecycleHookRef, instance_id: str, **extra: str) -> bool:
+        """One call about the pending action; False when it is no longer pending."""
+        reply = self._call(
+            name,
+            method,
+            AutoScalingGroupName=ref.group,
+            LifecycleHookName=ref.hook,
+            LifecycleActionToken=ref.token,
+            InstanceId=instance_id,
+            **extra,
+        )
+        return reply is not None
 
     def _call(self, name: str, method: Any, **kwargs: Any) -> dict[str, Any] | None:
         """The reply; None when the action (or the hook) is no longer there."""
