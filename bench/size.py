@@ -174,6 +174,7 @@ def cold_start(cluster_env: dict[str, str], scenes: Any, repeats: int, build: Pa
         "first_event_init_s": median([r["import_s"] for r in firsts]),
         "first_event_handled_s": median([r["handled_s"] for r in firsts]),
         "first_event_tracing_on_s": median([r["import_s"] + r["handled_s"] for r in traced]),
+        "first_event_tracing_on_cpu_s": median([r["import_cpu_s"] + r["handled_cpu_s"] for r in traced]),
         "built_handler_import_s": per_function,  # import with its init, each function
         "naive_import_s": naive,
         "naive_import_cpu_s": naive_cpu,
