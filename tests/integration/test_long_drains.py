@@ -13,12 +13,27 @@ from typing import Any
 
 import pytest
 
+from localeks.dashboard import read_emf
 from localeks.invoke import Invocation, invoke
 from localeks.node_group import HEARTBEAT_TIMEOUT, NodeGroup
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
 from tests.integration.long_drains import LIFECYCLE, SCHEDULED, at, named, steps
 from tests.integration.support import node_state, pods_left
+from tests.metric_names import names_the_code_emits
+
+# the EMF metric records of every execution of this module, for its last test
+EMITTED: list[dict[str, Any]] = []
+
+
+def deliver(
+    function: str, event: dict[str, Any], cluster_env: dict[str, str], params: dict[str, str] | None = None
+) -> Invocation:
+    """The local invoke, as Lambda's durable execution service would run the function; its metrics
+    are kept for the module's last test."""
+    result = invoke(function, event, cluster_env, params)
+    EMITTED.extend(read_emf(result.output.splitlines()))
+    return result
 
 
 def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_then_continued_once(
@@ -38,7 +53,7 @@ def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_t
 
     threading.Thread(target=free_the_budget, daemon=True).start()
     started = time.time()
-    result = invoke(LIFECYCLE, event, cluster_env)
+    result = deliver(LIFECYCLE, event, cluster_env)
     assert result.exit_code == 0, result.output[-3000:]
     out = result.result
     assert out["status"] == "SUCCEEDED", out
@@ -77,7 +92,7 @@ def test_an_instance_without_a_node_is_continued_at_once(cluster_env: dict[str, 
     group = NodeGroup(cluster_env, scenes, node=False)
     event = group.scale_in()
     started = time.time()
-    result = invoke(LIFECYCLE, event, cluster_env)
+    result = deliver(LIFECYCLE, event, cluster_env)
     assert result.exit_code == 0, result.output[-3000:]
     out = result.result["result"]
     assert (out["outcome"], out["completed"]) == ("node-not-found", True), out
@@ -95,13 +110,13 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
     event = group.scale_in()
     results: dict[int, Invocation] = {}
 
-    def deliver(i: int) -> None:
-        results[i] = invoke(LIFECYCLE, event, cluster_env)
+    def delivery(i: int) -> None:
+        results[i] = deliver(LIFECYCLE, event, cluster_env)
 
-    first = threading.Thread(target=deliver, args=(0,))
+    first = threading.Thread(target=delivery, args=(0,))
     first.start()
     time.sleep(12)  # the first execution holds the lease and is draining (the PDB refuses)
-    deliver(1)  # EventBridge delivers the same event again
+    delivery(1)  # EventBridge delivers the same event again
     scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 1}})
     first.join()
     assert results[1].result["result"]["outcome"] == "duplicate", results[1].result
@@ -110,7 +125,7 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
     assert results[0].result["result"]["outcome"] == "drained", results[0].result
     assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
     # and a delivery after the action was completed finds nothing waiting
-    late = invoke(LIFECYCLE, event, cluster_env)
+    late = deliver(LIFECYCLE, event, cluster_env)
     assert late.result["result"]["outcome"] == "outdated", late.result
     assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
 
@@ -118,7 +133,7 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
 def test_another_owners_hook_is_never_completed(cluster_env: dict[str, str], scenes: Scenes) -> None:
     group = NodeGroup(cluster_env, scenes, hook="log-shipper")
     event = group.scale_in()
-    result = invoke(LIFECYCLE, event, cluster_env)
+    result = deliver(LIFECYCLE, event, cluster_env)
     assert result.result["result"]["outcome"] == "not-our-hook", result.result
     assert group.calls("CompleteLifecycleAction") == []
     assert group.actions()[0]["state"] == "pending"
@@ -148,7 +163,7 @@ def test_a_health_event_for_three_instances_cordons_all_at_once_and_drains_each_
 ) -> None:
     lead, starts_in = 600, 3 * 3600
     event = health_event([n.instance_id for n in three_nodes], starts_in)
-    result = invoke(SCHEDULED, event, cluster_env, {"ScheduledChangeLeadSeconds": str(lead)})
+    result = deliver(SCHEDULED, event, cluster_env, {"ScheduledChangeLeadSeconds": str(lead)})
     assert result.exit_code == 0, result.output[-3000:]
     out = result.result
     assert out["status"] == "SUCCEEDED", out
@@ -178,7 +193,7 @@ def test_a_health_event_naming_an_unknown_and_a_foreign_instance_changes_nothing
     foreign = scenes.worker_node(cluster="another-cluster")
     unknown = "i-0123456789abcdef0"
     event = health_event([unknown, foreign.instance_id, ours.instance_id], 3 * 3600)
-    result = invoke(SCHEDULED, event, cluster_env)
+    result = deliver(SCHEDULED, event, cluster_env)
     assert result.exit_code == 0, result.output[-3000:]
     outcomes = result.result["result"]["outcomes"]
     assert outcomes == {
@@ -191,3 +206,45 @@ def test_a_health_event_naming_an_unknown_and_a_foreign_instance_changes_nothing
     assert not named(result, f"drain-{unknown}")
     events = json.dumps(result.result)
     assert unknown in events
+
+
+def test_a_lifecycle_action_completed_by_someone_else_mid_drain_stops_the_execution(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    group = NodeGroup(cluster_env, scenes)
+    scenes.worker_node(spot=False)
+    ns = scenes.namespace("taken")
+    scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    event = group.scale_in()
+
+    def operator_completes() -> None:
+        time.sleep(8)  # the drain is held by the PDB; an operator (or another tool) says CONTINUE
+        group.asg.complete_lifecycle_action(
+            AutoScalingGroupName=group.name,
+            LifecycleHookName=group.hook,
+            LifecycleActionResult="CONTINUE",
+            InstanceId=group.instance_id,
+        )
+
+    threading.Thread(target=operator_completes, daemon=True).start()
+    result = deliver(LIFECYCLE, event, cluster_env)
+    out = result.result["result"]
+    assert out["outcome"] == "action-ended", out
+    assert out["completed"] is False
+    # the drain's end is told (the node's Event, the lease let go); nothing was completed twice
+    assert named(result, "drained")
+    assert not named(result, "complete")
+    assert [c["outcome"] for c in group.calls("CompleteLifecycleAction")] == ["ok"]
+    lost = [r for r in read_emf(result.output.splitlines()) if r["name"] == "LifecycleActionsLost"]
+    assert lost
+    assert lost[0]["dimensions"]["outcome"] == "action-ended"  # the alarm's dimensions
+
+
+def test_every_metric_of_the_long_drains_was_emitted_by_the_executions_above() -> None:
+    """Runs last: the metrics only long_drain.py emits (tests/integration/test_observability.py
+    covers the others) each came out of an execution of this module with a value."""
+    wanted = {name for name, files in names_the_code_emits().items() if "long_drain.py" in files}
+    valued = {r["name"] for r in EMITTED if r["value"]}
+    assert EMITTED, "run the whole module: this test reads the metrics of the executions above"
+    assert wanted <= valued, f"never emitted with a value: {sorted(wanted - valued)}"
