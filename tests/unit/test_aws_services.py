@@ -70,6 +70,26 @@ def test_every_client_the_core_creates_is_listed() -> None:
     assert {"ec2", "eks", "sts", "sns"} <= created
 
 
+# third-party packages of the deps layer that make AWS clients of their own
+SDKS_WITH_CLIENTS = ("aws_durable_execution_sdk_python",)
+
+
+def test_every_client_the_sdks_in_the_layer_create_is_listed() -> None:
+    created = set()
+    for package in SDKS_WITH_CLIENTS:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None, package
+        assert spec.submodule_search_locations is not None, package
+        for path in sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and _called_name(node) in CLIENT_FACTORIES and node.args:
+                    first = node.args[0]
+                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                        created.add(first.value)
+    assert "lambda" in created  # the durable execution SDK's checkpoints
+    assert created <= set(AWS_SERVICES), f"clients missing from AWS_SERVICES: {sorted(created - set(AWS_SERVICES))}"
+
+
 def test_every_operation_the_core_calls_on_a_cut_down_model_is_listed() -> None:
     names = set()
     for _, call in _core_calls():
