@@ -100,3 +100,37 @@ def machine() -> str:
             break
     mem = int(re.findall(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())[0]) // 1024 // 1024
     return f"{os.cpu_count()} cores ({cpu}), {mem} GiB"
+
+
+def cluster_cpu(state: str) -> dict[str, float]:
+    """CPU seconds (user + sys) used so far by each process of the local EKS under ``state``: the
+    supervisor (moto's server and the token webhook run in it) and its children (etcd,
+    kube-apiserver, kube-controller-manager, kube-scheduler, kwok). Empty when it cannot tell."""
+    try:
+        supervisor = int((Path(state) / "supervisor.pid").read_text())
+    except (OSError, ValueError):
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid = int(proc.name), int(fields[1])
+        if pid == supervisor:
+            name = "moto+webhook"
+        elif ppid != supervisor:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def load_average() -> str:
+    """The load averages (1, 5, 15 min) and the number of cores, as `uptime` says them."""
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return f"{one} {five} {fifteen} on {os.cpu_count()} cores"

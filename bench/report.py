@@ -6,22 +6,50 @@ from pathlib import Path
 from typing import Any
 
 
+def _cpu(b: dict[str, Any]) -> str:
+    cpu = b["cpu_s"]
+    parts = [f"handlers {cpu['handlers']:.1f}", f"harness {cpu['harness']:.1f}"]
+    for name, label in (
+        ("kube-apiserver", "apiserver"),
+        ("moto+webhook", "moto+webhook"),
+        ("etcd", "etcd"),
+        ("kwok", "kwok"),
+    ):
+        if name in cpu:
+            parts.append(f"{label} {cpu[name]:.1f}")
+    return ", ".join(parts)
+
+
 def write_table(r: dict[str, Any], path: Path) -> None:
     drain = r["details"]["drain"]
+    real = r["details"]["real_grace"]
     burst = r["details"]["burst"]
+    pdb = r["details"]["pdb"]
+    small, large = burst["small"], burst["large"]
     lines = [
-        f"Run of {r['date']} on {r['machine']}; kwok speed factor {r['kwok_speed']} (a 30 s grace period lasts "
-        f"{30 * r['kwok_speed']:.0f} s); medians. `make bench` wrote it.",
+        f"Run of {r['date']} on {r['machine']}; load average {r['load_average_start']} at the start, "
+        f"{r['load_average_end']} at the end (the machine was shared: the timings are contended); "
+        f"`make bench` wrote it in {r['bench_seconds'] / 60:.1f} min.",
         "",
-        "| drain of one node | all evictions sent / answered | drain complete | `kubectl drain` | speed-up | our API requests |",
-        "|---|---|---|---|---|---|",
+        f"Drains at kwok speed factor {r['kwok_speed']} (a 30 s grace period lasts {30 * r['kwok_speed']:.0f} s), "
+        "a fifth of the pods under PDBs; medians of the runs:",
+        "",
+        "| drain of one node | runs | all evictions sent / answered | drain complete | `kubectl drain` | speed-up | our API requests |",
+        "|---|---|---|---|---|---|---|",
     ]
     for size, d in drain.items():
         lines.append(
-            f"| {size} pods | {d['evictions_sent_s']:.2f} s / {d['evictions_answered_s']:.2f} s | {d['complete_s']:.2f} s | {d['kubectl_s']:.2f} s "
-            f"| {d['speedup']:.1f}x | {d['api_requests']:.0f} |"
+            f"| {size} pods | {d.get('repeats', '')} | {d['evictions_sent_s']:.2f} s / {d['evictions_answered_s']:.2f} s "
+            f"| {d['complete_s']:.2f} s | {d['kubectl_s']:.2f} s | {d['speedup']:.1f}x | {d['api_requests']:.0f} |"
         )
     lines += [
+        "",
+        f"| {real['pods']}-pod drain at real grace periods (kwok speed {real['kwok_speed']:g}, no PDB, the same pods) | ours | `kubectl drain` |",
+        "|---|---|---|",
+        f"| drain complete | {real['complete_s']:.2f} s | {real['kubectl_s']:.2f} s |",
+        f"| floor: longest grace {real['longest_grace_s']} s + one eviction round trip {real['eviction_round_trip_s'] * 1000:.0f} ms "
+        f"| {real['floor_s']:.2f} s | {real['floor_s']:.2f} s |",
+        f"| **overhead over the floor** | **{real['overhead_s']:.2f} s** | **{real['kubectl_overhead_s']:.2f} s** |",
         "",
         "| reaction | figure |",
         "|---|---|",
@@ -32,23 +60,63 @@ def write_table(r: dict[str, Any], path: Path) -> None:
         f"| the same imports without the init | {r['handler_modules_import_s'] * 1000:.0f} ms |",
         f"| naive import (boto3, kubernetes CoreV1Api/PolicyV1Api, Powertools + parser) | {r['naive_import_s'] * 1000:.0f} ms |",
         f"| ratio to naive: with init / imports only | {r['handler_import_vs_naive'] * 100:.0f}% / {r['handler_modules_import_vs_naive'] * 100:.0f}% |",
+        f"| first event reached, init included, against the naive import (`first_event_vs_naive`) | {r['first_event_vs_naive'] * 100:.0f}% |",
         f"| function + layers, unzipped | {r['deployment_unzipped_mb']} MB |",
         "",
-        "| PDB freed up (budget opened after the node waited on it) | ours | `kubectl drain` |",
+        f"| PDB freed up (both sides at once, budgets opened after {pdb['rounds'][0]['blocked_s']:.0f} s and later; "
+        f"median of {len(pdb['rounds'])} rounds) | ours | `kubectl drain` |",
         "|---|---|---|",
         f"| budget reports a disruption allowed -> first pod deleting | {r['pdb_freed_to_eviction_s']:.2f} s "
         f"| {r['kubectl_pdb_freed_to_eviction_s']:.2f} s |",
         f"| eviction refusals per blocked pod per minute | {r['pdb_refusals_per_pod_minute']:.1f} "
         f"| {r['kubectl_pdb_refusals_per_pod_minute']:.1f} |",
         "",
-        "| burst of Spot interruptions | nodes / pods | events | concurrency | all cordoned | all drained | API server requests / event | APF 429s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| per event, measured inside the handler's process | figure |",
+        "|---|---|",
+        f"| handler CPU (user + sys) per Spot interruption (cordon, taint, drain of {r.get('burst_pods', 20)} pods), "
+        f"median / p99, one event per worker process | {r['handler_cpu_ms_per_event_p50']:.1f} ms / "
+        f"{r['handler_cpu_ms_per_event_p99']:.1f} ms |",
+        f"| the same in the Spot burst ({large['drain']['in_flight']} in flight: more polls and 429 retries per event) "
+        f"| {large['drain']['handler_cpu_ms_p50']:.1f} ms / {large['drain']['handler_cpu_ms_p99']:.1f} ms |",
+        f"| handler CPU per rebalance recommendation (cordon and taint only), median / p99 "
+        f"| {r['handler_cpu_ms_per_cordon_event_p50']:.1f} ms / {r['handler_cpu_ms_per_cordon_event_p99']:.1f} ms |",
+        f"| requests per Spot interruption (Kubernetes + EC2), {small['cordon']['events']}-node pool "
+        f"({small['cluster_nodes']} nodes in the cluster) / {large['cordon']['events']}-node pool ({large['cluster_nodes']}) "
+        f"| {small['sample']['requests_per_event']} / {large['sample']['requests_per_event']} "
+        f"(x{r['requests_per_event_growth']:.2f}) |",
+        "",
+        "| burst | events in flight | event -> cordoned, p50 / p99 | of which the harness's dispatch, p50 / p99 "
+        "| requests / event (APF 429 retries) | CPU seconds while it ran |",
+        "|---|---|---|---|---|---|",
     ]
-    for label, b in burst.items():
-        lines.append(
-            f"| {label} cluster | {b['nodes']} / {b['pods']} | {b['events']} | {b['concurrency']} | {b['all_cordoned_s']:.1f} s "
-            f"| {b['all_drained_s']:.1f} s | {b['apiserver_requests_per_event']} | {b['apf_rejected']:.0f} |"
-        )
+    for b in (small, large):
+        for name, what in (("harness_only", "harness alone (no handler)"), ("cordon", "rebalance: cordon only")):
+            x = b[name]
+            cordon = (
+                "—"
+                if name == "harness_only"
+                else f"{x['event_to_cordon_p50_s']:.2f} s / {x['event_to_cordon_p99_s']:.2f} s"
+            )
+            requests = "—" if name == "harness_only" else f"{x['requests_per_event']} ({x['apf_retries_per_event']})"
+            if x.get("errors"):
+                cordon += f" ({x['errors']} of {x['events']} failed)"
+            lines.append(
+                f"| {what}, {b['cordon']['events']} nodes | {x['in_flight']} | {cordon} "
+                f"| {x['dispatch_p50_s']:.3f} s / {x['dispatch_p99_s']:.3f} s | {requests} | {_cpu(x)} |"
+            )
+    d = large["drain"]
+    lines.append(
+        f"| Spot interruptions: cordon, taint, drain ({d['events']} nodes of {large['cluster_nodes']}) | {d['in_flight']} "
+        f"| {d['event_to_cordon_p50_s']:.2f} s / {d['event_to_cordon_p99_s']:.2f} s "
+        f"| {d['dispatch_p50_s']:.3f} s / {d['dispatch_p99_s']:.3f} s | {d['requests_per_event']} ({d['apf_retries_per_event']}) "
+        f"| {_cpu(d)} |"
+    )
+    lines += [
+        "",
+        f"Spot interruption burst: {d['events']} events, {d['in_flight']} in flight: all cordoned after "
+        f"{r['burst_all_cordoned_s']:.1f} s, all drained after {r['burst_all_drained_s']:.1f} s; outcomes {d['outcomes']}; "
+        f"API priority and fairness answered 429 {d['apf_rejected']:.0f} times.",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -59,22 +127,60 @@ def write_chart(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     drain = r["details"]["drain"]
+    real = r["details"]["real_grace"]
+    burst = r["details"]["burst"]
     sizes = list(drain)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ((left, middle), (bottom_left, right)) = plt.subplots(2, 2, figsize=(12, 8))
     x = range(len(sizes))
     width = 0.38
     left.bar([i - width / 2 for i in x], [drain[s]["complete_s"] for s in sizes], width, label="serverless-nth")
     left.bar([i + width / 2 for i in x], [drain[s]["kubectl_s"] for s in sizes], width, label="kubectl drain")
     left.set_xticks(list(x), [f"{s} pods" for s in sizes])
-    left.set_ylabel("seconds to drain complete (median)")
-    left.set_title("Drain of one node")
+    left.set_ylabel("seconds to drain complete")
+    left.set_title(f"Drain of one node, kwok speed {r['kwok_speed']:g}, PDBs")
     left.legend()
+
+    sides = ["serverless-nth", "kubectl drain"]
+    floor = [real["floor_s"], real["floor_s"]]
+    over = [real["overhead_s"], real["kubectl_overhead_s"]]
+    middle.barh(sides, floor, color="C7", label=f"floor: longest grace {real['longest_grace_s']} s + one eviction")
+    middle.barh(sides, over, left=floor, color=["C0", "C1"], label="overhead over the floor")
+    for i, v in enumerate(over):
+        middle.text(floor[i] + v, i, f" +{v:.2f} s", va="center")
+    middle.set_xlabel("seconds to drain complete")
+    middle.set_title(f"{real['pods']}-pod drain at real grace periods (kwok speed 1, no PDB)")
+    middle.legend(loc="lower right", fontsize=8)
+
     labels = ["handler import", "naive import", "cordon warm", "cordon cold"]
     values = [r["handler_import_s"], r["naive_import_s"], r["cordon_warm_s"], r["cordon_cold_s"]]
-    right.barh(labels, [v * 1000 for v in values], color=["C0", "C7", "C0", "C0"])
-    right.set_xlabel("milliseconds (median)")
-    right.set_title("Cold start and reaction")
-    fig.suptitle(f"serverless-nth benchmarks, {r['date'][:10]}, {r['machine'].split(' (')[0]}")
+    bottom_left.barh(labels, [v * 1000 for v in values], color=["C0", "C7", "C0", "C0"])
+    bottom_left.set_xlabel("milliseconds (median)")
+    bottom_left.set_title("Cold start and reaction")
+
+    pools = [burst["small"]["cordon"], burst["large"]["cordon"]]
+    names = [f"{p['in_flight']} in flight" for p in pools]
+    xs = range(len(pools))
+    right.bar(
+        [i - width / 2 for i in xs], [p["event_to_cordon_p50_s"] for p in pools], width, label="event -> cordoned p50"
+    )
+    right.bar([i + width / 2 for i in xs], [p["event_to_cordon_p99_s"] for p in pools], width, label="p99")
+    right.bar(
+        [i + width / 2 for i in xs],
+        [p["dispatch_p99_s"] for p in pools],
+        width * 0.5,
+        color="C7",
+        label="harness dispatch p99",
+    )
+    right.set_xticks(list(xs), names)
+    right.set_ylabel("seconds")
+    right.set_title(
+        f"Cordon burst, every event in flight (CPU/event: {r['handler_cpu_ms_per_cordon_event_p50']:.0f} ms median)"
+    )
+    right.legend(fontsize=8)
+    fig.suptitle(
+        f"serverless-nth benchmarks, {r['date'][:10]}, {r['machine'].split(' (')[0]}, "
+        f"load {r['load_average_start'].split()[0]}-{r['load_average_end'].split()[0]} (contended)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from localeks.cluster import REPO
 
 REQUIRED = [
@@ -30,6 +32,22 @@ REQUIRED = [
     "handler_import_s",
     "naive_import_s",
     "deployment_unzipped_mb",
+    "first_event_vs_naive",
+    # issue 13: the drain at real grace periods (kwok speed 1), ours and kubectl's overhead
+    "drain_6_real_grace_overhead_s",
+    "kubectl_drain_6_real_grace_overhead_s",
+    "real_grace_floor_s",
+    # per-event figures of the bursts (the smoke's pools: 4 and 8 nodes, every event in flight)
+    "handler_cpu_ms_per_event_p50",
+    "handler_cpu_ms_per_event_p99",
+    "handler_cpu_ms_per_cordon_event_p50",
+    "requests_per_event_4_nodes",
+    "requests_per_event_8_nodes",
+    "requests_per_event_growth",
+    "cordon_p50_s_4_in_flight",
+    "cordon_p99_s_4_in_flight",
+    "cordon_p99_s_8_in_flight",
+    "harness_dispatch_p99_s_8_in_flight",
 ]
 
 
@@ -45,8 +63,23 @@ def test_bench_smoke_run_writes_every_figure(cluster_env: dict[str, str], tmp_pa
     results = json.loads((tmp_path / "latest.json").read_text())
     missing = [k for k in REQUIRED if not isinstance(results.get(k), int | float)]
     assert missing == []
-    assert results["burst_events"] == 8
-    assert results["details"]["burst"]["large"]["outcomes"] == {"drained": 8}
+    assert results["burst_events"] == 4
+    burst = results["details"]["burst"]
+    assert burst["large"]["drain"]["outcomes"] == {"drained": 4}
+    assert burst["small"]["cordon"]["outcomes"] == {"cordoned": 4}
+    assert burst["large"]["cordon"]["outcomes"] == {"cordoned": 8}
+    assert burst["large"]["cordon"]["in_flight"] == 8  # every event at once
+    assert burst["large"]["harness_only"]["outcomes"] == {"noop": 8}
+    # counted at the transport: DescribeInstances, GET node, PATCH node, the node's Event
+    assert burst["small"]["cordon"]["requests_per_event"] == 4
+    assert results["handler_cpu_ms_per_event_p50"] > 0
+    real = results["details"]["real_grace"]
+    assert real["kwok_speed"] == 1.0
+    assert real["floor_s"] == pytest.approx(real["longest_grace_s"] + real["eviction_round_trip_s"], abs=1e-3)
+    pdb = results["details"]["pdb"]
+    assert pdb["ours"]["blocked_for_s"] >= 3.0
     assert results["api_calls_before_cordon"] == 3  # DescribeInstances, GET node, PATCH node
     assert (tmp_path / "latest.png").stat().st_size > 10_000
-    assert "kubectl drain" in (tmp_path / "latest.md").read_text()
+    table = (tmp_path / "latest.md").read_text()
+    assert "kubectl drain" in table
+    assert "overhead over the floor" in table
