@@ -419,7 +419,7 @@ def summarise(
     dispatch = [e["began"] - start_at for e in events]
     to_cordon = [e["cordoned"] - start_at for e in ok]
     handler_to_cordon = [e["cordoned"] - e["began"] for e in ok]
-    cpu_ms = [e["cpu_s"] * 1000 for e in events]
+    cpu_ms = [e["cpu_s"] * 1000 for e in ok]  # of the events that did their work
     kube = [sum(e["requests"].values()) for e in events]
     refused = [e["requests"].get("429", 0) for e in events]
     total = [k + e.get("aws_requests", 0) for k, e in zip(kube, events, strict=True)]
