@@ -189,6 +189,7 @@ class WatchStream:
     def __init__(self, raw: Any, stage: str) -> None:
         self._raw = raw
         self._stage = stage
+        self._closed = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         buffer = b""
@@ -199,12 +200,19 @@ class WatchStream:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
                         yield _json(line, 200, self._stage)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, AttributeError) as exc:
+            # closed from another thread while this one read: http.client and urllib3 fail in many
+            # ways when the connection is taken away under a read (AttributeError: its file is None)
+            if self._closed:
+                return
+            if isinstance(exc, AttributeError):
+                raise
             raise KubeTemporaryError(0, f"watch ended: {type(exc).__name__}: {exc}", stage=self._stage) from exc
         finally:
             self._raw.release_conn()
 
     def close(self) -> None:
+        self._closed = True
         with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
             self._raw.shutdown()  # unblocks a read waiting in another thread (urllib3 >= 2.3)
         self._raw.close()
