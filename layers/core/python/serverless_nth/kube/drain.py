@@ -149,7 +149,9 @@ class Drainer:
         return left is not None and pod.deleting_since > self.clock() + left
 
     def _evict_all(self, targets: list[PodToEvict], result: DrainResult, started: float) -> None:
-        states = {t.ref: _PodState(t, due=started) for t in targets}
+        # the drain cannot end before the longest grace period has run out: those pods go first
+        ordered = sorted(targets, key=lambda t: -t.grace_seconds)
+        states = {t.ref: _PodState(t, due=started) for t in ordered}
         workers = min(self.options.concurrency, len(targets))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evict") as pool:
             try:
