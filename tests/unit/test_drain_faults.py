@@ -213,3 +213,42 @@ def test_the_longest_grace_periods_are_evicted_first(node: tuple[str, FakeNode])
     result = Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
     assert result.completed
     assert [name for method, name, _ in fake.sent if method == "POST"] == ["b", "d", "e", "a", "c"]
+
+
+def test_the_end_of_the_longest_grace_period_is_seen_when_it_happens(node: tuple[str, FakeNode]) -> None:
+    """Pods stay listed for their grace period after the eviction, as a kubelet keeps them; with a
+    1 s poll interval the drain still sees the last one gone within a fast poll of its end."""
+    endpoint, fake = node
+    fake.pods = {"short": 1, "long": 2}
+    gone_at: dict[str, float] = {}
+    answer = fake.answer
+
+    def lingering(method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if method == "POST":  # the eviction: the pod goes when its grace period has run out
+            name = path.split("/")[6]
+            grace = fake.pods[name]
+            status, reply = answer(method, path, body)
+            fake.pods[name] = grace
+            gone_at[name] = time.monotonic() + grace + 0.5  # the kubelet takes half a second more
+            return status, reply
+        for name, at in list(gone_at.items()):
+            if time.monotonic() >= at:
+                fake.pods.pop(name, None)
+        return answer(method, path, body)
+
+    fake.answer = lingering  # type: ignore[method-assign]
+    now = time.time()
+    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, 8)
+    options = DrainOptions(
+        deadline=None,
+        stop_by=now + 10,
+        margin_seconds=1,
+        concurrency=8,
+        blocked_pod_policy=BlockedPodPolicy.DELETE_BEFORE_DEADLINE,
+        poll_interval_seconds=1.0,
+        dry_run=False,
+    )
+    result = Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
+    assert result.completed
+    seen_late = time.monotonic() - gone_at["long"]
+    assert seen_late < 0.35, seen_late  # with the 1 s poll alone: about 0.5 s here

@@ -36,6 +36,11 @@ from serverless_nth.kube.pods import (
     to_evict,
 )
 
+# around the moment the last evicted pod should be gone, the node's pods are listed this often (for
+# at most FAST_POLL_WINDOW_SECONDS after it: a kubelet may take longer than the grace period)
+FAST_POLL_SECONDS = 0.2
+FAST_POLL_WINDOW_SECONDS = 5.0
+
 
 @dataclass
 class DrainResult:
@@ -102,7 +107,8 @@ class Drainer:
         if to_send:
             self._evict_all(to_send, result, started)
         if targets and not self.options.dry_run:
-            result.remaining = self._wait_until_gone(node_name, targets, result)
+            last_gone = started + result.evictions_answered_seconds + max((g for _, _, g in result.removed), default=0)
+            result.remaining = self._wait_until_gone(node_name, targets, result, last_gone)
             for ref in result.remaining:
                 result.pods.setdefault(ref, PodFate.BLOCKED)
         result.completed = (
@@ -229,9 +235,13 @@ class Drainer:
         result.grace_capped += attempt.grace_capped
         states.pop(pod.ref, None)
 
-    def _wait_until_gone(self, node_name: str, targets: list[PodToEvict], result: DrainResult) -> list[str]:
+    def _wait_until_gone(
+        self, node_name: str, targets: list[PodToEvict], result: DrainResult, last_gone: float
+    ) -> list[str]:
         """Polls the node's pods until none of the targets is left (or is left only because its
-        deletion is stuck) or the drain's time is up."""
+        deletion is stuck) or the drain's time is up. Around ``last_gone``, when the longest grace
+        period given runs out, it polls every FAST_POLL_SECONDS instead, so the drain's end is seen
+        when it happens, not up to a poll interval later."""
         wanted = {t.uid: t.ref for t in targets}
         while True:
             try:
@@ -249,7 +259,10 @@ class Drainer:
             end = self.options.stop_by
             if not left or now >= end:
                 return left
-            time.sleep(min(self.options.poll_interval_seconds, max(0.0, end - self.clock())))
+            interval = self.options.poll_interval_seconds
+            if last_gone - interval <= now <= last_gone + FAST_POLL_WINDOW_SECONDS:
+                interval = min(interval, FAST_POLL_SECONDS)
+            time.sleep(min(interval, max(0.0, end - self.clock())))
 
 
 def _ref(pod: dict[str, Any]) -> str:
