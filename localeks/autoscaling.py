@@ -347,21 +347,27 @@ def _active(backend: Any, group: str, hook: str, token: str | None, instance_id:
     raise validation(f"No active Lifecycle Action found with instance ID {instance_id}")
 
 
-def complete_lifecycle_action(response: Any) -> Any:
-    from moto.core.responses import EmptyResult
-
+def _addressed(response: Any) -> Action:
+    """The pending action a CompleteLifecycleAction or RecordLifecycleActionHeartbeat names."""
     backend = response.autoscaling_backend
     group = _group(backend, response._get_param("AutoScalingGroupName"))
-    result = response._get_param("LifecycleActionResult")
-    if result not in ("CONTINUE", "ABANDON"):
-        raise _errors()[0]("LifecycleActionResult must be CONTINUE or ABANDON")
-    action = _active(
+    return _active(
         backend,
         group.name,
         response._get_param("LifecycleHookName"),
         response._get_param("LifecycleActionToken"),
         response._get_param("InstanceId"),
     )
+
+
+def complete_lifecycle_action(response: Any) -> Any:
+    from moto.core.responses import EmptyResult
+
+    result = response._get_param("LifecycleActionResult")
+    if result not in ("CONTINUE", "ABANDON"):
+        _group(response.autoscaling_backend, response._get_param("AutoScalingGroupName"))  # an unknown group first
+        raise _errors()[0]("LifecycleActionResult must be CONTINUE or ABANDON")
+    action = _addressed(response)
     _end(action, "completed", result, "CompleteLifecycleAction")
     return EmptyResult()
 
@@ -369,15 +375,7 @@ def complete_lifecycle_action(response: Any) -> Any:
 def record_lifecycle_action_heartbeat(response: Any) -> Any:
     from moto.core.responses import EmptyResult
 
-    backend = response.autoscaling_backend
-    group = _group(backend, response._get_param("AutoScalingGroupName"))
-    action = _active(
-        backend,
-        group.name,
-        response._get_param("LifecycleHookName"),
-        response._get_param("LifecycleActionToken"),
-        response._get_param("InstanceId"),
-    )
+    action = _addressed(response)
     now = _now()
     action.heartbeats.append(now)
     action.heartbeat_deadline = min(now + action.heartbeat_timeout, action.global_deadline)

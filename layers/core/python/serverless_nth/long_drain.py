@@ -95,8 +95,9 @@ class LongDrains:
         result = self.service.handle(event, account=account, drain=False)
         due = result.drain_due and bool(result.node) and not self.settings.dry_run
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
-        if due and result.node:
-            other = hold_lease(self.service.kube(), result.node, holder, self.clock(), self._stale_after(event))
+        node = self.service.get_node(result.node) if due and result.node else None
+        if node is not None:
+            other = hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
             if other:
                 logger.info("another execution drains this node", extra={"holder": other, "node": result.node})
                 report.count(Metric.DUPLICATE_DRAINS)
@@ -113,11 +114,12 @@ class LongDrains:
         if event.ends_at is not None and event.ends_at.timestamp() > now:
             limits.append(event.ends_at.timestamp())
         stop_by = min(limits)
-        hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
-        drain = self.service.drain_round(event, node, stop_by)
         report.count(Metric.DRAIN_ROUNDS)
-        if drain is None:
-            return {"completed": True, "remaining": [], "at": self.clock(), "node_gone": True}
+        found = self.service.get_node(node)
+        if found is None:  # the node is gone: nothing left to drain
+            return {"completed": True, "remaining": [], "at": self.clock()}
+        hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
+        drain = self.service.drain_round(event, found, stop_by)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
 
     def finish(self, event: InterruptionEvent, node: str, holder: str, last: dict[str, Any]) -> str:
@@ -129,7 +131,7 @@ class LongDrains:
         if found is not None:
             api = self.service.kube()
             report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
-            release_lease(api, node, holder)
+            release_lease(api, found, holder)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
 

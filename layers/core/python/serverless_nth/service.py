@@ -245,16 +245,13 @@ class Service:
                 node.name
             )
 
-    def drain_round(self, event: InterruptionEvent, node_name: str, stop_by: float) -> DrainResult | None:
+    def drain_round(self, event: InterruptionEvent, node: Node, stop_by: float) -> DrainResult:
         """One round of a long drain, until ``stop_by``: every pod's own grace period, every PDB
         respected (the instance waits for this drain, or its end is far ahead). Idempotent: a round
         lists what is left on the node and evicts it, so a round run again after a crash, or by a
         resumed execution, just goes on. Per-pod metrics and Events are told per round; the drain's
-        outcome once, by the caller. None when the node is gone (nothing left to drain)."""
+        outcome once, by the caller. ``node`` as just read (``get_node``)."""
         api = self.kube()
-        node = self.get_node(node_name)
-        if node is None:
-            return None
         drain = self._run_drain(api, node, None, stop_by)
         if not self.settings.dry_run:
             report.drain_round_metrics(drain)

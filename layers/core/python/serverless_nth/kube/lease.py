@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from serverless_nth.kube.client import KubeApi, NotFound, path
+from serverless_nth.kube.client import KubeApi
 from serverless_nth.kube.cordon import guarded_patch
 from serverless_nth.kube.nodes import DRAIN_LEASE_ANNOTATION, Node
 
 
-def hold_lease(api: KubeApi, node_name: str, holder: str, now: float, stale_after: float) -> str | None:
-    """Takes or renews the lease for ``holder``; returns the other holder when its lease is fresh
-    (nothing written), None when ``holder`` holds it now (or the node is gone)."""
+def hold_lease(api: KubeApi, node: Node, holder: str, now: float, stale_after: float) -> str | None:
+    """Takes or renews the lease for ``holder`` on ``node`` (as just read; a 409 re-reads it);
+    returns the other holder when its lease is fresh (nothing written), None when ``holder`` holds
+    it now."""
 
     def change(current: Node) -> tuple[str | None, dict[str, Any] | None]:
         other, renewed = _parse(current.annotations.get(DRAIN_LEASE_ANNOTATION, ""))
@@ -29,12 +30,11 @@ def hold_lease(api: KubeApi, node_name: str, holder: str, now: float, stale_afte
             "metadata": {"resourceVersion": current.resource_version, "annotations": {DRAIN_LEASE_ANNOTATION: value}}
         }
 
-    node = _get(api, node_name)
-    return None if node is None else guarded_patch(api, node, change, False, "lease")[0]
+    return guarded_patch(api, node, change, False, "lease")[0]
 
 
-def release_lease(api: KubeApi, node_name: str, holder: str) -> None:
-    """Removes the lease if ``holder`` still holds it."""
+def release_lease(api: KubeApi, node: Node, holder: str) -> None:
+    """Removes the lease from ``node`` (as just read) if ``holder`` still holds it."""
 
     def change(current: Node) -> tuple[None, dict[str, Any] | None]:
         other, _ = _parse(current.annotations.get(DRAIN_LEASE_ANNOTATION, ""))
@@ -44,16 +44,7 @@ def release_lease(api: KubeApi, node_name: str, holder: str) -> None:
             "metadata": {"resourceVersion": current.resource_version, "annotations": {DRAIN_LEASE_ANNOTATION: None}}
         }
 
-    node = _get(api, node_name)
-    if node is not None:
-        guarded_patch(api, node, change, False, "lease")
-
-
-def _get(api: KubeApi, node_name: str) -> Node | None:
-    try:
-        return Node.from_api(api.request("GET", path("api", "v1", "nodes", node_name), stage="lease"))
-    except NotFound:
-        return None
+    guarded_patch(api, node, change, False, "lease")
 
 
 def _parse(value: str) -> tuple[str, float]:
