@@ -4,12 +4,42 @@ record as the local invoke returns it."""
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from localeks.invoke import Invocation
+from localeks.node_group import NodeGroup
+from localeks.scenes import Scenes
 
 LIFECYCLE = "LifecycleActionFunction"
 SCHEDULED = "ScheduledChangeFunction"
+
+
+@dataclass
+class Scaling:
+    """A node of a group being scaled in: two pods of a Deployment on it under a budget, a spare
+    node for their replacements, and the event of the pending lifecycle action."""
+
+    group: NodeGroup
+    namespace: str
+    pods: list[str]
+    event: dict[str, Any]
+
+
+def scale_in_under_budget(
+    cluster_env: dict[str, str], scenes: Scenes, prefix: str, *, grace: int = 5, max_unavailable: int = 0
+) -> Scaling:
+    """``max_unavailable`` 0: the budget refuses every eviction until the test changes it."""
+    group = NodeGroup(cluster_env, scenes)
+    scenes.worker_node(spot=False)  # room for the replacements
+    namespace = scenes.namespace(prefix)
+    pods = scenes.deployment(namespace, "api", group.node_name, 2, grace=grace, pdb_max_unavailable=max_unavailable)
+    scenes.wait_pdbs(namespace)
+    return Scaling(group, namespace, pods, group.scale_in())
+
+
+def free_the_budget(scenes: Scenes, namespace: str) -> None:
+    scenes.policy.patch_namespaced_pod_disruption_budget("api", namespace, {"spec": {"maxUnavailable": 1}})
 
 
 def at(iso: str) -> float:

@@ -6,7 +6,6 @@ runner (localeks/lambda_runtime.py), invocation after invocation, with the real 
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from typing import Any
@@ -18,7 +17,15 @@ from localeks.invoke import Invocation, invoke
 from localeks.node_group import HEARTBEAT_TIMEOUT, NodeGroup
 from localeks.scenes import NodeScene, Scenes
 from tests.eventfiles import load_event
-from tests.integration.long_drains import LIFECYCLE, SCHEDULED, at, named, steps
+from tests.integration.long_drains import (
+    LIFECYCLE,
+    SCHEDULED,
+    at,
+    free_the_budget,
+    named,
+    scale_in_under_budget,
+    steps,
+)
 from tests.integration.support import node_state, pods_left
 from tests.metric_names import names_the_code_emits
 
@@ -39,19 +46,15 @@ def deliver(
 def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_then_continued_once(
     cluster_env: dict[str, str], scenes: Scenes
 ) -> None:
-    group = NodeGroup(cluster_env, scenes)
-    scenes.worker_node(spot=False)  # room for the replacements
-    ns = scenes.namespace("held")
-    pods = scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
-    scenes.wait_pdbs(ns)
-    event = group.scale_in()
+    scaling = scale_in_under_budget(cluster_env, scenes, "held")
+    group, ns, pods, event = scaling.group, scaling.namespace, scaling.pods, scaling.event
     hold = 2 * HEARTBEAT_TIMEOUT  # the budget refuses every eviction this long: past two heartbeat timeouts
 
-    def free_the_budget() -> None:
+    def free_later() -> None:
         time.sleep(hold)
-        scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 1}})
+        free_the_budget(scenes, ns)
 
-    threading.Thread(target=free_the_budget, daemon=True).start()
+    threading.Thread(target=free_later, daemon=True).start()
     started = time.time()
     result = deliver(LIFECYCLE, event, cluster_env)
     assert result.exit_code == 0, result.output[-3000:]
@@ -102,12 +105,8 @@ def test_an_instance_without_a_node_is_continued_at_once(cluster_env: dict[str, 
 
 
 def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: dict[str, str], scenes: Scenes) -> None:
-    group = NodeGroup(cluster_env, scenes)
-    scenes.worker_node(spot=False)
-    ns = scenes.namespace("dup")
-    scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
-    scenes.wait_pdbs(ns)
-    event = group.scale_in()
+    scaling = scale_in_under_budget(cluster_env, scenes, "dup")
+    group, event = scaling.group, scaling.event
     results: dict[int, Invocation] = {}
 
     def delivery(i: int) -> None:
@@ -117,7 +116,7 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
     first.start()
     time.sleep(12)  # the first execution holds the lease and is draining (the PDB refuses)
     delivery(1)  # EventBridge delivers the same event again
-    scenes.policy.patch_namespaced_pod_disruption_budget("api", ns, {"spec": {"maxUnavailable": 1}})
+    free_the_budget(scenes, scaling.namespace)
     first.join()
     assert results[1].result["result"]["outcome"] == "duplicate", results[1].result
     assert not named(results[1], "drain-")
@@ -201,22 +200,17 @@ def test_a_health_event_naming_an_unknown_and_a_foreign_instance_changes_nothing
         foreign.instance_id: "not-this-cluster",
         ours.instance_id: "drained",
     }, outcomes
-    # the foreign instance has no node in this cluster; its instance is untouched
+    # neither is drained, and the foreign instance's node (a scene's) is left as it was
     assert not named(result, f"drain-{foreign.instance_id}")
     assert not named(result, f"drain-{unknown}")
-    events = json.dumps(result.result)
-    assert unknown in events
+    assert node_state(scenes, foreign.node_name) == (False, {})
 
 
 def test_a_lifecycle_action_completed_by_someone_else_mid_drain_stops_the_execution(
     cluster_env: dict[str, str], scenes: Scenes
 ) -> None:
-    group = NodeGroup(cluster_env, scenes)
-    scenes.worker_node(spot=False)
-    ns = scenes.namespace("taken")
-    scenes.deployment(ns, "api", group.node_name, 2, grace=5, pdb_max_unavailable=0)
-    scenes.wait_pdbs(ns)
-    event = group.scale_in()
+    scaling = scale_in_under_budget(cluster_env, scenes, "taken")
+    group, event = scaling.group, scaling.event
 
     def operator_completes() -> None:
         time.sleep(8)  # the drain is held by the PDB; an operator (or another tool) says CONTINUE

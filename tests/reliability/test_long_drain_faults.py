@@ -6,9 +6,8 @@ before it (the hook check, the cordon) come from their checkpoints and are not r
 from __future__ import annotations
 
 from localeks.faults import NODE, Match, Rule, Status
-from localeks.node_group import NodeGroup
 from localeks.scenes import Scenes
-from tests.integration.long_drains import LIFECYCLE, named
+from tests.integration.long_drains import LIFECYCLE, named, scale_in_under_budget
 from tests.reliability.support import Faults
 
 SERVICE_UNAVAILABLE = Status(503, "injected: the API server is unavailable")
@@ -17,12 +16,8 @@ SERVICE_UNAVAILABLE = Status(503, "injected: the API server is unavailable")
 def test_an_invocation_that_fails_mid_drain_resumes_at_its_drain_round(
     cluster_env: dict[str, str], scenes: Scenes, faults: Faults
 ) -> None:
-    group = NodeGroup(cluster_env, scenes)
-    scenes.worker_node(spot=False)
-    ns = scenes.namespace("resume")
-    pods = scenes.deployment(ns, "api", group.node_name, 2, grace=3, pdb_max_unavailable=1)
-    scenes.wait_pdbs(ns)
-    event = group.scale_in()
+    scaling = scale_in_under_budget(cluster_env, scenes, "resume", grace=3, max_unavailable=1)
+    group, pods, event = scaling.group, scaling.pods, scaling.event
     # armed by the cordon's and the lease's PATCHes (the cordon step): then the round's first GET of
     # the node fails three times, all the client's attempts, and the drain step with it
     outage = faults.kube.add(

@@ -102,16 +102,18 @@ def node() -> Iterator[tuple[str, FakeNode]]:
     httpd.shutdown()
 
 
-def drain(endpoint: str, *, deadline_in: float | None, stop_in: float) -> Any:
+def drain(
+    endpoint: str, *, deadline_in: float | None, stop_in: float, concurrency: int = 8, poll_interval: float = 0.05
+) -> Any:
     now = time.time()
-    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, 8)
+    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, concurrency)
     options = DrainOptions(
         deadline=None if deadline_in is None else now + deadline_in,
         stop_by=now + stop_in,
         margin_seconds=1,
-        concurrency=8,
+        concurrency=concurrency,
         blocked_pod_policy=BlockedPodPolicy.DELETE_BEFORE_DEADLINE,
-        poll_interval_seconds=0.05,
+        poll_interval_seconds=poll_interval,
         dry_run=False,
     )
     return Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
@@ -199,18 +201,8 @@ def test_the_longest_grace_periods_are_evicted_first(node: tuple[str, FakeNode])
     order, the 28 s pods' evictions were answered 1.6 s late, and the drain ended that much later)."""
     endpoint, fake = node
     fake.pods = {"a": 5, "b": 30, "c": 1, "d": 30, "e": 10}
-    now = time.time()
-    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, 1)
-    options = DrainOptions(
-        deadline=None,
-        stop_by=now + 10,
-        margin_seconds=1,
-        concurrency=1,  # one at a time: the order they are sent in is the order they were scheduled
-        blocked_pod_policy=BlockedPodPolicy.DELETE_BEFORE_DEADLINE,
-        poll_interval_seconds=0.05,
-        dry_run=False,
-    )
-    result = Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
+    # one at a time: the order they are sent in is the order they were scheduled
+    result = drain(endpoint, deadline_in=None, stop_in=10, concurrency=1)
     assert result.completed
     assert [name for method, name, _ in fake.sent if method == "POST"] == ["b", "d", "e", "a", "c"]
 
@@ -237,18 +229,7 @@ def test_the_end_of_the_longest_grace_period_is_seen_when_it_happens(node: tuple
         return answer(method, path, body)
 
     fake.answer = lingering  # type: ignore[method-assign]
-    now = time.time()
-    api = KubeApi(endpoint, b"", lambda: "t", lambda: None, 5, 8)
-    options = DrainOptions(
-        deadline=None,
-        stop_by=now + 10,
-        margin_seconds=1,
-        concurrency=8,
-        blocked_pod_policy=BlockedPodPolicy.DELETE_BEFORE_DEADLINE,
-        poll_interval_seconds=1.0,
-        dry_run=False,
-    )
-    result = Drainer(api, options, log=lambda *a, **k: None).drain("node-1")
+    result = drain(endpoint, deadline_in=None, stop_in=10, poll_interval=1.0)
     assert result.completed
     seen_late = time.monotonic() - gone_at["long"]
     assert seen_late < 0.35, seen_late  # with the 1 s poll alone: about 0.5 s here
