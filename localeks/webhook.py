@@ -50,6 +50,8 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from localeks.binaries import build_binaries  # builds nothing when the binaries exist
+
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 VERIFIER = "eks-token-verifier"
@@ -101,8 +103,6 @@ class EksTokenAuthenticator:
         region: str = "us-east-1",
     ) -> None:
         if verifier is None:
-            from localeks.cluster import build_binaries  # builds nothing when the binaries exist
-
             verifier = build_binaries() / VERIFIER
         self.cluster_name = cluster_name
         self.local_sts = urlsplit(local_sts_url)
