@@ -9,12 +9,24 @@ CORE := layers/core/python/serverless_nth
 export PYTHONPATH := $(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: demo test lint typecheck validate build built-functions unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests reliability fuzz
+.PHONY: demo test test-serial lint typecheck validate build built-functions unit integration bench-smoke bench dashboard cluster-up cluster-down invoke venv go deploy-tests reliability fuzz
 
 demo: venv go ## start the local EKS, build a small cluster, replay the sample events, show what happened
 	$(PY) -m localeks.demo
 
-test: lint typecheck validate build built-functions deploy-tests unit integration reliability bench-smoke ## the whole suite, as CI runs it
+# The tiers of `make test`, run at once by tests/tiers.py (each its own make target, log and local
+# EKS; `name:after` waits for `after`); it prints each tier's output as it ends, then a table of
+# wall times, and fails when any tier fails. `make test-serial` runs them one after the other.
+TIERS := lint typecheck validate build built-functions:build deploy-tests unit integration reliability bench-smoke
+# pytest-xdist workers of the tiers that wait on a local EKS (each worker starts a cluster of its own)
+INTEGRATION_WORKERS ?= 4
+RELIABILITY_WORKERS ?= 2
+XDIST = $(if $(filter-out 0 1,$(1)),-n $(1) --dist loadfile)
+
+test: venv go ## the whole suite, as CI runs it: the tiers at once, then a table of their wall times
+	$(PY) -m tests.tiers $(TIERS)
+
+test-serial: lint typecheck validate build built-functions deploy-tests unit integration reliability bench-smoke ## the same tiers one after the other
 
 venv: $(VENV)/.installed .venv-sam/.installed
 
@@ -54,10 +66,10 @@ unit: venv
 	$(PY) -m pytest tests/unit -q
 
 integration: venv go
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests/integration -q $(call XDIST,$(INTEGRATION_WORKERS))
 
 reliability: venv go ## faults injected into real drains (TLS proxy, stalled control plane, EC2 throttling) and a few thousand fuzzed events
-	$(PY) -m pytest tests/reliability -q
+	$(PY) -m pytest tests/reliability -q $(call XDIST,$(RELIABILITY_WORKERS))
 
 fuzz: venv ## at least 10,000 fuzzed events per event parser; writes bench/results/fuzz.json
 	PYTHONPATH=$(CURDIR):$(CURDIR)/layers/core/python $(PY) -m tests.reliability.fuzz

@@ -1,6 +1,7 @@
 """Fixtures shared by the tiers. The local EKS is reused when `make cluster-up` already runs it,
 else started for the session (the same code as `make cluster-up`) and stopped at the end; the
-unit tier never asks for it."""
+unit tier never asks for it. Under pytest-xdist (``-n``) each worker has a local EKS of its own,
+in ``LOCALEKS_STATE`` with ``-<worker>`` appended (``cluster_state``)."""
 
 import os
 from collections.abc import Iterator
@@ -14,9 +15,17 @@ from localeks.invoke import role_credentials
 from localeks.scenes import Scenes
 
 
+def cluster_state() -> Path:
+    """This process's local EKS state directory: ``LOCALEKS_STATE`` (``.local`` by default), with
+    the pytest-xdist worker's id appended in a worker, so that workers never share a cluster."""
+    base = Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return base.with_name(f"{base.name}-{worker}") if worker else base
+
+
 @pytest.fixture(scope="session")
 def cluster_env() -> Iterator[dict[str, str]]:
-    paths = Paths(Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve())
+    paths = Paths(cluster_state())
     started_here = not (supervisor_alive(paths) and paths.env_file.exists())
     env = up(paths, "local-eks", 0.1) if started_here else read_env(paths)
     yield env
