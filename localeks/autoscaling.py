@@ -93,22 +93,41 @@ rather than updating only the given fields.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
-import logging
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
+from localeks import lifecycle_actions
+from localeks.lifecycle_actions import (  # noqa: F401 (the names callers and tests use from here)
+    DETAIL_TYPE,
+    MAX_GLOBAL_TIMEOUT,
+    TERMINATING,
+    Action,
+    _actions,
+    _begin,
+    _calls,
+    _end,
+    _iso,
+    _lock,
+    _pending,
+    _proceed,
+    _terminate_hooks,
+    _watch,
+    expire_due,
+    global_timeout,
+)
+from localeks.lifecycle_api import (
+    _errors,
+    _put_lifecycle_hook,
+    _recorded,
+    complete_lifecycle_action,
+    record_lifecycle_action_heartbeat,
+)
+
 ROUTE = "/moto-api/localeks/autoscaling"
-MAX_GLOBAL_TIMEOUT = 172800  # 48 h
 RECORDED = (
     "CompleteLifecycleAction",
     "RecordLifecycleActionHeartbeat",
@@ -117,10 +136,6 @@ RECORDED = (
     "DeleteLifecycleHook",
     "TerminateInstanceInAutoScalingGroup",
 )
-
-_lock = threading.RLock()
-_actions: list[Action] = []
-_calls: list[dict[str, Any]] = []
 _installed = False
 
 
@@ -129,301 +144,11 @@ def _now() -> float:
     return time.time()
 
 
-def _iso(seconds: float | None, ms: bool = True) -> str | None:
-    if seconds is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    text = moment.isoformat(timespec="milliseconds" if ms else "seconds")
-    return text.replace("+00:00", "Z")
+def _clock() -> float:
+    return _now()  # looked up at each call, so that a patched ``_now`` is the model's clock too
 
 
-def global_timeout(heartbeat_timeout: int) -> int:
-    """GlobalTimeout: 100 x HeartbeatTimeout or 48 hours, whichever is smaller."""
-    return min(100 * heartbeat_timeout, MAX_GLOBAL_TIMEOUT)
-
-
-@dataclass
-class Action:
-    token: str
-    account: str
-    region: str
-    group: str
-    hook: str
-    instance_id: str
-    default_result: str
-    heartbeat_timeout: int
-    global_timeout: int
-    started: float
-    heartbeat_deadline: float
-    global_deadline: float
-    event: dict[str, Any]
-    transition: str = TERMINATING
-    heartbeats: list[float] = field(default_factory=list)
-    state: str = "pending"  # pending | completed | expired | cancelled
-    result: str | None = None
-    ended: float | None = None
-    ended_by: str | None = None
-    backend: Any = field(default=None, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "token": self.token,
-            "account": self.account,
-            "region": self.region,
-            "group": self.group,
-            "hook": self.hook,
-            "instance_id": self.instance_id,
-            "transition": self.transition,
-            "default_result": self.default_result,
-            "heartbeat_timeout": self.heartbeat_timeout,
-            "global_timeout": self.global_timeout,
-            "started": _iso(self.started),
-            "heartbeat_deadline": _iso(self.heartbeat_deadline),
-            "global_deadline": _iso(self.global_deadline),
-            "heartbeats": [_iso(t) for t in self.heartbeats],
-            "state": self.state,
-            "result": self.result,
-            "ended": _iso(self.ended),
-            "ended_by": self.ended_by,
-            "event": self.event,
-        }
-
-
-# --- the lifecycle -----------------------------------------------------------------------------
-
-
-def _terminate_hooks(backend: Any, group_name: str) -> list[Any]:
-    return [
-        hook
-        for hook in backend.lifecycle_hooks.values()
-        if hook.auto_scaling_group_name == group_name and hook.lifecycle_transition == TERMINATING
-    ]
-
-
-def _event(group: Any, hook: Any, instance_id: str, token: str, at: float) -> dict[str, Any]:
-    detail = {
-        "LifecycleActionToken": token,
-        "AutoScalingGroupName": group.name,
-        "LifecycleHookName": hook.name,
-        "EC2InstanceId": instance_id,
-        "LifecycleTransition": TERMINATING,
-    }
-    metadata = getattr(hook, "notification_metadata", None)
-    if metadata:
-        detail["NotificationMetadata"] = metadata
-    # the user guide's example and events captured from AWS carry these for a plain scale-in
-    detail.update(Origin="AutoScalingGroup", Destination="EC2")
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": DETAIL_TYPE,
-        "source": "aws.autoscaling",
-        "account": group.account_id,
-        "time": _iso(at, ms=False),
-        "region": group.region,
-        "resources": [group.arn],
-        "detail": detail,
-    }
-
-
-def _begin(group: Any, instance_state: Any, hooks: list[Any]) -> list[Action]:
-    """Puts the instance in Terminating:Wait with one pending action per terminate hook."""
-    instance_state.lifecycle_state = "Terminating:Wait"
-    started = _now()
-    began = []
-    for hook in hooks:
-        token = str(uuid.uuid4())
-        heartbeat = int(hook.heartbeat_timeout)
-        overall = global_timeout(heartbeat)
-        action = Action(
-            token=token,
-            account=group.account_id,
-            region=group.region,
-            group=group.name,
-            hook=hook.name,
-            instance_id=instance_state.instance.id,
-            default_result=hook.default_result or "ABANDON",
-            heartbeat_timeout=heartbeat,
-            global_timeout=overall,
-            started=started,
-            heartbeat_deadline=started + min(heartbeat, overall),
-            global_deadline=started + overall,
-            event=_event(group, hook, instance_state.instance.id, token, started),
-            backend=group.autoscaling_backend,
-        )
-        _actions.append(action)
-        began.append(action)
-    return began
-
-
-def _pending(backend: Any, group: str, instance_id: str) -> list[Action]:
-    return [
-        a
-        for a in _actions
-        if a.state == "pending" and a.backend is backend and a.group == group and a.instance_id == instance_id
-    ]
-
-
-def _end(action: Action, state: str, result: str | None, by: str) -> None:
-    action.state, action.result, action.ended, action.ended_by = state, result, _now(), by
-    others = _pending(action.backend, action.group, action.instance_id)
-    if result == "ABANDON":  # "ABANDON stops any remaining actions, such as other lifecycle hooks"
-        for other in others:
-            other.state, other.ended, other.ended_by = "cancelled", action.ended, f"ABANDON of hook {action.hook}"
-        others = []
-    if not others:
-        _proceed(action.backend, action.group, action.instance_id)
-
-
-def _proceed(backend: Any, group_name: str, instance_id: str) -> None:
-    """Terminating:Proceed -> the instance leaves the group and EC2 terminates it."""
-    group = backend.autoscaling_groups.get(group_name)
-    if group is not None:
-        group.instance_states = [s for s in group.instance_states if s.instance.id != instance_id]
-        backend.update_attached_elbs(group_name)
-        backend.update_attached_target_groups(group_name)
-    with contextlib.suppress(Exception):  # already gone from EC2: nothing left to terminate
-        backend.ec2_backend.terminate_instances([instance_id])
-
-
-def expire_due() -> None:
-    """Ends every pending action whose HeartbeatTimeout or GlobalTimeout has passed."""
-    with _lock:
-        now = _now()
-        for action in list(_actions):
-            if action.state != "pending":
-                continue
-            if now >= action.global_deadline:
-                _end(action, "expired", action.default_result, "GlobalTimeout")
-            elif now >= action.heartbeat_deadline:
-                _end(action, "expired", action.default_result, "HeartbeatTimeout")
-
-
-def _watch(resolution: float) -> None:
-    while True:
-        time.sleep(resolution)
-        try:
-            expire_due()
-        except Exception:  # a timer that died would stop every later expiry
-            logging.getLogger(__name__).exception("lifecycle action expiry failed")
-
-
-# --- the API -----------------------------------------------------------------------------------
-
-
-def _errors() -> tuple[type[Exception], type[Exception]]:
-    from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
-
-    class ScalingActivityInProgress(AutoscalingClientError):
-        code = "ScalingActivityInProgress"
-        message = "The operation can't be performed because there are scaling activities in progress."
-
-    return ValidationError, ScalingActivityInProgress
-
-
-def _group(backend: Any, name: str | None) -> Any:
-    validation, _ = _errors()
-    group = backend.autoscaling_groups.get(name)
-    if group is None:
-        raise validation(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
-    return group
-
-
-def _active(backend: Any, group: str, hook: str, token: str | None, instance_id: str | None) -> Action:
-    validation, _ = _errors()
-    if not token and not instance_id:
-        raise validation("Either LifecycleActionToken or InstanceId must be specified")
-    for action in _actions:
-        if action.state != "pending" or action.backend is not backend or action.group != group:
-            continue
-        if action.hook != hook:
-            continue
-        if token and action.token == token and (not instance_id or action.instance_id == instance_id):
-            return action
-        if not token and action.instance_id == instance_id:
-            return action
-    if token:
-        raise validation(f"No active Lifecycle Action found with token {token}")
-    raise validation(f"No active Lifecycle Action found with instance ID {instance_id}")
-
-
-def _addressed(response: Any) -> Action:
-    """The pending action a CompleteLifecycleAction or RecordLifecycleActionHeartbeat names."""
-    backend = response.autoscaling_backend
-    group = _group(backend, response._get_param("AutoScalingGroupName"))
-    return _active(
-        backend,
-        group.name,
-        response._get_param("LifecycleHookName"),
-        response._get_param("LifecycleActionToken"),
-        response._get_param("InstanceId"),
-    )
-
-
-def complete_lifecycle_action(response: Any) -> Any:
-    from moto.core.responses import EmptyResult
-
-    result = response._get_param("LifecycleActionResult")
-    if result not in ("CONTINUE", "ABANDON"):
-        _group(response.autoscaling_backend, response._get_param("AutoScalingGroupName"))  # an unknown group first
-        raise _errors()[0]("LifecycleActionResult must be CONTINUE or ABANDON")
-    action = _addressed(response)
-    _end(action, "completed", result, "CompleteLifecycleAction")
-    return EmptyResult()
-
-
-def record_lifecycle_action_heartbeat(response: Any) -> Any:
-    from moto.core.responses import EmptyResult
-
-    action = _addressed(response)
-    now = _now()
-    action.heartbeats.append(now)
-    action.heartbeat_deadline = min(now + action.heartbeat_timeout, action.global_deadline)
-    return EmptyResult()
-
-
-def _recorded(operation: str, method: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    from moto.core.exceptions import ServiceException
-
-    def call(response: Any) -> Any:
-        entry: dict[str, Any] = {
-            "operation": operation,
-            "time": _iso(_now()),
-            "account": response.current_account,
-            "region": response.region,
-            "parameters": response._get_params(),
-        }
-        try:
-            answer = method(response)
-        except ServiceException as error:
-            entry.update(outcome="error", error_code=error.code, error_message=error.message)
-            _calls.append(entry)
-            raise
-        entry.update(outcome="ok", error_code=None, error_message=None)
-        _calls.append(entry)
-        return answer
-
-    call.__name__ = method.__name__
-    return call
-
-
-def _put_lifecycle_hook(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def put(response: Any) -> Any:
-        timeout = response._get_int_param("HeartbeatTimeout")
-        if timeout is not None and not 30 <= timeout <= 7200:
-            raise _errors()[0]("HeartbeatTimeout must be between 30 and 7200 seconds")
-        answer = original(response)
-        backend = response.autoscaling_backend
-        group, name = response._get_param("AutoScalingGroupName"), response._get_param("LifecycleHookName")
-        hook = backend.lifecycle_hooks.get(f"{group}_{name}")
-        if hook is not None:
-            hook.notification_metadata = response._get_param("NotificationMetadata")
-            hook.notification_target_arn = response._get_param("NotificationTargetARN")
-            hook.role_arn = response._get_param("RoleARN")
-            hook.global_timeout = global_timeout(int(hook.heartbeat_timeout))
-        return answer
-
-    return put
+lifecycle_actions.use_clock(_clock)
 
 
 # --- moto's backend, patched ---------------------------------------------------------------------
