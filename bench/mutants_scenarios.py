@@ -1,0 +1,281 @@
+"""`make mutants`' scenario part (bench/mutants.py says what the whole does): each SCENARIO, one
+hand-written bug, applied to a copy of the work tree, with the named tests run there against the
+local EKS; the tests must pass unmutated (the baseline), then fail with the bug (killed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.mutants_unit import CORE, REPO, _clean_env
+
+# --- scenario part: curated mutations against the local EKS ----------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    bug: str  # what the mutation breaks, in words
+    path: str  # the file, relative to the repo
+    find: str  # exact text, present once
+    replace: str
+    tests: tuple[str, ...]  # pytest node ids that must fail with the bug
+
+
+PODS = f"{CORE}/kube/pods.py"
+EVICT = f"{CORE}/kube/evict.py"
+SCENARIOS = (
+    Scenario(
+        "grace-not-capped",
+        "the eviction carries the pod's own grace period whatever the deadline leaves",
+        PODS,
+        "    return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))\n",
+        "    return grace\n",
+        ("tests/integration/test_stale_events.py::test_spot_event_on_time_still_caps_grace_to_the_time_left",),
+    ),
+    Scenario(
+        "pdb-refusal-not-retried",
+        "a PodDisruptionBudget's 429 makes the pod blocked at once: no watch, no retry",
+        EVICT,
+        "            self.budgets.follow(pod.namespace)\n",
+        "            return Attempt(PodFate.BLOCKED, pdb_refused=True)\n",
+        (
+            "tests/integration/test_drain_cases.py"
+            "::test_a_drain_held_by_a_pdb_reacts_when_the_budget_frees_not_by_polling",
+        ),
+    ),
+    Scenario(
+        "identity-not-checked",
+        "a node with the instance's private DNS name is taken for the instance without proof",
+        f"{CORE}/kube/nodes.py",
+        '        proves nothing: private DNS names are unique only within a VPC."""\n',
+        '        proves nothing: private DNS names are unique only within a VPC."""\n        return True\n',
+        ("tests/integration/test_drain_cases.py::test_a_node_with_the_instance_name_but_no_proof_is_not_touched",),
+    ),
+    Scenario(
+        "incomplete-drain-reported-complete",
+        "a drain that ends with pods left is reported complete",
+        f"{CORE}/kube/drain.py",
+        "        result.completed = (\n"
+        "            not self.options.dry_run and not result.remaining"
+        " and all(f in DONE_FATES for f in result.pods.values())\n"
+        "        )\n",
+        "        result.completed = True\n",
+        (
+            "tests/integration/test_incomplete_drains.py"
+            "::test_respect_pdb_leaves_the_blocked_pods_and_reports_the_drain_incomplete",
+        ),
+    ),
+    Scenario(
+        "event-names-not-derived",
+        "Kubernetes Event names no longer derive from the EventBridge event id: a redelivery adds Events",
+        f"{CORE}/kube/events.py",
+        "hashlib.sha256(f\"{delivery_id}/{regarding.get('uid', '')}/{reason}\".encode())",
+        "hashlib.sha256(f\"{datetime.datetime.now().isoformat()}/{regarding.get('uid', '')}/{reason}\".encode())",
+        ("tests/integration/test_handlers.py::test_same_event_twice_ends_as_one_delivery",),
+    ),
+    Scenario(
+        "pdb-never-overridden",
+        "delete-before-deadline never deletes a blocked pod: it dies with the instance, without SIGTERM",
+        EVICT,
+        "            and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE\n",
+        "            and self.options.blocked_pod_policy is BlockedPodPolicy.RESPECT_PDB\n",
+        (
+            "tests/integration/test_incomplete_drains.py"
+            "::test_delete_before_deadline_deletes_a_blocked_pod_when_only_its_grace_period_is_left",
+        ),
+    ),
+    Scenario(
+        "respect-pdb-ignored",
+        "BlockedPodPolicy=respect-pdb deletes past the PDB all the same",
+        EVICT,
+        "            and self.options.blocked_pod_policy is BlockedPodPolicy.DELETE_BEFORE_DEADLINE\n",
+        "            and self.options.blocked_pod_policy is not None\n",
+        (
+            "tests/integration/test_incomplete_drains.py"
+            "::test_respect_pdb_leaves_the_blocked_pods_and_reports_the_drain_incomplete",
+        ),
+    ),
+    Scenario(
+        "emptydir-metric-not-emitted",
+        "PodsWithEmptyDirEvicted is no longer emitted",
+        f"{CORE}/report.py",
+        "    count(Metric.PODS_WITH_LOCAL_DATA, drain.emptydir_pods)\n",
+        "",
+        (
+            "tests/integration/test_incomplete_drains.py"
+            "::test_the_pods_with_emptydir_data_and_without_a_controller_are_counted",
+        ),
+    ),
+)
+
+# What a copy of the work tree leaves out: tools, caches, the local EKS's state, build output.
+NOT_COPIED = (
+    ".git",
+    ".venv",
+    ".venv-sam",
+    ".local",
+    ".local-*",  # make test's tiers and workers: a local EKS each
+    ".tier-logs",
+    ".aws-sam",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "__pycache__",
+    "*.pyc",
+    "*.png",
+)
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    bug: str
+    path: str
+    tests: list[str]
+    status: str  # killed, survived, stale (the text is not there once), invalid (baseline failed), error
+    detail: str = ""
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _git_clean(path: str) -> bool | None:
+    done = subprocess.run(["git", "diff", "--quiet", "--exit-code", "--", path], cwd=REPO, check=False)
+    return {0: True, 1: False}.get(done.returncode)
+
+
+def _pytest(tree: Path, tests: list[str], junit: Path, timeout: float) -> tuple[int, dict[str, str], str]:
+    """Runs ``tests`` in ``tree`` (its own code on the path) against the running local EKS; the exit
+    code, each test's outcome (passed, failed, error, skipped) and the output's tail."""
+    env = {**_clean_env(), "PYTHONPATH": str(tree), "LOCALEKS_STATE": str(_state())}
+    command = [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    try:
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return -1, {}, f"timed out after {timeout:.0f} s"
+    outcomes: dict[str, str] = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 (pytest's own report)
+            name = f"{case.get('classname')}::{case.get('name')}"
+            kinds = {child.tag for child in case}
+            outcomes[name] = next((k for k in ("failure", "error", "skipped") if k in kinds), "passed")
+        junit.unlink()
+    return done.returncode, outcomes, (done.stdout + done.stderr)[-2500:]
+
+
+def run_scenarios(
+    scenarios: tuple[Scenario, ...] | list[Scenario], workdir: Path, timeout: float = 900
+) -> list[ScenarioResult]:
+    """Each scenario on one copy of the work tree: the file mutated, the tests run, the file put
+    back (checked), the repo's own file never written (checked by hash and git)."""
+    tree = workdir / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    results: list[ScenarioResult] = []
+    started_here = (
+        _local_eks_up() if any(t.startswith("tests/integration/") for s in scenarios for t in s.tests) else None
+    )
+    try:
+        all_tests = sorted({t for s in scenarios for t in s.tests})
+        print(f"scenarios: baseline of {len(all_tests)} test(s) on the unmutated copy", flush=True)
+        _, baseline, baseline_out = _pytest(tree, all_tests, workdir / "baseline.xml", timeout)
+        for scenario in scenarios:
+            results.append(_run_one(scenario, tree, workdir, baseline, baseline_out, timeout))
+            print(f"  {scenario.name}: {results[-1].status} ({results[-1].seconds:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+        if started_here is not None:
+            from localeks.cluster import down
+
+            down(started_here)
+    return results
+
+
+def _state() -> Path:
+    return Path(os.environ.get("LOCALEKS_STATE") or REPO / ".local").resolve()
+
+
+def _local_eks_up() -> Any:
+    """Starts the local EKS unless it runs (the tests' fixture would start and stop it for each
+    scenario); returns its Paths when it was started here, to be stopped at the end."""
+    from localeks.cluster import Paths, supervisor_alive, up
+
+    paths = Paths(_state())
+    if supervisor_alive(paths) and paths.env_file.exists():
+        return None
+    print("scenarios: starting the local EKS", flush=True)
+    up(paths, "local-eks", 0.1)
+    return paths
+
+
+def _failing(outcomes: dict[str, str], tests: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The named tests' ids (a node id names a test, or all the cases of a parametrized one) that
+    failed, and those that did not pass for another reason (an error in setup, skipped, not run)."""
+    failed, other = [], []
+    for test in tests:
+        module, _, name = test.partition("::")
+        classname = module.removesuffix(".py").replace("/", ".")
+        cases = {
+            k: v for k, v in outcomes.items() if k == f"{classname}::{name}" or k.startswith(f"{classname}::{name}[")
+        }
+        if not cases:
+            other.append(f"{test}: not run")
+        failed += [k for k, v in cases.items() if v == "failure"]
+        other += [f"{k}: {v}" for k, v in cases.items() if v in ("error", "skipped")]
+    return failed, other
+
+
+def _run_one(
+    scenario: Scenario,
+    tree: Path,
+    workdir: Path,
+    baseline: dict[str, str],
+    baseline_out: str,
+    timeout: float,
+) -> ScenarioResult:
+    started = time.monotonic()
+    result = ScenarioResult(scenario.name, scenario.bug, scenario.path, list(scenario.tests), "error")
+    original_file = REPO / scenario.path
+    repo_sha, repo_clean = _sha(original_file), _git_clean(scenario.path)
+    target = tree / scenario.path
+    original = target.read_text()
+    try:
+        failed, other = _failing(baseline, scenario.tests)
+        if failed or other:
+            result.status, result.detail = "invalid", f"fails unmutated: {failed + other}\n{baseline_out}"
+            return result
+        if original.count(scenario.find) != 1:
+            result.status = "stale"
+            result.detail = f"the text to mutate is in {scenario.path} {original.count(scenario.find)} times, not once"
+            return result
+        target.write_text(original.replace(scenario.find, scenario.replace))
+        code, outcomes, out = _pytest(tree, list(scenario.tests), workdir / "scenario.xml", timeout)
+        failed, other = _failing(outcomes, scenario.tests)
+        result.failed = failed
+        if failed:
+            result.status = "killed"
+        elif code == 0 and not other:
+            result.status = "survived"
+        else:
+            result.detail = f"exit {code}; {other}\n{out}"
+    finally:
+        target.write_text(original)
+        result.seconds = round(time.monotonic() - started, 1)
+    if target.read_text() != original:
+        raise SystemExit(f"{scenario.name}: the copy of {scenario.path} was not restored")
+    if _sha(original_file) != repo_sha or _git_clean(scenario.path) != repo_clean:
+        raise SystemExit(f"{scenario.name}: {scenario.path} in the repo changed while its scenario ran")
+    return result
