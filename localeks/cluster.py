@@ -442,6 +442,16 @@ def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> 
     return read_env(paths)
 
 
+def _exited(pid: int) -> bool:
+    """Whether the process has ended. A supervisor that this process started (``up``) stays a
+    zombie, which signal 0 still finds, until it is reaped: reap it here."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # not our child: someone else reaps it
+        os.kill(pid, 0)  # ProcessLookupError once it is gone
+        return False
+
+
 def down(paths: Paths) -> None:
     """Stops the supervisor's whole process group and removes the state directory."""
     try:
@@ -452,8 +462,7 @@ def down(paths: Paths) -> None:
         try:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                os.kill(pid, 0)
+            while time.monotonic() < deadline and not _exited(pid):
                 time.sleep(0.2)
         except ProcessLookupError:
             pass
