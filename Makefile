@@ -17,11 +17,13 @@ demo: venv go ## start the local EKS, build a small cluster, replay the sample e
 # The tiers of `make test`, run at once by tests/tiers.py (each its own make target, log and local
 # EKS; `name:after` waits for `after`); it prints each tier's output as it ends, then a table of
 # wall times, and fails when any tier fails. `make test-serial` runs them one after the other.
-TIERS := lint typecheck validate build built-functions:build deploy-tests unit integration reliability bench-smoke
+TIERS := lint typecheck validate build built-functions:build deploy-tests unit integration reliability bench-smoke:build
 # pytest-xdist workers of the tiers that wait on a local EKS (each worker starts a cluster of its own)
 INTEGRATION_WORKERS ?= 4
 RELIABILITY_WORKERS ?= 2
-XDIST = $(if $(filter-out 0 1,$(1)),-n $(1) --dist loadfile)
+# loadgroup: one test at a time to the worker that is free, but the tests of an xdist_group mark
+# (those that share a module fixture or module state) on one worker, in their order
+XDIST = $(if $(filter-out 0 1,$(1)),-n $(1) --dist loadgroup)
 
 test: venv go ## the whole suite, as CI runs it: the tiers at once, then a table of their wall times
 	$(PY) -m tests.tiers $(TIERS)

@@ -17,6 +17,10 @@ from botocore.exceptions import ClientError
 from localeks import autoscaling
 from localeks.cluster import moto_client
 
+# under pytest-xdist, on one worker in their order: the in-process moto mock of the last tests
+# (a module fixture) must not be active while another test of this module runs against the cluster
+pytestmark = pytest.mark.xdist_group("local-autoscaling")
+
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 
 

@@ -29,6 +29,9 @@ from tests.integration.long_drains import (
 from tests.integration.support import node_state, pods_left
 from tests.metric_names import names_the_code_emits
 
+# under pytest-xdist, this module's tests run on one worker in their order: the last one reads EMITTED
+pytestmark = pytest.mark.xdist_group("long-drains")
+
 # the EMF metric records of every execution of this module, for its last test
 EMITTED: list[dict[str, Any]] = []
 

@@ -28,6 +28,9 @@ from tests.eventfiles import load_event
 from tests.integration.support import aged_event, run
 from tests.metric_names import names_the_code_emits
 
+# under pytest-xdist, on one worker: the runs fixture (module scope) runs the events once for all of them
+pytestmark = pytest.mark.xdist_group("observability")
+
 SECONDS = {Metric.EVENT_TO_CORDON_LATENCY, Metric.DRAIN_DURATION}
 HOLD = "serverless-nth.test/hold"
 REBALANCE = "RebalanceRecommendationFunction"

@@ -36,6 +36,9 @@ import pytest
 
 from localeks.webhook import VERIFIER, EksTokenAuthenticator, TokenRejected
 
+# under pytest-xdist, on one worker: they share the module's fixtures
+pytestmark = pytest.mark.xdist_group("token-fidelity")
+
 PREFIX = "k8s-aws-v1."
 MAX_TOKEN_BYTES = 4096  # token.go maxTokenLenBytes
 

@@ -52,6 +52,19 @@ def figures(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Writes the figures. Under pytest-xdist each worker writes its own part beside the file
+    (``<file>.<worker>``) and the controller, which ends last, merges the parts into the file."""
     out = os.environ.get("RELIABILITY_FIGURES")
-    if out and _FIGURES:
-        Path(out).write_text(json.dumps(_FIGURES, indent=2, sort_keys=True) + "\n")
+    if not out:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        if _FIGURES:
+            Path(f"{out}.{worker}").write_text(json.dumps(_FIGURES))
+        return
+    figures = dict(_FIGURES)
+    for part in sorted(Path(out).parent.glob(f"{Path(out).name}.gw*")):
+        figures.update(json.loads(part.read_text()))
+        part.unlink()
+    if figures:
+        Path(out).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

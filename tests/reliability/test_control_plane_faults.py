@@ -187,6 +187,7 @@ def garbled(request: pytest.FixtureRequest, cluster_env: dict[str, str], scenes:
     return Garbled(fault, scene, event_deadline(event), result, seen, evictions.injected, cordon.injected)
 
 
+@pytest.mark.xdist_group("garbled")  # under pytest-xdist, one worker runs the module fixture once
 def test_evictions_whose_answer_is_lost_or_garbled_are_retried(
     garbled: Garbled, scenes: Scenes, figures: dict[str, Any]
 ) -> None:
@@ -214,6 +215,7 @@ def test_evictions_whose_answer_is_lost_or_garbled_are_retried(
     )
 
 
+@pytest.mark.xdist_group("garbled")
 def test_evictions_whose_answer_is_lost_or_garbled_are_still_counted(garbled: Garbled) -> None:
     out = garbled.result.result
     assert set(fates(out["drain"]).values()) == {"evicted"}, dict(Counter(fates(out["drain"]).values()))
@@ -272,6 +274,7 @@ def lost_delete(cluster_env: dict[str, str], scenes: Scenes, proxies: Faults) ->
     return LostDelete(scene, event_deadline(event), result, seen, rule.injected, deleted)
 
 
+@pytest.mark.xdist_group("lost-delete")  # as above
 def test_a_delete_past_the_pdb_whose_answer_is_lost_still_drains_in_time(
     lost_delete: LostDelete, figures: dict[str, Any]
 ) -> None:
@@ -289,6 +292,7 @@ def test_a_delete_past_the_pdb_whose_answer_is_lost_still_drains_in_time(
     )
 
 
+@pytest.mark.xdist_group("lost-delete")
 def test_a_delete_past_the_pdb_whose_answer_is_lost_is_still_reported_as_one(lost_delete: LostDelete) -> None:
     out = lost_delete.result.result
     assert set(fates(out["drain"]).values()) == {"deleted-past-pdb"}, out["drain"]
