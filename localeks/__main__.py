@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from localeks.cluster import DEFAULT_STATE, Paths, Supervisor, down, up
+from localeks.cluster import DEFAULT_STATE, Paths, down, up
+from localeks.supervisor import Supervisor
 
 
 def main() -> None:
