@@ -48,3 +48,11 @@ def function_session(cluster_env: dict[str, str]) -> boto3.Session:
         aws_session_token=creds["AWS_SESSION_TOKEN"],
         region_name=cluster_env["AWS_DEFAULT_REGION"],
     )
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadgroup`` as it is meant to work (tests/xdist_groups.py says why it is needed)."""
+    from tests.xdist_groups import make_scheduler
+
+    return make_scheduler(config, log)
