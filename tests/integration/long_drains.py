@@ -4,6 +4,7 @@ record as the local invoke returns it."""
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,3 +53,17 @@ def steps(invocation: Invocation) -> list[dict[str, Any]]:
 
 def named(invocation: Invocation, prefix: str) -> list[dict[str, Any]]:
     return [op for op in steps(invocation) if (op["name"] or "").startswith(prefix)]
+
+
+LEASE = "serverless-nth/drain-lease"  # the node annotation a drain execution holds while it drains
+
+
+def wait_leased(scenes: Scenes, node_name: str, timeout: float = 60, settle: float = 1.0) -> None:
+    """Returns once an execution holds the node's drain lease (and ``settle`` seconds more, for
+    its first drain round), instead of a fixed sleep that a loaded machine can outlast."""
+    deadline = time.monotonic() + timeout
+    while LEASE not in (scenes.core.read_node(node_name).metadata.annotations or {}):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no drain lease on {node_name} within {timeout} s")
+        time.sleep(0.1)
+    time.sleep(settle)

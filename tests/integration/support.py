@@ -77,6 +77,18 @@ def wait_ec2_state(scenes: Scenes, instance_id: str, state: str, timeout: float 
         time.sleep(0.2)
 
 
+def wait_draining(scenes: Scenes, node_name: str, timeout: float = 60, settle: float = 1.0) -> None:
+    """Returns once a drain of the node is under way: the node is cordoned (the drain lists its
+    pods right after the cordon), then ``settle`` seconds for the first evictions to be answered.
+    Instead of a fixed sleep, which an invocation slowed by a loaded machine can outlast."""
+    deadline = time.monotonic() + timeout
+    while not node_state(scenes, node_name)[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{node_name} was not cordoned within {timeout} s")
+        time.sleep(0.1)
+    time.sleep(settle)
+
+
 def ready_by_app(pods: Iterable[Any]) -> dict[str, int]:
     """Per ``app`` label, the pods that are Ready and not being deleted (what a PDB counts)."""
     ready: dict[str, int] = {}

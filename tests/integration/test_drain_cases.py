@@ -13,7 +13,7 @@ import pytest
 
 from localeks.invoke import Invocation
 from localeks.scenes import NodeScene, Scenes
-from tests.integration.support import PodWatcher, aged_event, node_state, pods_left, run
+from tests.integration.support import PodWatcher, aged_event, node_state, pods_left, run, wait_draining
 
 HOLD = "serverless-nth.test/hold"
 
@@ -39,7 +39,7 @@ def test_pods_of_a_namespace_being_deleted_are_waited_for_not_failed(
         )
     )
     drain.start()
-    time.sleep(3)  # the evictions are being refused by the PDB now
+    wait_draining(scenes, scene.node_name)  # the evictions are being refused by the PDB now
     scenes.core.delete_namespace(ns)
     drain.join()
     result = results["r"]

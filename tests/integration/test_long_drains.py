@@ -25,6 +25,7 @@ from tests.integration.long_drains import (
     named,
     scale_in_under_budget,
     steps,
+    wait_leased,
 )
 from tests.integration.support import node_state, pods_left
 from tests.metric_names import names_the_code_emits
@@ -117,7 +118,7 @@ def test_a_duplicate_delivery_neither_drains_nor_completes_twice(cluster_env: di
 
     first = threading.Thread(target=delivery, args=(0,))
     first.start()
-    time.sleep(12)  # the first execution holds the lease and is draining (the PDB refuses)
+    wait_leased(scenes, group.node_name)  # the first execution holds the lease and is draining (the PDB refuses)
     delivery(1)  # EventBridge delivers the same event again
     free_the_budget(scenes, scaling.namespace)
     first.join()

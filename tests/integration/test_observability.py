@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -25,7 +24,7 @@ from serverless_nth.observability import (
     Metric,
 )
 from tests.eventfiles import load_event
-from tests.integration.support import aged_event, run
+from tests.integration.support import aged_event, run, wait_draining
 from tests.metric_names import names_the_code_emits
 
 # under pytest-xdist, on one worker: the runs fixture (module scope) runs the events once for all of them
@@ -84,7 +83,7 @@ def _namespace_deleted_mid_drain(cluster_env: dict[str, str], scenes: Scenes) ->
         target=lambda: results.__setitem__("r", run(cluster_env, "", "", event=event, params=params))
     )
     drain.start()
-    time.sleep(3)  # the evictions are being refused by the PDB now
+    wait_draining(scenes, scene.node_name)  # the evictions are being refused by the PDB now
     scenes.core.delete_namespace(ns)
     drain.join()
     return event, results["r"]
