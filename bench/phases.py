@@ -289,7 +289,7 @@ def cpu_percentiles(bursts: list[dict[str, Any]]) -> tuple[float, float]:
 
 
 def bench_cold_start(
-    cluster_env: dict[str, str], scenes: Scenes, imports: dict[str, Any], repeats: int
+    cluster_env: dict[str, str], scenes: Scenes, imports: dict[str, Any], repeats: int, functions: int | None = None
 ) -> dict[str, Any]:
     """``first_event_vs_naive`` (the first event handled by a built function, init included,
     against the naive import) and ``deployment_unzipped_mb``, from bench/size.py. Should it be
@@ -302,7 +302,7 @@ def bench_cold_start(
     try:
         from bench.size import cold_start_and_size
 
-        return dict(cold_start_and_size(cluster_env, scenes, repeats))
+        return dict(cold_start_and_size(cluster_env, scenes, repeats, functions=functions))
     except Exception as exc:  # the rest of the run still counts; the error is recorded
         stderr = getattr(exc, "stderr", "") or ""
         print(f"bench: cold start from the build failed, figures from the imports phase: {exc} {stderr[-1500:]}")

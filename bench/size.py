@@ -151,10 +151,14 @@ def first_event(cluster_env: dict[str, str], scenes: Any, tracing: bool = False,
         os.unlink(f.name)
 
 
-def cold_start(cluster_env: dict[str, str], scenes: Any, repeats: int, build: Path = BUILD) -> dict[str, Any]:
+def cold_start(
+    cluster_env: dict[str, str], scenes: Any, repeats: int, build: Path = BUILD, functions: int | None = None
+) -> dict[str, Any]:
+    """Cold starts from the build: each built function's import with its init (the first
+    ``functions`` of them when given: the smoke's tiny size), the first event, the naive import."""
     env = _env(cluster_env, build=build)
     per_function = {}
-    for function in built_functions(build):
+    for function in built_functions(build)[:functions]:
         argv = _cold_argv(function, build=build)
         _child(argv, env)  # the first run writes the .pyc files, as for the naive import
         per_function[function] = median([_child(argv, env)["import_s"] for _ in range(repeats)])
@@ -184,14 +188,19 @@ def cold_start(cluster_env: dict[str, str], scenes: Any, repeats: int, build: Pa
     }
 
 
-def cold_start_and_size(cluster_env: dict[str, str], scenes: Any, repeats: int, build: Path = BUILD) -> dict[str, Any]:
+def cold_start_and_size(
+    cluster_env: dict[str, str], scenes: Any, repeats: int, build: Path = BUILD, functions: int | None = None
+) -> dict[str, Any]:
     """What the bench runner records: ``first_event_vs_naive`` and ``deployment_unzipped_mb`` (keys
     of latest.json), with the figures behind them (for ``details``)."""
     if not built_functions(build):
         subprocess.run(
             [str(REPO / ".venv-sam" / "bin" / "sam"), "build", "--build-dir", str(build)], cwd=REPO, check=True
         )
-    return {"deployment_unzipped_mb": deployment_unzipped_mb(build), **cold_start(cluster_env, scenes, repeats, build)}
+    return {
+        "deployment_unzipped_mb": deployment_unzipped_mb(build),
+        **cold_start(cluster_env, scenes, repeats, build, functions),
+    }
 
 
 def main() -> None:
