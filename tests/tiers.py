@@ -70,6 +70,11 @@ def state_for(tier: str, env: dict[str, str]) -> str:
     return str(base.with_name(f"{base.name}-{tier}"))
 
 
+def load_average() -> str:
+    """The machine's load average: the tiers share its cores with whatever else runs."""
+    return f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores"
+
+
 def clock(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -138,6 +143,7 @@ class Runner:
     def run(self) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        load_start = load_average()
         previous = {s: signal.signal(s, self._stop_all) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self.stopping:
@@ -160,6 +166,7 @@ class Runner:
                 signal.signal(s, handler)
         ended = time.monotonic()
         self.out.write("\n" + table(self.tiers, started, ended) + "\n")
+        self.out.write(f"load average (1, 5, 15 min) at the start: {load_start}; at the end: {load_average()}\n")
         self.out.flush()
         return 0 if all(t.code == 0 for t in self.tiers) else 1
 
