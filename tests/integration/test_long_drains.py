@@ -217,7 +217,8 @@ def test_a_lifecycle_action_completed_by_someone_else_mid_drain_stops_the_execut
     group, event = scaling.group, scaling.event
 
     def operator_completes() -> None:
-        time.sleep(8)  # the drain is held by the PDB; an operator (or another tool) says CONTINUE
+        # the drain is under way, held by the PDB; an operator (or another tool) says CONTINUE
+        wait_leased(scenes, group.node_name, settle=2.0)
         group.asg.complete_lifecycle_action(
             AutoScalingGroupName=group.name,
             LifecycleHookName=group.hook,
