@@ -68,10 +68,10 @@ unit: venv
 	$(PY) -m pytest tests/unit -q
 
 integration: venv go
-	$(PY) -m pytest tests/integration -q $(call XDIST,$(INTEGRATION_WORKERS))
+	$(PY) -m pytest tests/integration -q --durations=15 $(call XDIST,$(INTEGRATION_WORKERS))
 
 reliability: venv go ## faults injected into real drains (TLS proxy, stalled control plane, EC2 throttling) and a few thousand fuzzed events
-	$(PY) -m pytest tests/reliability -q $(call XDIST,$(RELIABILITY_WORKERS))
+	$(PY) -m pytest tests/reliability -q --durations=15 $(call XDIST,$(RELIABILITY_WORKERS))
 
 fuzz: venv ## at least 10,000 fuzzed events per event parser; writes bench/results/fuzz.json
 	PYTHONPATH=$(CURDIR):$(CURDIR)/layers/core/python $(PY) -m tests.reliability.fuzz
