@@ -199,6 +199,28 @@ class Stack:
                 return self.follow({"Ref": aliases[0]})
         raise AssertionError(f"cannot tell what this target invokes: {arn}")
 
+    def qualifier(self, arn: Any) -> str | None:
+        """The qualifier an ARN expression names, as Lambda reads the ARN: None for the unqualified
+        function, else the text after the function name ("$LATEST", a version, an alias name)."""
+        if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+            return None
+        if isinstance(arn, dict) and "Ref" in arn:
+            resource = self.resources[arn["Ref"]]
+            if resource["Type"] == "AWS::Lambda::Function":
+                return None
+            if resource["Type"] == "AWS::Lambda::Alias":
+                return str(self.resolve(resource["Properties"]["Name"]))
+            if resource["Type"] == "AWS::Lambda::Version":
+                return f"version {arn['Ref']}"
+        if isinstance(arn, dict) and "Fn::Sub" in arn and isinstance(arn["Fn::Sub"], str):
+            match = re.fullmatch(r"\$\{(\w+)\.Arn\}:(\S+)", arn["Fn::Sub"])
+            if match:
+                return match.group(2)
+        if isinstance(arn, str) and ":function:" in arn:
+            parts = arn.split(":function:", 1)[1].split(":")
+            return parts[1] if len(parts) > 1 else None
+        raise AssertionError(f"cannot tell the qualifier of {arn}")
+
     def _function_of(self, version: str) -> str:
         ref = self.resources[version]["Properties"]["FunctionName"]
         assert isinstance(ref, dict), f"{version}: FunctionName is not a Ref to a function"
