@@ -107,14 +107,22 @@ def test_the_docs_link_to_each_other() -> None:
 @pytest.mark.parametrize(
     ("heading", "anchor"),
     [
-        ("Long drains: Auto Scaling lifecycle hooks and AWS Health scheduled changes",
-         "long-drains-auto-scaling-lifecycle-hooks-and-aws-health-scheduled-changes"),
-        ("Durable functions (the long drains): invoked as `$LATEST`, written out",
-         "durable-functions-the-long-drains-invoked-as-latest-written-out"),
-        ("What `make test` proves locally (`make deploy-tests`, about 30 s)",
-         "what-make-test-proves-locally-make-deploy-tests-about-30-s"),
-        ("Compared with aws-node-termination-handler and Karpenter",
-         "compared-with-aws-node-termination-handler-and-karpenter"),
+        (
+            "Long drains: Auto Scaling lifecycle hooks and AWS Health scheduled changes",
+            "long-drains-auto-scaling-lifecycle-hooks-and-aws-health-scheduled-changes",
+        ),
+        (
+            "Durable functions (the long drains): invoked as `$LATEST`, written out",
+            "durable-functions-the-long-drains-invoked-as-latest-written-out",
+        ),
+        (
+            "What `make test` proves locally (`make deploy-tests`, about 30 s)",
+            "what-make-test-proves-locally-make-deploy-tests-about-30-s",
+        ),
+        (
+            "Compared with aws-node-termination-handler and Karpenter",
+            "compared-with-aws-node-termination-handler-and-karpenter",
+        ),
         ("snake_case and the [docs](docs/x.md)", "snake_case-and-the-docs"),
     ],
 )
