@@ -60,7 +60,6 @@ class Stack:
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
         self.template = template
-        self.resources: dict[str, dict[str, Any]] = template["Resources"]
         self.params: dict[str, Any] = {}
         for name, spec in template.get("Parameters", {}).items():
             value = parameters.get(name, spec.get("Default"))
@@ -68,6 +67,15 @@ class Stack:
                 raise AssertionError(f"parameter {name} has no value and no default")
             value = str(value)
             self.params[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
+        # CloudFormation creates a resource (and an output) only when its Condition holds
+        self.resources: dict[str, dict[str, Any]] = {
+            k: v for k, v in template["Resources"].items() if "Condition" not in v or self.condition(v["Condition"])
+        }
+        self.outputs: dict[str, dict[str, Any]] = {
+            k: v
+            for k, v in template.get("Outputs", {}).items()
+            if "Condition" not in v or self.condition(v["Condition"])
+        }
 
     # --- intrinsics
 
@@ -158,6 +166,17 @@ class Stack:
         assert resource["Type"] == "AWS::Lambda::Function", f"{function} is not a Lambda function"
         config: dict[str, Any] = self.resolve(resource.get("Properties", {}))
         return config
+
+    def started_by(self, function: str) -> list[str]:
+        """The functions a function's environment names by Ref: those the long-drain starter starts."""
+        variables = self.resources[function]["Properties"].get("Environment", {}).get("Variables", {})
+        return [
+            v["Ref"]
+            for v in variables.values()
+            if isinstance(v, dict)
+            and set(v) == {"Ref"}
+            and self.resources.get(v["Ref"], {}).get("Type") == "AWS::Lambda::Function"
+        ]
 
     def rules(self) -> dict[str, dict[str, Any]]:
         return self.of_type("AWS::Events::Rule")
