@@ -289,3 +289,22 @@ def set_status(endpoint_url: str, arn: str, status: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> None:
+    """A durable function as a deploy creates it (DurableConfig, no version yet); its code is never
+    run here (the durable runner runs the real handler in the tests)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
+    lambda_client.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role_arn,
+        Handler="app.lambda_handler",
+        Code={"ZipFile": buffer.getvalue()},
+        DurableConfig={"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14},
+    )

@@ -8,9 +8,7 @@ gives the starter's LIFECYCLE_ACTION_FUNCTION and SCHEDULED_CHANGE_FUNCTION."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,12 @@ STARTER = "LongDrainStartFunction"
 DURABLE = ("LifecycleActionFunction", "ScheduledChangeFunction")
 
 
-def _zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        z.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def durable_functions(cluster_env: dict[str, str]) -> Iterator[Any]:
     """The two durable functions, as a deploy creates them (DurableConfig, no version yet)."""
     client = moto_client(cluster_env, "lambda")
     for name in DURABLE:
-        client.create_function(
-            FunctionName=name,
-            Runtime="python3.13",
-            Role=cluster_env["FUNCTION_ROLE_ARN"],
-            Handler="app.lambda_handler",
-            Code={"ZipFile": _zip()},
-            DurableConfig={"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14},
-        )
+        durable_lambda.create_durable_function(client, name, cluster_env["FUNCTION_ROLE_ARN"])
     yield client
     for name in DURABLE:
         client.delete_function(FunctionName=name)
