@@ -258,3 +258,18 @@ def test_a_dry_run_of_a_lifecycle_action_completes_nothing(cluster_env: dict[str
     assert action["state"] == "pending", "the group still waits: its own timeout decides, as without this stack"
     unschedulable, _ = node_state(scenes, group.node_name)
     assert not unschedulable, "a dry run cordons nothing"
+
+
+def test_a_lifecycle_event_of_another_region_changes_nothing(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    """Checks before side effects (issue 20.8): an event for another region (a bus that receives
+    other regions' events, or a forged one) gets no heartbeat and no completion, only its outcome."""
+    group = NodeGroup(cluster_env, scenes)
+    event = group.scale_in()
+    event["region"] = "eu-west-1"
+    result = deliver(LIFECYCLE, event, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    assert result.result["result"]["outcome"] == "other-account", result.result
+    assert group.calls("RecordLifecycleActionHeartbeat") == []
+    assert group.calls("CompleteLifecycleAction") == []
+    (action,) = group.actions()
+    assert action["state"] == "pending"

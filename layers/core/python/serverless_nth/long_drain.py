@@ -185,6 +185,10 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         drains.step(ctx, "not-our-hook", kind, lambda: drains.not_ours(event))
         return {**result, "outcome": Outcome.NOT_OUR_HOOK}
 
+    if drains.service.foreign(event, account):
+        # before any call that changes something: no heartbeat, no completion (told by the sequence)
+        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+        return {**result, "outcome": prepared["outcome"]}
     hook = drains.step(ctx, "hook", kind, drains.pending_action, event)
     if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
         return {**result, "outcome": hook["outcome"]}
