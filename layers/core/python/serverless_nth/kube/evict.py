@@ -32,6 +32,8 @@ WAKE_CHECK_SECONDS = 0.05
 # The longest an eviction may wait for its answer, when the drain's time allows it at all
 EVICTION_TIMEOUT_MAX = 900.0
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+# kube-apiserver's eviction handler, for a pod that several PDBs select: a 500, whatever is retried
+MULTIPLE_BUDGETS = "more than one PodDisruptionBudget"
 
 
 class PodFate(StrEnum):
@@ -42,6 +44,9 @@ class PodFate(StrEnum):
     NAMESPACE_TERMINATING = "namespace-terminating"  # its namespace is being deleted: waited for
     STUCK_TERMINATING = "stuck-terminating"  # its deletion ended long ago and it stays: not waited for
     BLOCKED = "blocked"  # a PDB still refused when the drain's time was up
+    # several PDBs select it: the Eviction API refuses it for as long as they do, so it is asked
+    # once, named and counted, and left (deleted past its budgets only at a certain end)
+    MULTIPLE_PDBS = "multiple-pdbs"
     FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
     WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
     WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
@@ -164,6 +169,8 @@ class Evictor:
                 wait_for = min(wait_for, left - pod.grace_seconds - BACKOFF_MAX)
             return Attempt(None, wait=wait_for, pdb_refused=True)
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
+            if exc.status == 500 and MULTIPLE_BUDGETS in exc.reason:  # ... except this one
+                return self._under_several_budgets(pod)
             wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
             lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
             maybe = (PodFate.EVICTED, grace) if lost else None
@@ -172,6 +179,18 @@ class Evictor:
             if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
                 return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
             return Attempt(PodFate.FAILED, error=str(exc))
+
+    def _under_several_budgets(self, pod: PodToEvict) -> Attempt:
+        """The Eviction API cannot evict a pod that several PDBs select (kubectl drain stops there).
+        At a certain end, with BlockedPodPolicy=delete-before-deadline, it is deleted gracefully
+        once only its grace period is left, as a pod one budget blocks; otherwise it stays."""
+        left = self.seconds_left()
+        if left is None or not self._deletes_past_pdb() or self.options.dry_run:
+            return Attempt(PodFate.MULTIPLE_PDBS)
+        if left - BACKOFF_MAX <= pod.grace_seconds:
+            return self._delete_past_pdb(pod)
+        # asked again (once) when the time to delete it has come
+        return Attempt(None, wait=left - pod.grace_seconds - BACKOFF_MAX)
 
     def _after_conflict(self, pod: PodToEvict) -> Attempt:
         """The pod changed since it was listed (the eviction carries its resourceVersion as a
