@@ -144,12 +144,21 @@ def restore_event(api: KubeApi, event: InterruptionEvent, node: Node, undone: tu
     )
 
 
+# the Event on a pod this product removed, by how
+POD_EVENT_REASONS = {
+    PodFate.EVICTED: "Evicted",
+    PodFate.DELETED_PAST_PDB: "DeletedPastDisruptionBudget",
+    PodFate.DELETED_AT_END: "DeletedBeforeInstanceEnd",
+}
+
+
 def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:
     return {
         "started_after_seconds": round(started_after, 4),
         "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
         "evicted": drain.count(PodFate.EVICTED),
         "deleted_past_pdb": drain.count(PodFate.DELETED_PAST_PDB),
+        "deleted_at_end": drain.count(PodFate.DELETED_AT_END),
         "already_terminating": drain.count(PodFate.ALREADY_TERMINATING),
         "namespace_terminating": drain.count(PodFate.NAMESPACE_TERMINATING),
         "stuck_terminating": drain.count(PodFate.STUCK_TERMINATING),
@@ -176,7 +185,7 @@ def drain_events(
 
     def on_pod(removed: tuple[Any, PodFate, int]) -> None:
         pod, fate, grace = removed
-        reason = "Evicted" if fate is PodFate.EVICTED else "DeletedPastDisruptionBudget"
+        reason = POD_EVENT_REASONS[fate]
         note = f"{reason} by serverless-nth from node {node.name} ({why}); grace period {grace} s"
         record_event(api, pod_ref(pod.namespace, pod.name, pod.uid), event.event_id, reason, note)
 
@@ -243,7 +252,10 @@ def drain_round_metrics(drain: DrainResult) -> None:
     count(Metric.PODS_WITH_LOCAL_DATA, drain.emptydir_pods)
     count(Metric.PODS_WITHOUT_CONTROLLER, drain.unmanaged_pods)
     count(Metric.PODS_STUCK_TERMINATING, drain.count(PodFate.STUCK_TERMINATING))
-    count(Metric.PODS_IN_TERMINATING_NAMESPACE, drain.count(PodFate.NAMESPACE_TERMINATING))
+    count(
+        Metric.PODS_IN_TERMINATING_NAMESPACE,
+        drain.count(PodFate.NAMESPACE_TERMINATING) + drain.count(PodFate.DELETED_AT_END),
+    )
     count(Metric.PODS_WITH_MULTIPLE_PDBS, drain.count(PodFate.MULTIPLE_PDBS))
 
 

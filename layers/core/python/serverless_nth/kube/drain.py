@@ -234,7 +234,7 @@ class Drainer:
             result.grace_capped += grace < pod.grace_seconds
         if fate is PodFate.EVICTED and pod.deleting_since is not None:
             fate = PodFate.ALREADY_TERMINATING  # shortened, but not this drain's eviction
-        elif fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB):
+        elif fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB, PodFate.DELETED_AT_END):
             result.removed.append((pod, fate, grace))
         elif fate is PodFate.MULTIPLE_PDBS:
             result.several_budgets.append(pod)
