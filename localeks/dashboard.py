@@ -35,11 +35,26 @@ _SEARCH = re.compile(
 _TERM = re.compile(r'(\w+)="([^"]*)"')
 
 
-def dashboard_widgets(template: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The widgets of the template's Dashboard, with ${...} substitutions left as they are."""
+def dashboard_widgets(template: dict[str, Any] | None = None, long_drains: bool = True) -> list[dict[str, Any]]:
+    """The widgets of the template's Dashboard, with ${...} substitutions left as they are; the
+    long drains' widgets only when ``long_drains`` (the template's condition LongDrains)."""
     template = template or load_template()
-    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    return list(json.loads(body)["widgets"])
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    return list(json.loads(_text(body, long_drains))["widgets"])
+
+
+def _text(value: Any, long_drains: bool) -> str:
+    """The body's text: Fn::Join of Fn::Sub strings, and Fn::If on the condition LongDrains."""
+    if isinstance(value, str):
+        return value
+    ((key, arg),) = value.items()
+    if key == "Fn::Sub":
+        return str(arg)
+    if key == "Fn::Join":
+        return str(arg[0]).join(_text(part, long_drains) for part in arg[1])
+    if key == "Fn::If" and arg[0] == "LongDrains":
+        return _text(arg[1] if long_drains else arg[2], long_drains)
+    raise ValueError(f"the dashboard body uses {key}, which localeks/dashboard.py does not read")
 
 
 def widget_metric_names(widget: dict[str, Any]) -> list[tuple[str, str]]:

@@ -62,12 +62,23 @@ def restamp(event: dict[str, Any], when: datetime.datetime) -> None:
     instance-termination-time, a Health event's startTime and endTime) move with it, keeping
     their distance."""
     stamp, rfc1123 = "%Y-%m-%dT%H:%M:%SZ", "%a, %d %b %Y %H:%M:%S GMT"
-    was = datetime.datetime.strptime(event["time"], stamp)
+    was = _rfc3339(event["time"])
     detail = event.get("detail", {})
     for key, form in (("instance-termination-time", stamp), ("startTime", rfc1123), ("endTime", rfc1123)):
         if detail.get(key):
-            detail[key] = (when + (datetime.datetime.strptime(detail[key], form) - was)).strftime(form)
+            then = _rfc3339(detail[key]) if form == stamp else _rfc1123(detail[key])
+            detail[key] = (when + (then - was)).strftime(form)
     event["time"] = when.strftime(stamp)
+
+
+def _rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time, with or without fractional seconds (EventBridge writes none; events
+    written by hand or by other tools may)."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
+
+
+def _rfc1123(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=datetime.UTC)
 
 
 def role_credentials(cluster_env: dict[str, str]) -> dict[str, str]:

@@ -80,18 +80,25 @@ def function_spec(logical_id: str, overrides: dict[str, str], template: dict[str
         layer_dirs=layer_dirs,
         timeout=int(_resolve(props.get("Timeout", 3), params)),
         memory=int(_resolve(props.get("MemorySize", 128), params)),
-        environment={k: _resolve(v, params, template.get("Conditions", {})) for k, v in env.items()},
+        environment={k: _resolve(v, params, template.get("Conditions", {}), set(resources)) for k, v in env.items()},
         durable="DurableConfig" in props,
     )
 
 
-def _resolve(value: Any, params: dict[str, str], conditions: dict[str, Any] | None = None) -> str:
+def _resolve(
+    value: Any, params: dict[str, str], conditions: dict[str, Any] | None = None, resources: set[str] | None = None
+) -> str:
+    """A value of the environment; a Ref to a resource (the long-drain starter's durable functions)
+    is that resource's logical ID, which stands for its name locally (tests create moto's functions
+    under that name)."""
     if isinstance(value, dict) and "Fn::If" in value:
         name, then, otherwise = value["Fn::If"]
         chosen = then if _condition((conditions or {})[name], params, conditions) else otherwise
-        return _resolve(chosen, params, conditions)
+        return _resolve(chosen, params, conditions, resources)
     if isinstance(value, dict) and "Ref" in value and value["Ref"] in params:
         return params[value["Ref"]]
+    if isinstance(value, dict) and "Ref" in value and value["Ref"] in (resources or set()):
+        return str(value["Ref"])
     if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
         return re.sub(r"\$\{([A-Za-z0-9]+)\}", lambda m: params.get(m.group(1), m.group(0)), value["Fn::Sub"])
     if isinstance(value, dict):

@@ -199,3 +199,20 @@ def test_scheduled_change_function(cluster_env: dict[str, str], scenes: Scenes, 
     result = invoke_built("ScheduledChangeFunction", event, cluster_env, build, deps)
     assert result["status"] == "SUCCEEDED", result
     assert result["result"]["outcomes"] == {unknown: "instance-not-found"}, result
+
+
+def test_long_drain_start_function(cluster_env: dict[str, str], build: Path, deps: Path) -> None:
+    from localeks import durable_lambda
+    from localeks.cluster import moto_client
+
+    client = moto_client(cluster_env, "lambda")
+    for name in ("LifecycleActionFunction", "ScheduledChangeFunction"):
+        durable_lambda.create_durable_function(client, name, cluster_env["FUNCTION_ROLE_ARN"])
+    try:
+        event = load_event("asg-lifecycle-action", now=True)
+        result = invoke_built("LongDrainStartFunction", event, cluster_env, build, deps)
+        assert result["outcome"] == "started", result
+        assert result["version"] == "1", result
+    finally:
+        for name in ("LifecycleActionFunction", "ScheduledChangeFunction"):
+            client.delete_function(FunctionName=name)

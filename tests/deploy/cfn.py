@@ -60,7 +60,6 @@ class Stack:
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
         self.template = template
-        self.resources: dict[str, dict[str, Any]] = template["Resources"]
         self.params: dict[str, Any] = {}
         for name, spec in template.get("Parameters", {}).items():
             value = parameters.get(name, spec.get("Default"))
@@ -68,6 +67,15 @@ class Stack:
                 raise AssertionError(f"parameter {name} has no value and no default")
             value = str(value)
             self.params[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
+        # CloudFormation creates a resource (and an output) only when its Condition holds
+        self.resources: dict[str, dict[str, Any]] = {
+            k: v for k, v in template["Resources"].items() if "Condition" not in v or self.condition(v["Condition"])
+        }
+        self.outputs: dict[str, dict[str, Any]] = {
+            k: v
+            for k, v in template.get("Outputs", {}).items()
+            if "Condition" not in v or self.condition(v["Condition"])
+        }
 
     # --- intrinsics
 
@@ -159,6 +167,17 @@ class Stack:
         config: dict[str, Any] = self.resolve(resource.get("Properties", {}))
         return config
 
+    def started_by(self, function: str) -> list[str]:
+        """The functions a function's environment names by Ref: those the long-drain starter starts."""
+        variables = self.resources[function]["Properties"].get("Environment", {}).get("Variables", {})
+        return [
+            v["Ref"]
+            for v in variables.values()
+            if isinstance(v, dict)
+            and set(v) == {"Ref"}
+            and self.resources.get(v["Ref"], {}).get("Type") == "AWS::Lambda::Function"
+        ]
+
     def rules(self) -> dict[str, dict[str, Any]]:
         return self.of_type("AWS::Events::Rule")
 
@@ -198,6 +217,28 @@ class Stack:
                 assert len(aliases) == 1, f"no alias {qualifier} of {function} in the template"
                 return self.follow({"Ref": aliases[0]})
         raise AssertionError(f"cannot tell what this target invokes: {arn}")
+
+    def qualifier(self, arn: Any) -> str | None:
+        """The qualifier an ARN expression names, as Lambda reads the ARN: None for the unqualified
+        function, else the text after the function name ("$LATEST", a version, an alias name)."""
+        if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+            return None
+        if isinstance(arn, dict) and "Ref" in arn:
+            resource = self.resources[arn["Ref"]]
+            if resource["Type"] == "AWS::Lambda::Function":
+                return None
+            if resource["Type"] == "AWS::Lambda::Alias":
+                return str(self.resolve(resource["Properties"]["Name"]))
+            if resource["Type"] == "AWS::Lambda::Version":
+                return f"version {arn['Ref']}"
+        if isinstance(arn, dict) and "Fn::Sub" in arn and isinstance(arn["Fn::Sub"], str):
+            match = re.fullmatch(r"\$\{(\w+)\.Arn\}:(\S+)", arn["Fn::Sub"])
+            if match:
+                return match.group(2)
+        if isinstance(arn, str) and ":function:" in arn:
+            parts = arn.split(":function:", 1)[1].split(":")
+            return parts[1] if len(parts) > 1 else None
+        raise AssertionError(f"cannot tell the qualifier of {arn}")
 
     def _function_of(self, version: str) -> str:
         ref = self.resources[version]["Properties"]["FunctionName"]

@@ -52,7 +52,7 @@ def test_retries_and_the_on_failure_queue_apply_to_what_the_rules_invoke(deploys
 
 def test_outputs_name_what_each_rule_invokes(deploys: dict[str, Stack]) -> None:
     stack = deploys["baseline"]
-    outputs = stack.template.get("Outputs", {})
+    outputs = stack.outputs
     for rule, arn in _targets(stack):
         named = [k for k, o in outputs.items() if o["Value"] == arn]
         assert named, f"no output gives {arn}, which {rule} invokes; outputs: {sorted(outputs)}"

@@ -1,4 +1,4 @@
-"""The three functions through their Lambda entry points (the local invoke runs them as
+"""The Spot, rebalance and state-change functions through their Lambda entry points (the local invoke runs them as
 template.yaml defines them), with the files in events/, against the local EKS, with the shipped
 ClusterRole as their only Kubernetes permission."""
 

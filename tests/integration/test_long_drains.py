@@ -247,3 +247,34 @@ def test_every_metric_of_the_long_drains_was_emitted_by_the_executions_above() -
     valued = {r["name"] for r in EMITTED if r["value"]}
     assert EMITTED, "run the whole module: this test reads the metrics of the executions above"
     assert wanted <= valued, f"never emitted with a value: {sorted(wanted - valued)}"
+
+
+def test_a_dry_run_of_a_lifecycle_action_completes_nothing(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    """`make invoke ... PARAMS="DryRun=true"` of the durable function (issue 19): a dry run changes
+    nothing in the cluster, so it must not let the group terminate the instance either."""
+    group = NodeGroup(cluster_env, scenes)
+    result = deliver(LIFECYCLE, group.scale_in(), cluster_env, {"DryRun": "true"})
+    assert result.exit_code == 0, result.output[-3000:]
+    assert result.result["result"]["outcome"] == "dry-run", result.result
+    assert result.result["result"]["completed"] is False
+    assert group.calls("CompleteLifecycleAction") == []
+    assert group.calls("RecordLifecycleActionHeartbeat") == []
+    (action,) = group.actions()
+    assert action["state"] == "pending", "the group still waits: its own timeout decides, as without this stack"
+    unschedulable, _ = node_state(scenes, group.node_name)
+    assert not unschedulable, "a dry run cordons nothing"
+
+
+def test_a_lifecycle_event_of_another_region_changes_nothing(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    """Checks before side effects (issue 20.8): an event for another region (a bus that receives
+    other regions' events, or a forged one) gets no heartbeat and no completion, only its outcome."""
+    group = NodeGroup(cluster_env, scenes)
+    event = group.scale_in()
+    event["region"] = "eu-west-1"
+    result = deliver(LIFECYCLE, event, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    assert result.result["result"]["outcome"] == "other-account", result.result
+    assert group.calls("RecordLifecycleActionHeartbeat") == []
+    assert group.calls("CompleteLifecycleAction") == []
+    (action,) = group.actions()
+    assert action["state"] == "pending"

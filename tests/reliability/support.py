@@ -24,7 +24,15 @@ from tests.integration.support import ready_by_app
 SPOT = "SpotInterruptionFunction"
 SPOT_WARNING_SECONDS = 120
 # fates after which nothing of the pod is left for the drain to do
-DONE = {"evicted", "gone", "deleted-past-pdb", "already-terminating", "namespace-terminating", "stuck-terminating"}
+DONE = {
+    "evicted",
+    "gone",
+    "deleted-past-pdb",
+    "deleted-at-end",
+    "already-terminating",
+    "namespace-terminating",
+    "stuck-terminating",
+}
 
 
 @dataclass

@@ -4,6 +4,7 @@ functions, AWS/Events for its rules, AWS/SQS for its queues), and every alarm is
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -205,12 +206,18 @@ def test_alarms_cover_every_path_where_an_event_is_lost_delayed_or_left_unfinish
         "DeadLetterErrors": {f for f in functions if "DeadLetterQueue" in resources[f]["Properties"]},
     }
     assert by_path["DestinationDeliveryFailures"] | by_path["DeadLetterErrors"] == functions
-    for alarm_name, alarm in alarms().items():
+    # the alarms over one metric of functions or rules, taken together, cover all of them (the long
+    # drains' own alarms exist only with LongDrains=true, as their functions and rules do)
+    named_by_metric: dict[str, set[str]] = {}
+    for alarm in alarms().values():
         metrics = alarm_metrics(alarm)
         named = {next(iter(d.values())) for ns, _, d in metrics if ns in {"AWS/Lambda", "AWS/Events"}}
-        if named:  # an alarm over functions or rules covers all of them
-            expected = by_path.get(metrics[0][1])
-            assert named in ((expected,) if expected else (functions, rules)), f"{alarm_name} covers {named} only"
+        if named:
+            named_by_metric.setdefault(metrics[0][1], set()).update(named)
+    assert named_by_metric
+    for metric, named in named_by_metric.items():
+        expected = by_path.get(metric)
+        assert named in ((expected,) if expected else (functions, rules)), f"alarms over {metric} cover {named} only"
 
 
 def test_every_alarm_is_on_the_dashboard_beside_its_metrics() -> None:
@@ -234,3 +241,18 @@ def test_dashboard_name_includes_the_region() -> None:
     """Dashboards are global: the same stack in two regions would otherwise write one dashboard."""
     name = load_template()["Resources"]["Dashboard"]["Properties"]["DashboardName"]
     assert "${AWS::Region}" in name["Fn::Sub"]
+
+
+def test_without_long_drains_the_dashboard_names_only_resources_that_exist() -> None:
+    """With LongDrains=false the durable functions, the starter, their rules and alarms are not
+    created: the dashboard may name none of them (CloudFormation would refuse the stack)."""
+    resources = load_template()["Resources"]
+    conditional = {name for name, r in resources.items() if r.get("Condition") == "LongDrains"}
+    conditional |= {
+        f"LongDrainStartFunction{event}" for event in resources["LongDrainStartFunction"]["Properties"]["Events"]
+    }
+    body = json.dumps(dashboard_widgets(long_drains=False))
+    named = set(re.findall(r"\$\{(\w+)(?:\.\w+)?\}", body))
+    assert named
+    assert not named & conditional, named & conditional
+    assert len(dashboard_widgets(long_drains=True)) > len(dashboard_widgets(long_drains=False))

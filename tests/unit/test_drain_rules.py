@@ -1,6 +1,6 @@
 import pytest
 
-from serverless_nth.kube.pods import GRACE_FLOOR_SECONDS, grace_period, skip_reason, to_evict
+from serverless_nth.kube.pods import GRACE_FLOOR_SECONDS, daemonset_owner, grace_period, skip_reason, to_evict
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -18,11 +18,22 @@ def pod(**overrides):  # type: ignore[no-untyped-def]
 
 
 def test_daemonset_mirror_and_finished_pods_are_skipped() -> None:
-    ds_owner = [{"kind": "DaemonSet", "controller": True, "name": "d", "uid": "x"}]
+    ds_owner = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "controller": True, "name": "d", "uid": "x"}]
     assert skip(pod(metadata__ownerReferences=ds_owner)) == "daemonset"
     assert skip(pod(metadata__annotations={"kubernetes.io/config.mirror": "abc"})) == "mirror"
     assert skip(pod(status__phase="Succeeded")) == "finished"
     assert skip(pod(status__phase="Failed")) == "finished"
+
+
+def test_a_daemonset_kind_of_another_api_group_is_an_ordinary_controller() -> None:
+    """OpenKruise's apps.kruise.io DaemonSet is not apps/v1's: its pods are evicted like any pod
+    with a controller, not as orphans of a DaemonSet that apps/v1 does not have (issue 23)."""
+    owner = [
+        {"apiVersion": "apps.kruise.io/v1alpha1", "kind": "DaemonSet", "controller": True, "name": "d", "uid": "x"}
+    ]
+    assert skip(pod(metadata__ownerReferences=owner)) is None
+    assert daemonset_owner(pod(metadata__ownerReferences=owner)) is None
+    assert to_evict(pod(metadata__ownerReferences=owner)).has_controller
 
 
 def test_a_daemonset_that_is_not_the_controller_does_not_count() -> None:

@@ -199,3 +199,29 @@ def _enum(env: Mapping[str, str], key: str, kind: type[E], default: E) -> E:
             return member
     allowed = ", ".join(str(m.value) for m in kind)
     raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StarterSettings:
+    """The long-drain starter's: which durable function starts for which event source."""
+
+    cluster_name: str
+    # event source -> the durable function (its name) that handles that source's events
+    targets: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StarterSettings:
+        env = os.environ if environ is None else environ
+        targets = {}
+        for source, key in (
+            ("aws.autoscaling", "LIFECYCLE_ACTION_FUNCTION"),
+            ("aws.health", "SCHEDULED_CHANGE_FUNCTION"),
+        ):
+            name = env.get(key, "").strip()
+            if not _FUNCTION_NAME.match(name):
+                raise ConfigError(f"{key} must be the name of a Lambda function, got {name!r}")
+            targets[source] = name
+        return cls(cluster_name=Settings.from_env(env).cluster_name, targets=targets)

@@ -144,12 +144,14 @@ class LongDrains:
             metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
             report.count(Metric.EVENTS_IGNORED)
             return {"outcome": Outcome.HOOK_NOT_FOUND}
-        if not self.actions.heartbeat(event.lifecycle, event.instance_id):
-            metrics.add_dimension("outcome", Outcome.OUTDATED)
-            report.count(Metric.EVENTS_OUTDATED)
-            logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
-            return {"outcome": Outcome.OUTDATED}
-        report.count(Metric.LIFECYCLE_HEARTBEATS)
+        # a heartbeat delays the termination: a dry run leaves the group's timing alone
+        if not self.settings.dry_run:
+            if not self.actions.heartbeat(event.lifecycle, event.instance_id):
+                metrics.add_dimension("outcome", Outcome.OUTDATED)
+                report.count(Metric.EVENTS_OUTDATED)
+                logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
+                return {"outcome": Outcome.OUTDATED}
+            report.count(Metric.LIFECYCLE_HEARTBEATS)
         end = event.time.timestamp() + found.global_seconds
         return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": self.clock()}
 
@@ -183,6 +185,10 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         drains.step(ctx, "not-our-hook", kind, lambda: drains.not_ours(event))
         return {**result, "outcome": Outcome.NOT_OUR_HOOK}
 
+    if drains.service.foreign(event, account):
+        # before any call that changes something: no heartbeat, no completion (told by the sequence)
+        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+        return {**result, "outcome": prepared["outcome"]}
     hook = drains.step(ctx, "hook", kind, drains.pending_action, event)
     if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
         return {**result, "outcome": hook["outcome"]}
@@ -190,6 +196,8 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     result["outcome"] = prepared["outcome"]
     if prepared["outcome"] == Outcome.DUPLICATE:
         return result  # the lease's holder drains and completes
+    if settings.dry_run:
+        return result  # changes nothing: no heartbeat, no completion; the hook's own timeout decides
     interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
     last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
     while prepared["drain_due"]:

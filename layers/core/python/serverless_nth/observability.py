@@ -105,6 +105,7 @@ class Metric:
     PODS_WITHOUT_CONTROLLER = "PodsWithoutControllerEvicted"
     PODS_STUCK_TERMINATING = "PodsStuckTerminating"  # deletion ended long ago, still there: not waited for
     PODS_IN_TERMINATING_NAMESPACE = "PodsInTerminatingNamespace"  # go with their namespace: waited for
+    PODS_WITH_MULTIPLE_PDBS = "PodsWithMultiplePdbs"  # the Eviction API cannot evict them: left, named
     DRAIN_DURATION = "DrainDuration"
     EVENT_TO_CORDON_LATENCY = "EventToCordonLatency"
     NOTIFICATIONS_FAILED = "NotificationsFailed"

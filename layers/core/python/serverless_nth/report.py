@@ -144,17 +144,27 @@ def restore_event(api: KubeApi, event: InterruptionEvent, node: Node, undone: tu
     )
 
 
+# the Event on a pod this product removed, by how
+POD_EVENT_REASONS = {
+    PodFate.EVICTED: "Evicted",
+    PodFate.DELETED_PAST_PDB: "DeletedPastDisruptionBudget",
+    PodFate.DELETED_AT_END: "DeletedBeforeInstanceEnd",
+}
+
+
 def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:
     return {
         "started_after_seconds": round(started_after, 4),
         "pods": {ref: fate.value for ref, fate in sorted(drain.pods.items())},
         "evicted": drain.count(PodFate.EVICTED),
         "deleted_past_pdb": drain.count(PodFate.DELETED_PAST_PDB),
+        "deleted_at_end": drain.count(PodFate.DELETED_AT_END),
         "already_terminating": drain.count(PodFate.ALREADY_TERMINATING),
         "namespace_terminating": drain.count(PodFate.NAMESPACE_TERMINATING),
         "stuck_terminating": drain.count(PodFate.STUCK_TERMINATING),
         "blocked": drain.count(PodFate.BLOCKED) + drain.count(PodFate.WOULD_BLOCK),
         "failed": drain.count(PodFate.FAILED),
+        "multiple_pdbs": drain.count(PodFate.MULTIPLE_PDBS),
         "skipped": drain.skipped,
         "remaining": drain.remaining,
         "pdb_refusals": drain.pdb_refusals,
@@ -175,13 +185,29 @@ def drain_events(
 
     def on_pod(removed: tuple[Any, PodFate, int]) -> None:
         pod, fate, grace = removed
-        reason = "Evicted" if fate is PodFate.EVICTED else "DeletedPastDisruptionBudget"
+        reason = POD_EVENT_REASONS[fate]
         note = f"{reason} by serverless-nth from node {node.name} ({why}); grace period {grace} s"
         record_event(api, pod_ref(pod.namespace, pod.name, pod.uid), event.event_id, reason, note)
+
+    def several_budgets(pod: Any) -> None:
+        note = (
+            f"Not evicted by serverless-nth from node {node.name} ({why}): more than one PodDisruptionBudget "
+            "selects this pod, and the Eviction API refuses such a pod; it stays until one of them goes"
+        )
+        record_event(
+            api,
+            pod_ref(pod.namespace, pod.name, pod.uid),
+            event.event_id,
+            "MultiplePodDisruptionBudgets",
+            note,
+            warning=True,
+        )
 
     if drain.removed:
         with ThreadPoolExecutor(max_workers=min(concurrency, len(drain.removed))) as pool:
             list(pool.map(on_pod, drain.removed))
+    for pod in drain.several_budgets:
+        several_budgets(pod)
     if not summary:
         return
     text = (
@@ -226,7 +252,11 @@ def drain_round_metrics(drain: DrainResult) -> None:
     count(Metric.PODS_WITH_LOCAL_DATA, drain.emptydir_pods)
     count(Metric.PODS_WITHOUT_CONTROLLER, drain.unmanaged_pods)
     count(Metric.PODS_STUCK_TERMINATING, drain.count(PodFate.STUCK_TERMINATING))
-    count(Metric.PODS_IN_TERMINATING_NAMESPACE, drain.count(PodFate.NAMESPACE_TERMINATING))
+    count(
+        Metric.PODS_IN_TERMINATING_NAMESPACE,
+        drain.count(PodFate.NAMESPACE_TERMINATING) + drain.count(PodFate.DELETED_AT_END),
+    )
+    count(Metric.PODS_WITH_MULTIPLE_PDBS, drain.count(PodFate.MULTIPLE_PDBS))
 
 
 def notify(notifier: Notifier, event: InterruptionEvent, result: HandlerResult) -> None:

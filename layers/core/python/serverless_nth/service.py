@@ -86,6 +86,14 @@ class Service:
             report.notify(self.notifier, event, result)
         return result
 
+    def foreign(self, event: InterruptionEvent, account: str | None) -> str | None:
+        """Why the event is not this function's (another account or region: a bus that receives
+        other accounts' events, or a forged one), or None. Never this cluster's nodes."""
+        home = (account or event.account, self.settings.region or event.region)
+        if (event.account, event.region) == home:
+            return None
+        return f"the event is for account {event.account} in {event.region}, this function runs in {home[0]} {home[1]}"
+
     def _handle(
         self, event: InterruptionEvent, stop_by: float | None, account: str | None, drain: bool
     ) -> HandlerResult:
@@ -98,12 +106,8 @@ class Service:
         )
         if ignores(event):
             return quiet(result, Outcome.IGNORED, Metric.EVENTS_IGNORED, "no action for this event")
-        home = (account or event.account, settings.region or event.region)
-        if (event.account, event.region) != home:
-            # a bus that receives other accounts' events, or a forged one: never this cluster's nodes
-            why = (
-                f"the event is for account {event.account} in {event.region}, this function runs in {home[0]} {home[1]}"
-            )
+        why = self.foreign(event, account)
+        if why:
             return quiet(result, Outcome.OTHER_ACCOUNT, Metric.EVENTS_FROM_OTHER_ACCOUNT, why)
 
         with tracer.provider.in_subsegment("DescribeInstances"):

@@ -26,7 +26,7 @@ AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
     "sts": None,  # GetCallerIdentity, presigned locally: the EKS token
     "sns": None,  # Publish: the notification per handled event
     "autoscaling": None,  # lifecycle hooks (Auto Scaling lifecycle termination)
-    "lambda": None,  # the durable execution SDK's checkpoint APIs
+    "lambda": None,  # the durable execution SDK's checkpoints; the long-drain starter (PublishVersion, Invoke, ...)
 }
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)

@@ -59,6 +59,8 @@ class DrainResult:
     errors: list[str] = field(default_factory=list)
     # the pods evicted or deleted by this drain, with the grace period each was given
     removed: list[tuple[PodToEvict, PodFate, int]] = field(default_factory=list)
+    # the pods that several PDBs select, which the Eviction API cannot evict
+    several_budgets: list[PodToEvict] = field(default_factory=list)
 
     def count(self, fate: PodFate) -> int:
         return sum(1 for f in self.pods.values() if f is fate)
@@ -108,7 +110,10 @@ class Drainer:
             self._evict_all(to_send, result, started)
         if targets and not self.options.dry_run:
             last_gone = started + result.evictions_answered_seconds + max((g for _, _, g in result.removed), default=0)
-            result.remaining = self._wait_until_gone(node_name, targets, result, last_gone)
+            # no eviction can move a pod that several budgets select: not waited for, still there
+            movable = [t for t in targets if result.pods.get(t.ref) is not PodFate.MULTIPLE_PDBS]
+            stay = sorted(t.ref for t in targets if t not in movable)
+            result.remaining = sorted(self._wait_until_gone(node_name, movable, result, last_gone) + stay)
             for ref in result.remaining:
                 result.pods.setdefault(ref, PodFate.BLOCKED)
         result.completed = (
@@ -229,8 +234,10 @@ class Drainer:
             result.grace_capped += grace < pod.grace_seconds
         if fate is PodFate.EVICTED and pod.deleting_since is not None:
             fate = PodFate.ALREADY_TERMINATING  # shortened, but not this drain's eviction
-        elif fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB):
+        elif fate in (PodFate.EVICTED, PodFate.DELETED_PAST_PDB, PodFate.DELETED_AT_END):
             result.removed.append((pod, fate, grace))
+        elif fate is PodFate.MULTIPLE_PDBS:
+            result.several_budgets.append(pod)
         result.pods[pod.ref] = fate
         result.grace_capped += attempt.grace_capped
         states.pop(pod.ref, None)

@@ -32,16 +32,24 @@ WAKE_CHECK_SECONDS = 0.05
 # The longest an eviction may wait for its answer, when the drain's time allows it at all
 EVICTION_TIMEOUT_MAX = 900.0
 NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
+# kube-apiserver's eviction handler, for a pod that several PDBs select: a 500, whatever is retried
+MULTIPLE_BUDGETS = "more than one PodDisruptionBudget"
 
 
 class PodFate(StrEnum):
     EVICTED = "evicted"  # the Eviction API accepted it
     GONE = "gone"  # it disappeared before we evicted it
     DELETED_PAST_PDB = "deleted-past-pdb"  # BlockedPodPolicy.DELETE_BEFORE_DEADLINE
+    # its namespace is being deleted, but that deletion had not reached it when only its grace
+    # period was left before a certain end: deleted gracefully (BlockedPodPolicy.DELETE_BEFORE_DEADLINE)
+    DELETED_AT_END = "deleted-at-end"
     ALREADY_TERMINATING = "already-terminating"  # another deletion was under way: waited for
     NAMESPACE_TERMINATING = "namespace-terminating"  # its namespace is being deleted: waited for
     STUCK_TERMINATING = "stuck-terminating"  # its deletion ended long ago and it stays: not waited for
     BLOCKED = "blocked"  # a PDB still refused when the drain's time was up
+    # several PDBs select it: the Eviction API refuses it for as long as they do, so it is asked
+    # once, named and counted, and left (deleted past its budgets only at a certain end)
+    MULTIPLE_PDBS = "multiple-pdbs"
     FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
     WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
     WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
@@ -52,6 +60,7 @@ DONE_FATES = {
     PodFate.EVICTED,
     PodFate.GONE,
     PodFate.DELETED_PAST_PDB,
+    PodFate.DELETED_AT_END,
     PodFate.ALREADY_TERMINATING,
     PodFate.NAMESPACE_TERMINATING,
     PodFate.STUCK_TERMINATING,
@@ -164,14 +173,43 @@ class Evictor:
                 wait_for = min(wait_for, left - pod.grace_seconds - BACKOFF_MAX)
             return Attempt(None, wait=wait_for, pdb_refused=True)
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
+            if exc.status == 500 and MULTIPLE_BUDGETS in exc.reason:  # ... except this one
+                return self._under_several_budgets(pod)
             wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
             lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
             maybe = (PodFate.EVICTED, grace) if lost else None
             return Attempt(None, wait=wait_for, error=str(exc), maybe_done=maybe)
         except KubePermanentError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
-                return Attempt(PodFate.NAMESPACE_TERMINATING)  # the namespace controller deletes it
+                return self._in_terminating_namespace(pod)
             return Attempt(PodFate.FAILED, error=str(exc))
+
+    def _in_terminating_namespace(self, pod: PodToEvict) -> Attempt:
+        """No eviction in a namespace being deleted: the namespace controller deletes the pod, and it
+        is waited for. If that deletion has not reached it when only its grace period is left before
+        a certain end (a namespace held by a finalizer, a slow controller), the pod is deleted
+        gracefully with the time left, so that it still gets SIGTERM before the instance ends."""
+        left = self.seconds_left()
+        if left is None or not self._deletes_past_pdb() or self.options.dry_run:
+            return Attempt(PodFate.NAMESPACE_TERMINATING)
+        if left - BACKOFF_MAX <= pod.grace_seconds:
+            return self._delete_before_end(pod, PodFate.DELETED_AT_END, "its namespace's deletion has not reached it")
+        # asked again (once) when the time to delete it has come, unless the namespace took it
+        return Attempt(None, wait=left - pod.grace_seconds - BACKOFF_MAX)
+
+    def _under_several_budgets(self, pod: PodToEvict) -> Attempt:
+        """The Eviction API cannot evict a pod that several PDBs select (kubectl drain stops there).
+        At a certain end, with BlockedPodPolicy=delete-before-deadline, it is deleted gracefully
+        once only its grace period is left, as a pod one budget blocks; otherwise it stays."""
+        left = self.seconds_left()
+        if left is None or not self._deletes_past_pdb() or self.options.dry_run:
+            return Attempt(PodFate.MULTIPLE_PDBS)
+        if left - BACKOFF_MAX <= pod.grace_seconds:
+            return self._delete_before_end(
+                pod, PodFate.DELETED_PAST_PDB, "more than one PodDisruptionBudget selects it"
+            )
+        # asked again (once) when the time to delete it has come
+        return Attempt(None, wait=left - pod.grace_seconds - BACKOFF_MAX)
 
     def _after_conflict(self, pod: PodToEvict) -> Attempt:
         """The pod changed since it was listed (the eviction carries its resourceVersion as a
@@ -226,9 +264,14 @@ class Evictor:
         )
 
     def _delete_past_pdb(self, pod: PodToEvict) -> Attempt:
+        return self._delete_before_end(pod, PodFate.DELETED_PAST_PDB, "a PodDisruptionBudget still blocks")
+
+    def _delete_before_end(self, pod: PodToEvict, fate: PodFate, why: str) -> Attempt:
+        """A graceful delete with the time left before a certain end, of a pod no eviction moved."""
+        refused = fate is PodFate.DELETED_PAST_PDB  # a PDB's refusal, counted as such
         grace = grace_period(pod.grace_seconds, self.seconds_left())
         self.log(
-            "a PodDisruptionBudget still blocks and the instance is going away: deleting the pod with the time left",
+            f"{why} and the instance is going away: deleting the pod with the time left",
             pod=pod.ref,
             grace_seconds=grace,
         )
@@ -242,15 +285,18 @@ class Evictor:
                 timeout_seconds=self._timeout(),
             )
         except NotFound:
-            return Attempt(PodFate.GONE, pdb_refused=True)
+            return Attempt(PodFate.GONE, pdb_refused=refused)
         except KubeTemporaryError as exc:
             # Tried again on the next round, as an eviction would be. The delete may have been done
             # and only its answer lost: if the pod is then found deleting, it was this delete.
-            maybe = (PodFate.DELETED_PAST_PDB, grace)
             return Attempt(
-                None, wait=BACKOFF_FIRST, pdb_refused=True, error=f"delete past PDB: {exc}", maybe_done=maybe
+                None,
+                wait=BACKOFF_FIRST,
+                pdb_refused=refused,
+                error=f"delete before the end: {exc}",
+                maybe_done=(fate, grace),
             )
         except KubePermanentError as exc:
-            return Attempt(PodFate.FAILED, pdb_refused=True, error=f"delete past PDB failed: {exc}")
+            return Attempt(PodFate.FAILED, pdb_refused=refused, error=f"delete before the end failed: {exc}")
         capped = grace < pod.grace_seconds
-        return Attempt(PodFate.DELETED_PAST_PDB, grace=grace, pdb_refused=True, grace_capped=capped)
+        return Attempt(fate, grace=grace, pdb_refused=refused, grace_capped=capped)

@@ -47,8 +47,15 @@ def deletion_time(pod: dict[str, Any]) -> float | None:
 
 
 def daemonset_owner(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod's controlling apps/v1 DaemonSet. A DaemonSet kind of another API group (OpenKruise's
+    apps.kruise.io, say) is an ordinary controller here: its pods are evicted like any other, and
+    never taken for orphans of an apps/v1 DaemonSet that does not exist."""
     owners = pod.get("metadata", {}).get("ownerReferences") or ()
-    return next((o for o in owners if o.get("controller") and o.get("kind") == "DaemonSet"), None)
+    return next((o for o in owners if o.get("controller") and o.get("kind") == "DaemonSet" and _in_apps(o)), None)
+
+
+def _in_apps(owner: dict[str, Any]) -> bool:
+    return str(owner.get("apiVersion", "")).split("/")[0] == "apps"
 
 
 def skip_reason(pod: dict[str, Any], now: float, stuck_after_seconds: float) -> str | None:
