@@ -55,6 +55,21 @@ def _held_drain(
     return event, run(cluster_env, "", "", event=event, params={"DeadlineMarginSeconds": "5", **params})
 
 
+def _two_budgets(cluster_env: dict[str, str], scenes: Scenes) -> Run:
+    """Two pods that two budgets select: the Eviction API cannot evict them (500), so they are
+    named and counted, and the drain ends incomplete without retrying them."""
+    scene = scenes.worker_node()
+    ns = scenes.namespace("two-pdbs")
+    scenes.deployment(ns, "api", scene.node_name, 2, grace=2, pdb_max_unavailable=1)
+    scenes.policy.create_namespaced_pod_disruption_budget(
+        ns,
+        {"metadata": {"name": "api-too"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "api"}}}},
+    )
+    scenes.wait_pdbs(ns)
+    event = aged_event("spot-interruption", scene.instance_id)
+    return event, run(cluster_env, "", "", event=event, params={"BlockedPodPolicy": "respect-pdb"})
+
+
 def _finalizer_held_pod(cluster_env: dict[str, str], scenes: Scenes) -> Run:
     """A pod whose deletion a finalizer holds past its grace period: not waited for."""
     scene = scenes.worker_node()
@@ -132,6 +147,7 @@ def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, Run]:
         "deleted-past-pdb": lambda: _held_drain(cluster_env, scenes, {}, "forced", grace=5, age=108),
         "stuck-terminating": lambda: _finalizer_held_pod(cluster_env, scenes),
         "namespace-terminating": lambda: _namespace_deleted_mid_drain(cluster_env, scenes),
+        "multiple-pdbs": lambda: _two_budgets(cluster_env, scenes),
     }
     for name, drive in drains.items():
         done[name] = drive()
@@ -185,6 +201,7 @@ def test_the_runs_took_the_paths_they_are_named_after(runs: dict[str, Run]) -> N
         "deleted-past-pdb": "drained",
         "stuck-terminating": "drained",
         "namespace-terminating": "drained",
+        "multiple-pdbs": "drain-incomplete",
     }
 
 
