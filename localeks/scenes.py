@@ -176,12 +176,14 @@ class Scenes:
         )
         # Pods first, then their ReplicaSet: the replicaset controller adopts them. Had it not
         # seen them yet when the ReplicaSet appears, it would create pods of its own and then
-        # delete the surplus, so the ReplicaSet comes only once kwok has made them Running.
+        # delete the surplus, so the ReplicaSet comes only once kwok has made them Running and
+        # the controllers' pod cache holds them (_wait_cached).
         pods = [f"{name}-h1-{i:03d}" for i in range(replicas)]
         self._create_pods(
             namespace, [_pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods]
         )
         self.wait_running(namespace, pods)
+        self._wait_cached(namespace, labels, replicas)
         self.apps.create_namespaced_replica_set(
             namespace,
             {
@@ -215,6 +217,25 @@ class Scenes:
                 },
             )
         return pods
+
+    def _wait_cached(self, namespace: str, labels: dict[str, str], count: int, timeout: float = 30) -> None:
+        """Until kube-controller-manager's pod cache, which its replicaset controller lists when a
+        ReplicaSet appears, holds the ``count`` pods: a PodDisruptionBudget (minAvailable 0, deleted
+        after) is counted from that same shared cache by the disruption controller. On a loaded
+        machine the cache can lag the API server by seconds after the pods are Running. Gives up
+        quietly after ``timeout`` (``_wait_adopted`` then tells what happened)."""
+        name = f"cache-probe-{uuid.uuid4().hex[:6]}"
+        body = {"metadata": {"name": name}, "spec": {"minAvailable": 0, "selector": {"matchLabels": labels}}}
+        self.policy.create_namespaced_pod_disruption_budget(namespace, body)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                status = self.policy.read_namespaced_pod_disruption_budget_status(name, namespace).status
+                if status is not None and (status.expected_pods or 0) >= count:
+                    return
+                time.sleep(0.1)
+        finally:
+            self.policy.delete_namespaced_pod_disruption_budget(name, namespace)
 
     def _wait_adopted(self, namespace: str, selector: str, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
