@@ -78,7 +78,7 @@ def load_average() -> str:
 def clock(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    minutes, rest = divmod(seconds, 60)
+    minutes, rest = divmod(round(seconds, 1), 60)
     return f"{int(minutes)} min {rest:04.1f} s" if minutes else f"{rest:.1f} s"
 
 

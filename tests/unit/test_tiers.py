@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from tests.tiers import Runner, make_argv, parse, state_for
+from tests.tiers import Runner, clock, make_argv, parse, state_for
 
 # Stands in for make: the target is the last argument; "slow" sleeps, "bad" fails, the rest pass.
 FAKE_MAKE = """#!/usr/bin/env bash
@@ -59,3 +59,10 @@ def test_every_tier_has_a_local_eks_state_of_its_own() -> None:
     env = {"LOCALEKS_STATE": os.path.join("/ci", ".local")}
     assert state_for("integration", env) == os.path.join("/ci", ".local-integration")
     assert state_for("reliability", env) != state_for("integration", env)
+
+
+def test_wall_times_read_as_minutes_and_seconds() -> None:
+    assert clock(119.96) == "2 min 00.0 s"
+    assert clock(61.25) == "1 min 01.2 s"
+    assert clock(9.94) == "9.9 s"
+    assert clock(None) == "-"
