@@ -60,6 +60,7 @@ class Basis(StrEnum):
     OUTDATED = "outdated"  # EC2 has left the reported state behind: nothing to do
     NOT_HANDLED = "not-handled"  # pending events
     CAME_BACK = "came-back"  # running again: undo what this product added
+    SUPERSEDED = "superseded"  # a `running` event older than the event that holds the node: nothing undone
     NOT_MANAGED = "not-managed"  # the instance lacks Settings.managed_tag
     OPTED_OUT = "opted-out"  # the node's serverless-nth/ignore label
     NODE_LABEL = "node-label"  # the node's serverless-nth/rebalance label chose the action

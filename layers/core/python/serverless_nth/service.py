@@ -165,7 +165,9 @@ class Service:
     ) -> None:
         dry_run = self.settings.dry_run
         with tracer.provider.in_subsegment("Cordon"):
-            cordon = cordon_and_taint(api, node, action.taints, action.exclude_from_lb, dry_run, event.event_id)
+            cordon = cordon_and_taint(
+                api, node, action.taints, action.exclude_from_lb, dry_run, event.event_id, event.time
+            )
         result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
         result.lb_excluded = cordon.lb_excluded
         result.node_unschedulable = cordon.node.unschedulable
@@ -185,9 +187,16 @@ class Service:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
 
     def _restore(self, api: KubeApi, event: InterruptionEvent, node: Node, result: HandlerResult) -> None:
-        """The instance runs again: undo what this product added, and only that."""
+        """The instance runs again: undo what this product added, and only that, unless an event
+        newer than this one holds the node (this `running` event is late or replayed)."""
         with tracer.provider.in_subsegment("Restore"):
-            undone = restore(api, node, self.settings.dry_run)
+            restored = restore(api, node, self.settings.dry_run, event.time)
+        if restored.held_since:
+            result.basis = Basis.SUPERSEDED.value
+            why = f"an event of {restored.held_since}, newer than this one, holds the node"
+            quiet(result, Outcome.OUTDATED, Metric.EVENTS_OUTDATED, why)
+            return
+        undone = restored.undone
         result.undone = list(undone)
         result.outcome = Outcome.DRY_RUN if self.settings.dry_run else Outcome.RESTORED if undone else Outcome.IGNORED
         logger.info("node restored" if undone else "nothing of ours on the node", extra={"undone": list(undone)})

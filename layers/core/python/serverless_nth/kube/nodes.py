@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,9 @@ INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 CORDONED_BY_ANNOTATION = "serverless-nth/cordoned-by"
 LB_EXCLUDED_BY_ANNOTATION = "serverless-nth/lb-excluded-by"
 OUT_OF_SERVICE_BY_ANNOTATION = "serverless-nth/out-of-service-by"
+# The time of the newest event that cordoned, tainted or labelled the node. A `running` event undoes
+# those marks only if it is newer: a late or replayed one must not undo a drain begun after it.
+NEWEST_EVENT_TIME_ANNOTATION = "serverless-nth/newest-event-time"
 # which durable execution drains the node, and when it last said so (kube/lease.py)
 DRAIN_LEASE_ANNOTATION = "serverless-nth/drain-lease"
 
@@ -37,6 +41,22 @@ class Node:
     def cordoned_by(self) -> str:
         """The event id in CORDONED_BY_ANNOTATION, when this product cordoned the node."""
         return self.annotations.get(CORDONED_BY_ANNOTATION, "")
+
+    @property
+    def newest_event_time(self) -> datetime.datetime | None:
+        """NEWEST_EVENT_TIME_ANNOTATION; None on a node marked before the time was recorded (or
+        never). A value that cannot be read counts as the newest possible: an undo must be proven
+        safe, and no event overwrites what it cannot compare with."""
+        recorded = self.annotations.get(NEWEST_EVENT_TIME_ANNOTATION)
+        if recorded is None:
+            return None
+        try:
+            newest = datetime.datetime.fromisoformat(recorded)
+        except ValueError:
+            newest = None
+        if newest is None or newest.tzinfo is None:
+            return datetime.datetime.max.replace(tzinfo=datetime.UTC)
+        return newest
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
