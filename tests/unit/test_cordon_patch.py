@@ -41,9 +41,7 @@ def node(
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
 ) -> Node:
-    return Node(
-        "n1", "u1", version, "aws:///us-east-1b/i-1", unschedulable, taints, (), labels or {}, annotations or {}
-    )
+    return Node("n1", "u1", version, "aws:///us-east-1b/i-1", unschedulable, taints, labels or {}, annotations or {})
 
 
 def as_object(n: Node) -> dict[str, Any]:

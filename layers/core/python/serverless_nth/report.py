@@ -57,6 +57,8 @@ class Outcome:
     INSTANCE_NOT_FOUND = "instance-not-found"
     NOT_THIS_CLUSTER = "not-this-cluster"
     NODE_NOT_FOUND = "node-not-found"
+    # a node has the instance's name but no providerID yet: nothing proves it is this instance
+    IDENTITY_UNPROVEN = "identity-unproven"
     CORDONED = "cordoned"  # cordoned and tainted, no drain asked for
     DRAINED = "drained"
     DRAIN_INCOMPLETE = "drain-incomplete"

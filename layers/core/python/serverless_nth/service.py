@@ -129,11 +129,16 @@ class Service:
         api = self.kube()
         with tracer.provider.in_subsegment("NodeLookup"):
             node = find_node(api, instance)
-        if node is None:
+        if not isinstance(node, Node):
             result.api_requests = api.requests_sent - kube_before
-            return quiet(
-                result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance"
+            if node is None:
+                why = "no node of this cluster is this instance"
+                return quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, why)
+            why = (
+                f"node {node.name} has the instance's name but no spec.providerID, and the name proves nothing "
+                "(another VPC may have the same): it is left alone until its providerID is set"
             )
+            return quiet(result, Outcome.IDENTITY_UNPROVEN, Metric.NODE_NOT_FOUND, why)
         result.node = node.name
         logger.append_keys(node=node.name)
         action = for_node(action, event, node.labels, settings, now)

@@ -33,7 +33,6 @@ class Node:
     provider_id: str
     unschedulable: bool
     taints: tuple[dict[str, Any], ...]
-    internal_ips: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -70,28 +69,32 @@ class Node:
             taints=tuple(spec.get("taints") or ()),
             labels={str(k): str(v) for k, v in (obj["metadata"].get("labels") or {}).items()},
             annotations={str(k): str(v) for k, v in (obj["metadata"].get("annotations") or {}).items()},
-            internal_ips=tuple(
-                str(a.get("address", ""))
-                for a in (obj.get("status") or {}).get("addresses") or ()
-                if a.get("type") == "InternalIP"
-            ),
         )
 
     def is_instance(self, instance: InstanceFacts) -> bool:
-        """Proof that this node is the instance: its providerID, or, on a node that has none (not
-        yet initialised, registered without the cloud provider), its InternalIP. A name alone
-        proves nothing: private DNS names are unique only within a VPC."""
-        if self.provider_id:
-            return self.provider_id == instance.provider_id
-        return bool(instance.private_ip) and instance.private_ip in self.internal_ips
+        """Proof that this node is the instance: its providerID, which the cloud provider sets from
+        the instance itself. A node without one proves nothing: its default name is the private DNS
+        name, which is made of the private IP, and both repeat in other VPCs (so an InternalIP that
+        matches adds nothing the name did not say)."""
+        return bool(self.provider_id) and self.provider_id == instance.provider_id
 
     def has_taint(self, taint: Taint) -> bool:
         return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
 
 
-def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
+@dataclass(frozen=True)
+class UnprovenNode:
+    """A node has the instance's name but no spec.providerID yet (not initialised by the cloud
+    provider, or registered without it), and no node has the instance's providerID: it may be
+    this instance or a namesake in another VPC, so it is left alone until its providerID is set."""
+
+    name: str
+
+
+def find_node(api: KubeApi, instance: InstanceFacts) -> Node | UnprovenNode | None:
     """By name (the private DNS name: one GET), then by providerID among the nodes of the same zone
     and instance type (one narrow LIST). Never lists every node of the cluster."""
+    unproven: UnprovenNode | None = None
     if instance.private_dns_name:
         try:
             node = Node.from_api(
@@ -101,6 +104,8 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
             node = None
         if node is not None and node.is_instance(instance):
             return node
+        if node is not None and not node.provider_id:
+            unproven = UnprovenNode(node.name)
     selector = ",".join(
         f"{label}={value}"
         for label, value in ((ZONE_LABEL, instance.availability_zone), (INSTANCE_TYPE_LABEL, instance.instance_type))
@@ -114,5 +119,5 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
                 return Node.from_api(item)
         token = page.get("metadata", {}).get("continue")
         if not token:
-            return None
+            return unproven
         query = {**query, "continue": token}
