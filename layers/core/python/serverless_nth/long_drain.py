@@ -118,6 +118,7 @@ class LongDrains:
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
+        self.service.tell_if_uncordoned(event, found)
         hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
         drain = self.service.drain_round(event, found, stop_by)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}

@@ -15,9 +15,10 @@ from serverless_nth.kube.client import KubeApi
 from serverless_nth.kube.drain import DrainResult
 from serverless_nth.kube.events import node_ref, pod_ref, record_event
 from serverless_nth.kube.evict import PodFate
-from serverless_nth.kube.nodes import Node
+from serverless_nth.kube.cordon import LB_EXCLUSION_LABEL
+from serverless_nth.kube.nodes import LB_EXCLUDED_BY_ANNOTATION, Node
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import Action, Basis
+from serverless_nth.policy import TAINT_PREFIX, Action, Basis
 
 # Kubernetes Event reasons, as a reader of `kubectl describe node` sees them
 REASONS = {
@@ -144,6 +145,24 @@ def restore_event(api: KubeApi, event: InterruptionEvent, node: Node, undone: tu
         REASONS[event.kind],
         f"{DESCRIPTIONS[event.kind]} ({event.instance_id}): undid {', '.join(undone)}",
     )
+
+
+def uncordoned_by_other(api: KubeApi, event: InterruptionEvent, node: Node) -> None:
+    """Our cordon was removed by someone else (``kubectl uncordon``, another tool) while our taints,
+    label or records stay: a Warning Event on the node and a metric, once per event (the Event's
+    name comes from the event id), so a half-handed-back node is not left in silence."""
+    left = [str(t.get("key")) for t in node.taints if str(t.get("key", "")).startswith(f"{TAINT_PREFIX}/")]
+    if LB_EXCLUDED_BY_ANNOTATION in node.annotations and LB_EXCLUSION_LABEL in node.labels:
+        left.append(f"label {LB_EXCLUSION_LABEL}")
+    note = (
+        f"serverless-nth cordoned this node (event {node.cordoned_by}) and someone uncordoned it since; "
+        f"still on it: {', '.join(left) or 'only the serverless-nth/* annotations'}. "
+        "To hand the node back, remove those too (README, 'Handing a node back'); "
+        f"this {DESCRIPTIONS[event.kind]} is handled as usual"
+    )
+    if record_event(api, node_ref(node.name, node.uid), event.event_id, "UncordonedByOther", note, warning=True):
+        count(Metric.NODES_UNCORDONED_BY_OTHERS)
+        logger.warning("our cordon was removed by someone else", extra={"cordoned_by": node.cordoned_by, "left": left})
 
 
 def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:

@@ -151,7 +151,7 @@ class Service:
             self._restore(api, event, node, result)
             result.api_requests = api.requests_sent - kube_before
             return result
-
+        self.tell_if_uncordoned(event, node)
         self._cordon(api, event, action, node, result)
         result.cordoned_after_seconds = round(self.clock() - started, 4)
         result.requests_to_cordon = (
@@ -274,6 +274,12 @@ class Service:
         if failed:
             logger.warning("drain round: pods not evicted because of errors", extra={"errors": drain.errors[-5:]})
         return drain
+
+    def tell_if_uncordoned(self, event: InterruptionEvent, node: Node) -> None:
+        """Our cordon removed by someone else while our marks stay: told (once per event), not left
+        half-handled in silence. ``node`` as just read."""
+        if node.cordoned_by and not node.unschedulable and not self.settings.dry_run:
+            report.uncordoned_by_other(self.kube(), event, node)
 
     def get_node(self, name: str) -> Node | None:
         """The node as it is now; None when it is gone."""
