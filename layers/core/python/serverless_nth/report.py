@@ -12,10 +12,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from serverless_nth.aws.notify import Notifier
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.cordon import LB_EXCLUSION_LABEL
 from serverless_nth.kube.drain import DrainResult
 from serverless_nth.kube.events import node_ref, pod_ref, record_event
 from serverless_nth.kube.evict import PodFate
-from serverless_nth.kube.cordon import LB_EXCLUSION_LABEL
 from serverless_nth.kube.nodes import LB_EXCLUDED_BY_ANNOTATION, Node
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import TAINT_PREFIX, Action, Basis
