@@ -106,10 +106,12 @@ def test_only_instances_with_the_managed_tag_are_handled(cluster_env: dict[str, 
     assert run(cluster_env, "spot-interruption", untagged.instance_id).result["outcome"] == "drained"
 
 
-def test_the_load_balancer_label_comes_with_the_cordon(cluster_env: dict[str, str], scenes: Scenes) -> None:
+def test_the_load_balancer_label_comes_with_the_cordon_of_a_drain(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    # with a drain only: a cordon alone leaves the pods serving (tests/integration/test_load_balancer_label.py)
+    drain = {"DrainOnRebalance": "true"}
     scene = scenes.worker_node()
-    result = run(cluster_env, "rebalance-recommendation", scene.instance_id)
-    assert result.result["outcome"] == "cordoned"
+    result = run(cluster_env, "rebalance-recommendation", scene.instance_id, params=drain)
+    assert result.result["outcome"] == "drained"
     assert result.result["lb_excluded"] is True
     assert result.result["requests_to_cordon"] == 4  # cold: one PATCH carries cordon, taint and label
     node = scenes.core.read_node(scene.node_name)
@@ -117,7 +119,12 @@ def test_the_load_balancer_label_comes_with_the_cordon(cluster_env: dict[str, st
     assert node.metadata.labels[LB_LABEL] == "true"
     # as a setting, it can be turned off
     other = scenes.worker_node()
-    run(cluster_env, "rebalance-recommendation", other.instance_id, params={"ExcludeFromLoadBalancers": "false"})
+    run(
+        cluster_env,
+        "rebalance-recommendation",
+        other.instance_id,
+        params={**drain, "ExcludeFromLoadBalancers": "false"},
+    )
     assert LB_LABEL not in (scenes.core.read_node(other.node_name).metadata.labels or {})
 
 
