@@ -27,9 +27,10 @@ from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
-from serverless_nth.errors import TemporaryError
+from serverless_nth.entrypoint import count_error, count_malformed
+from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import lifecycle_action, scheduled_change
-from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
 from serverless_nth.observability import Metric, logger, metrics
@@ -79,6 +80,17 @@ class LongDrains:
         def run(_: Any) -> T:
             try:
                 return work(*args)
+            except HandlerError as exc:
+                # told here, with its stage: the SDK keeps only the message of an error that
+                # escapes a step. Each failed attempt counts, as each failed invocation does.
+                self._failed(name, exc.stage, isinstance(exc, TemporaryError))
+                raise
+            except MalformedEvent:
+                self._failed(name, "parse", False)
+                raise
+            except Exception:  # a failure nobody foresaw still has a stage
+                self._failed(name, "internal", True)
+                raise
             finally:
                 if metrics.metric_set:
                     for key, value in (("event_kind", kind.value), ("outcome", IN_PROGRESS)):
@@ -87,6 +99,20 @@ class LongDrains:
                     metrics.flush_metrics()
 
         return ctx.step(run, name=name, config=_STEP)
+
+    def _failed(self, step: str, stage: str, retryable: bool) -> None:
+        count_error(self.settings.cluster_name, stage)
+        logger.exception("step failed", extra={"step": step, "stage": stage, "retryable": retryable})
+
+    def too_old(self, event: InterruptionEvent, family: str) -> str:
+        """Why the event is malformed by its time (older than the envelope's 15 days, or from the
+        future): a replay that old is counted as malformed, not as an error; "" when it is not."""
+        try:
+            check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
+        except MalformedEvent as exc:
+            count_malformed(self.settings.cluster_name, family, exc, raised=False)
+            return str(exc)
+        return ""
 
     def prepare(self, event: InterruptionEvent, holder: str, account: str | None) -> dict[str, Any]:
         """The sequence up to the cordon, then the node's drain lease: a duplicate execution of the
@@ -99,9 +125,13 @@ class LongDrains:
         if node is not None:
             other = hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
             if other:
+                # a duplicate delivery of this event, or another event's drain (a Health change and
+                # a scale-in of the same instance): told apart by the event id in the lease
+                duplicate = other.rsplit(" ", 1)[-1] == event.event_id
                 logger.info("another execution drains this node", extra={"holder": other, "node": result.node})
-                report.count(Metric.DUPLICATE_DRAINS)
-                prepared.update(outcome=Outcome.DUPLICATE, drain_due=False)
+                report.count(Metric.DUPLICATE_DRAINS if duplicate else Metric.EVENTS_IGNORED)
+                outcome = Outcome.DUPLICATE if duplicate else Outcome.HELD_BY_ANOTHER_EVENT
+                prepared.update(outcome=outcome, drain_due=False)
         return prepared
 
     def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
@@ -172,12 +202,18 @@ class LongDrains:
         return 3 * ROUND_SECONDS if event.lifecycle is None else 4 * ROUND_SECONDS
 
 
+def lease_holder(ctx: DurableContext, event: InterruptionEvent) -> str:
+    """Who holds a node's drain lease: the execution, and the event it handles (its last word)."""
+    return f"{ctx.execution_context.durable_execution_arn} {event.event_id}"
+
+
 def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
     """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
     event = lifecycle_action.normalise(raw)
     ref = event.lifecycle
     assert ref is not None  # lifecycle_action always sets it
-    kind, holder, settings = event.kind, ctx.execution_context.durable_execution_arn, drains.settings
+    kind, settings = event.kind, drains.settings
+    holder = lease_holder(ctx, event)
     result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
     if ref.hook != settings.lifecycle_hook_name:
         # never complete another owner's hook: only its owner knows when its work is done
@@ -189,8 +225,8 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         return {**result, "outcome": hook["outcome"]}
     prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
     result["outcome"] = prepared["outcome"]
-    if prepared["outcome"] == Outcome.DUPLICATE:
-        return result  # the lease's holder drains and completes
+    if prepared["outcome"] in (Outcome.DUPLICATE, Outcome.HELD_BY_ANOTHER_EVENT):
+        return result  # the lease's holder drains (and, for a duplicate, completes)
     interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
     last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
     while prepared["drain_due"]:
@@ -242,7 +278,9 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     window starts. One instance's failure neither stops nor repeats the others; the execution
     fails at the end if any did, so that the event is kept for a replay (which is safe)."""
     events = scheduled_change.normalise(raw)
-    kind, holder = EventKind.SCHEDULED_CHANGE, ctx.execution_context.durable_execution_arn
+    kind, holder = EventKind.SCHEDULED_CHANGE, lease_holder(ctx, events[0])  # one event id for all
+    if drains.step(ctx, "event-time", kind, drains.too_old, events[0], kind.value):
+        return {"outcomes": {e.instance_id: Outcome.MALFORMED for e in events}, "rounds": 0}
     outcomes: dict[str, str] = {}
     draining: dict[str, tuple[InterruptionEvent, str]] = {}
     for event in events:
