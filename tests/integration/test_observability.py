@@ -124,6 +124,8 @@ def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, Run]:
     scenes.core.patch_node(node.node_name, {"spec": {"unschedulable": None}})
     again = aged_event("rebalance-recommendation", node.instance_id)
     done["uncordoned-by-other"] = (again, invoke(REBALANCE, again, cluster_env))
+    # events are stamped to the second; a running event undoes only marks of strictly older events
+    time.sleep(1.1)
     running = aged_event("state-change-running", node.instance_id)
     done["running"] = (running, invoke("StateChangeFunction", running, cluster_env))
     # drains that end otherwise than all evicted
