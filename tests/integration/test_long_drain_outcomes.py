@@ -52,3 +52,45 @@ def test_a_node_drained_for_another_event_is_not_reported_as_a_duplicate(
     assert result.result["result"]["outcome"] == "held-by-another-event", result.result
     emitted = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
     assert "DuplicateDrains" not in emitted
+
+
+def health_event(entities: list[object], start: str | None = None) -> dict[str, object]:
+    event = load_event("scheduled-change", now=True)
+    event["detail"]["affectedEntities"] = entities
+    event["detail"]["startTime"] = start or time.strftime(
+        "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3 * 3600)
+    )
+    event["detail"].pop("endTime", None)
+    return event
+
+
+def test_odd_health_entities_are_left_out_and_told_while_the_instances_are_handled(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.worker_node()
+    odd = [
+        {"entityValue": ""},
+        {"entityArn": "arn:aws:health:us-east-1::entity/x"},
+        {"entityValue": "h-0123456789abcdef0"},
+    ]
+    result = invoke(SCHEDULED, health_event([*odd, {"entityValue": node.instance_id}]), cluster_env)
+    out = result.result
+    assert out["status"] == "SUCCEEDED", result.output[-3000:]
+    assert out["result"]["outcomes"] == {node.instance_id: "drained"}, out["result"]
+    ignored = [r for r in read_emf(result.output.splitlines()) if r["name"] == "EventsIgnored"]
+    assert [(r["value"], r["dimensions"]["outcome"]) for r in ignored] == [(3, "not-an-instance")]
+    assert "Health entities left out" in result.output
+    assert node_state(scenes, node.node_name)[0]
+
+
+def test_a_health_start_of_the_shape_of_a_date_that_is_no_date_is_malformed_and_told(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.worker_node()
+    event = health_event([{"entityValue": node.instance_id}], start="2026-02-30T10:00:00Z")
+    result = invoke(SCHEDULED, event, cluster_env)
+    assert result.exit_code == 1
+    names = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
+    assert "MalformedEvents" in names, result.output[-3000:]
+    assert "is not a date" in result.output
+    assert node_state(scenes, node.node_name) == (False, {})

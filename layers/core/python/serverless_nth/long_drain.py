@@ -114,6 +114,12 @@ class LongDrains:
             return str(exc)
         return ""
 
+    def tell_left_out(self, entities: list[str]) -> None:
+        """A Health event's entities that are not instances: told, and counted one by one."""
+        logger.warning("Health entities left out: not EC2 instances", extra={"entities": entities})
+        metrics.add_dimension("outcome", Outcome.NOT_AN_INSTANCE)
+        report.count(Metric.EVENTS_IGNORED, len(entities))
+
     def prepare(self, event: InterruptionEvent, holder: str, account: str | None) -> dict[str, Any]:
         """The sequence up to the cordon, then the node's drain lease: a duplicate execution of the
         same event finds the lease held and leaves the drain (and the completion) to its holder."""
@@ -277,8 +283,13 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     """Every instance of the event cordoned at once, then drained from its lead time until the
     window starts. One instance's failure neither stops nor repeats the others; the execution
     fails at the end if any did, so that the event is kept for a replay (which is safe)."""
-    events = scheduled_change.normalise(raw)
-    kind, holder = EventKind.SCHEDULED_CHANGE, lease_holder(ctx, events[0])  # one event id for all
+    change, kind = scheduled_change.normalise(raw), EventKind.SCHEDULED_CHANGE
+    events = change.events
+    if change.left_out:
+        drains.step(ctx, "left-out", kind, drains.tell_left_out, change.left_out)
+    if not events:
+        return {"outcomes": {}, "rounds": 0}
+    holder = lease_holder(ctx, events[0])  # one event id for all its instances
     if drains.step(ctx, "event-time", kind, drains.too_old, events[0], kind.value):
         return {"outcomes": {e.instance_id: Outcome.MALFORMED for e in events}, "rounds": 0}
     outcomes: dict[str, str] = {}

@@ -67,6 +67,7 @@ class Outcome:
     # long drains (durable executions)
     DUPLICATE = "duplicate"  # another execution of the same event drains the node
     HELD_BY_ANOTHER_EVENT = "held-by-another-event"  # another event's execution drains the node
+    NOT_AN_INSTANCE = "not-an-instance"  # a Health event's entity that is no EC2 instance: left out
     NOT_OUR_HOOK = "not-our-hook"  # a lifecycle hook of another owner: never completed by us
     HOOK_NOT_FOUND = "hook-not-found"  # the group has no such hook (any more): nothing to complete
     ACTION_ENDED = "action-ended"  # the lifecycle action expired or was completed elsewhere
