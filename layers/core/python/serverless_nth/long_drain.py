@@ -1,5 +1,6 @@
 """Drains that last as long as the node needs: an Auto Scaling lifecycle action, an AWS Health
-scheduled change. Each runs as a durable execution (``durable.py``): every step below is
+scheduled change (its workflow in ``scheduled_drain.py``). Each runs as a durable execution
+(``durable.py``): every step below is
 checkpointed, so an invocation that dies resumes at the step it was in, and a step that finished
 is never run again on replay.
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aws_durable_execution_sdk_python import DurableContext, StepError
+from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
@@ -29,12 +30,11 @@ from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
 from serverless_nth.entrypoint import count_error, count_malformed
 from serverless_nth.errors import HandlerError, TemporaryError
-from serverless_nth.events import lifecycle_action, scheduled_change
+from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import drain_starts_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -277,65 +277,3 @@ def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
     report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
     logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
     return completed
-
-
-def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
-    """Every instance of the event cordoned at once, then drained from its lead time until the
-    window starts. One instance's failure neither stops nor repeats the others; the execution
-    fails at the end if any did, so that the event is kept for a replay (which is safe)."""
-    change, kind = scheduled_change.normalise(raw), EventKind.SCHEDULED_CHANGE
-    events = change.events
-    if change.left_out:
-        drains.step(ctx, "left-out", kind, drains.tell_left_out, change.left_out)
-    if not events:
-        return {"outcomes": {}, "rounds": 0}
-    holder = lease_holder(ctx, events[0])  # one event id for all its instances
-    if drains.step(ctx, "event-time", kind, drains.too_old, events[0], kind.value):
-        return {"outcomes": {e.instance_id: Outcome.MALFORMED for e in events}, "rounds": 0}
-    outcomes: dict[str, str] = {}
-    draining: dict[str, tuple[InterruptionEvent, str]] = {}
-    for event in events:
-        try:
-            prepared = drains.step(ctx, f"cordon-{event.instance_id}", kind, drains.prepare, event, holder, account)
-        except StepError as exc:
-            outcomes[event.instance_id] = f"{Outcome.ERROR}: {exc}"
-            continue
-        outcomes[event.instance_id] = prepared["outcome"]
-        if prepared["drain_due"]:
-            draining[event.instance_id] = (event, prepared["node"])
-    if draining:
-        first = next(iter(draining.values()))[0]
-        wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
-        if wait >= 1:
-            ctx.wait(Duration.from_seconds(wait), name="until-lead-time")
-    last: dict[str, dict[str, Any]] = {}
-    rounds = 0
-    while draining:
-        for instance_id, (event, node) in list(draining.items()):
-            starts = event.ends_at.timestamp() if event.ends_at else 0.0
-            try:
-                last[instance_id] = drains.step(
-                    ctx, f"drain-{instance_id}-{rounds}", kind, drains.drain_round, event, node, holder, None
-                )
-            except StepError as exc:
-                outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
-                del draining[instance_id]
-                continue
-            if last[instance_id]["completed"] or last[instance_id]["at"] >= starts:
-                finished = {**last[instance_id], "rounds": rounds + 1}
-                outcomes[instance_id] = drains.step(
-                    ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
-                )
-                del draining[instance_id]
-        rounds += 1
-        if draining:
-            ctx.wait(PAUSE, name=f"pause-{rounds}")
-    failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
-    if failed:
-        raise ScheduledChangeFailed(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")
-    return {"outcomes": outcomes, "rounds": rounds}
-
-
-class ScheduledChangeFailed(TemporaryError):
-    """Some instances of a scheduled change could not be handled: the execution fails so that the
-    event is kept (dead-letter queue) for a replay, which redoes nothing that was done."""
