@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import time
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -14,6 +15,7 @@ from serverless_nth.config import TaintEffect
 from serverless_nth.kube.client import Conflict
 from serverless_nth.kube.cordon import LB_EXCLUSION_LABEL, CordonResult, cordon_and_taint, restore
 from serverless_nth.kube.nodes import (
+    CORDON_ATTEMPT_ANNOTATION,
     CORDONED_BY_ANNOTATION,
     LB_EXCLUDED_BY_ANNOTATION,
     NEWEST_EVENT_TIME_ANNOTATION,
@@ -31,6 +33,7 @@ MERGE_PATCH = "application/merge-patch+json"
 EVENT_TIME = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 RUNNING_TIME = EVENT_TIME + datetime.timedelta(minutes=5)  # the instance came back after the event
 STAMP = {NEWEST_EVENT_TIME_ANNOTATION: "2026-11-27T12:00:00+00:00"}  # EVENT_TIME, as recorded
+ATTEMPT = {CORDON_ATTEMPT_ANNOTATION: ANY}  # a nonce per cordon call
 
 
 def node(
@@ -105,7 +108,12 @@ def test_a_fresh_node_is_cordoned_tainted_and_labelled_in_one_guarded_patch() ->
         "metadata": {
             "resourceVersion": "10",
             "labels": {LB_EXCLUSION_LABEL: "true"},
-            "annotations": {CORDONED_BY_ANNOTATION: "event-1", LB_EXCLUDED_BY_ANNOTATION: "event-1", **STAMP},
+            "annotations": {
+                CORDONED_BY_ANNOTATION: "event-1",
+                LB_EXCLUDED_BY_ANNOTATION: "event-1",
+                **STAMP,
+                **ATTEMPT,
+            },
         },
         "spec": {
             "unschedulable": True,
@@ -142,7 +150,7 @@ def test_an_operators_cordon_is_not_recorded_as_ours_and_only_the_missing_parts_
     )
     body = patches(api)[0].body
     # no label, no cordon record: only the event's time is ours
-    assert body["metadata"] == {"resourceVersion": "10", "annotations": STAMP}
+    assert body["metadata"] == {"resourceVersion": "10", "annotations": {**STAMP, **ATTEMPT}}
     assert [t["key"] for t in body["spec"]["taints"]] == [SPOT.key]
     assert (result.cordoned, result.taints_added, result.lb_excluded) == (False, (SPOT.key,), False)
 
@@ -155,7 +163,7 @@ def test_without_the_load_balancer_setting_no_label_is_added() -> None:
     )
     metadata = patches(api)[0].body["metadata"]
     assert "labels" not in metadata
-    assert metadata["annotations"] == {CORDONED_BY_ANNOTATION: "e", **STAMP}
+    assert metadata["annotations"] == {CORDONED_BY_ANNOTATION: "e", **STAMP, **ATTEMPT}
     assert result.lb_excluded is False
 
 
@@ -172,7 +180,7 @@ def test_the_out_of_service_taint_is_recorded_with_the_event() -> None:
         event_time=EVENT_TIME,
     )
     body = patches(api)[0].body
-    assert body["metadata"]["annotations"] == {OUT_OF_SERVICE_BY_ANNOTATION: "e7", **STAMP}
+    assert body["metadata"]["annotations"] == {OUT_OF_SERVICE_BY_ANNOTATION: "e7", **STAMP, **ATTEMPT}
     assert [(t["key"], t["value"], t["effect"]) for t in body["spec"]["taints"]] == [
         (SPOT.key, "terminate", "NoSchedule"),
         (OUT_OF_SERVICE_KEY, "nodeshutdown", "NoExecute"),

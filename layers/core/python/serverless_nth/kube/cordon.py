@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from serverless_nth.kube.client import Conflict, KubeApi, path
 from serverless_nth.kube.nodes import (
+    CORDON_ATTEMPT_ANNOTATION,
     CORDONED_BY_ANNOTATION,
     LB_EXCLUDED_BY_ANNOTATION,
     NEWEST_EVENT_TIME_ANNOTATION,
@@ -48,14 +50,22 @@ def cordon_and_taint(
     What this call adds is recorded in annotations with ``event_id``, and ``event_time`` when it is
     the newest event to hold the node (a redelivery writes nothing)."""
 
+    attempt = uuid.uuid4().hex
+    sent: list[CordonResult] = []  # what the last PATCH of this call does, once sent
+
     def change(current: Node) -> tuple[CordonResult, dict[str, Any] | None]:
+        if sent and current.annotations.get(CORDON_ATTEMPT_ANNOTATION) == attempt:
+            return dataclasses.replace(sent[-1], node=current), None  # served, its answer lost
         missing = [t for t in taints if not current.has_taint(t)]
         add_label = exclude_from_lb and LB_EXCLUSION_LABEL not in current.labels
         newer = current.newest_event_time is None or event_time > current.newest_event_time
         if not missing and current.unschedulable and not add_label and not newer:
             return CordonResult(current, cordoned=False, taints_added=()), None
         done = CordonResult(current, not current.unschedulable, tuple(t.key for t in missing), add_label)
-        return done, _cordon_patch(current, missing, add_label, event_id, event_time if newer else None)
+        sent.append(done)
+        patch = _cordon_patch(current, missing, add_label, event_id, event_time if newer else None)
+        patch["metadata"].setdefault("annotations", {})[CORDON_ATTEMPT_ANNOTATION] = attempt
+        return done, patch
 
     result, updated = guarded_patch(api, node, change, dry_run, "cordon")
     return result if updated is None else dataclasses.replace(result, node=updated)
@@ -145,6 +155,7 @@ def restore(api: KubeApi, node: Node, dry_run: bool, event_time: datetime.dateti
 
 
 _RECORDS = (
+    CORDON_ATTEMPT_ANNOTATION,
     CORDONED_BY_ANNOTATION,
     LB_EXCLUDED_BY_ANNOTATION,
     OUT_OF_SERVICE_BY_ANNOTATION,

@@ -21,6 +21,10 @@ OUT_OF_SERVICE_BY_ANNOTATION = "serverless-nth/out-of-service-by"
 # The time of the newest event that cordoned, tainted or labelled the node. A `running` event undoes
 # those marks only if it is newer: a late or replayed one must not undo a drain begun after it.
 NEWEST_EVENT_TIME_ANNOTATION = "serverless-nth/newest-event-time"
+# The cordon call that last wrote our marks (a nonce per call): a call whose PATCH was served but
+# whose answer was lost finds its own nonce on the node it re-reads, and still tells what it did
+# (NodesCordoned), where a concurrent duplicate delivery of the same event finds another's.
+CORDON_ATTEMPT_ANNOTATION = "serverless-nth/cordon-attempt"
 # which durable execution drains the node, and when it last said so (kube/lease.py)
 DRAIN_LEASE_ANNOTATION = "serverless-nth/drain-lease"
 
