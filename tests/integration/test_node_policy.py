@@ -19,7 +19,13 @@ from tests.integration.support import (
 
 LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
-OURS = ("serverless-nth/cordoned-by", "serverless-nth/lb-excluded-by", "serverless-nth/out-of-service-by")
+OURS = (
+    "serverless-nth/cordoned-by",
+    "serverless-nth/lb-excluded-by",
+    "serverless-nth/out-of-service-by",
+    "serverless-nth/newest-event-time",
+    "serverless-nth/cordon-attempt",
+)
 
 
 def untouched(scenes: Scenes, scene: NodeScene) -> bool:
