@@ -56,9 +56,12 @@ SCENARIOS = (
         "identity-not-checked",
         "a node with the instance's private DNS name is taken for the instance without proof",
         f"{CORE}/kube/nodes.py",
-        '        proves nothing: private DNS names are unique only within a VPC."""\n',
-        '        proves nothing: private DNS names are unique only within a VPC."""\n        return True\n',
-        ("tests/integration/test_drain_cases.py::test_a_node_with_the_instance_name_but_no_proof_is_not_touched",),
+        '        matches adds nothing the name did not say)."""\n',
+        '        matches adds nothing the name did not say)."""\n        return True\n',
+        (
+            "tests/integration/test_drain_cases.py::"
+            "test_a_node_with_the_instance_name_but_no_provider_id_is_left_alone_as_unproven",
+        ),
     ),
     Scenario(
         "incomplete-drain-reported-complete",

@@ -103,6 +103,13 @@ class Supervisor:
         # durable executions: DurableConfig kept, Invoke of a durable function recorded, listed
         durable_lambda.install()
 
+        # a wave of events: werkzeug's listen queue of 128 overflowed (448 of 1,000 cordons failed
+        # at DescribeInstances in make bench, connect timeouts)
+        import werkzeug.serving
+
+        from localeks.webhook import LISTEN_BACKLOG
+
+        werkzeug.serving.BaseWSGIServer.request_queue_size = LISTEN_BACKLOG
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
         role_arn = self._seed_aws(moto_url, api_url)

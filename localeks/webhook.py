@@ -313,8 +313,15 @@ class Verdicts:
             return list(self._seen)
 
 
+# Connections a local server keeps waiting to be accepted: a wave of events opens hundreds at
+# once, and http.server's 5 (werkzeug's 128 for moto) turned them into connect timeouts, failures
+# of the stand-ins that AWS's endpoints do not have (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
+
 class WebhookServer(ThreadingHTTPServer):
     verdicts: Verdicts
+    request_queue_size = LISTEN_BACKLOG
 
 
 def serve(authenticator: EksTokenAuthenticator, host: str = "127.0.0.1", port: int = 0) -> WebhookServer:

@@ -4,6 +4,7 @@ reservation interruptions, against the local EKS with Karpenter-shaped and node 
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 
@@ -19,7 +20,13 @@ from tests.integration.support import (
 
 LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
-OURS = ("serverless-nth/cordoned-by", "serverless-nth/lb-excluded-by", "serverless-nth/out-of-service-by")
+OURS = (
+    "serverless-nth/cordoned-by",
+    "serverless-nth/lb-excluded-by",
+    "serverless-nth/out-of-service-by",
+    "serverless-nth/newest-event-time",
+    "serverless-nth/cordon-attempt",
+)
 
 
 def untouched(scenes: Scenes, scene: NodeScene) -> bool:
@@ -106,10 +113,12 @@ def test_only_instances_with_the_managed_tag_are_handled(cluster_env: dict[str, 
     assert run(cluster_env, "spot-interruption", untagged.instance_id).result["outcome"] == "drained"
 
 
-def test_the_load_balancer_label_comes_with_the_cordon(cluster_env: dict[str, str], scenes: Scenes) -> None:
+def test_the_load_balancer_label_comes_with_the_cordon_of_a_drain(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    # with a drain only: a cordon alone leaves the pods serving (tests/integration/test_load_balancer_label.py)
+    drain = {"DrainOnRebalance": "true"}
     scene = scenes.worker_node()
-    result = run(cluster_env, "rebalance-recommendation", scene.instance_id)
-    assert result.result["outcome"] == "cordoned"
+    result = run(cluster_env, "rebalance-recommendation", scene.instance_id, params=drain)
+    assert result.result["outcome"] == "drained"
     assert result.result["lb_excluded"] is True
     assert result.result["requests_to_cordon"] == 4  # cold: one PATCH carries cordon, taint and label
     node = scenes.core.read_node(scene.node_name)
@@ -117,7 +126,12 @@ def test_the_load_balancer_label_comes_with_the_cordon(cluster_env: dict[str, st
     assert node.metadata.labels[LB_LABEL] == "true"
     # as a setting, it can be turned off
     other = scenes.worker_node()
-    run(cluster_env, "rebalance-recommendation", other.instance_id, params={"ExcludeFromLoadBalancers": "false"})
+    run(
+        cluster_env,
+        "rebalance-recommendation",
+        other.instance_id,
+        params={**drain, "ExcludeFromLoadBalancers": "false"},
+    )
     assert LB_LABEL not in (scenes.core.read_node(other.node_name).metadata.labels or {})
 
 
@@ -131,6 +145,9 @@ def _stop_then_start(cluster_env: dict[str, str], scenes: Scenes, scene: NodeSce
     assert node.metadata.labels[LB_LABEL] == "true"
     scenes.ec2.start_instances(InstanceIds=[scene.instance_id])
     assert ec2_state(scenes, scene.instance_id) == "running"
+    # events are stamped to the second, and only a running event strictly newer than the event that
+    # marked the node undoes its marks: a start in the same second as the stop does not happen in EC2
+    time.sleep(1.1)
     running = run(cluster_env, "state-change-running", scene.instance_id)
     assert running.exit_code == 0, running.output
     print(

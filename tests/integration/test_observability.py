@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -137,6 +138,12 @@ def runs(cluster_env: dict[str, str], scenes: Scenes) -> dict[str, Run]:
     topic = f"arn:aws:sns:{cluster_env['AWS_DEFAULT_REGION']}:123456789012:no-such-topic-{uuid.uuid4().hex[:6]}"
     rebalance = aged_event("rebalance-recommendation", node.instance_id)
     done["notification-lost"] = (rebalance, invoke(REBALANCE, rebalance, cluster_env, {"NotificationTopicArn": topic}))
+    # someone uncordons it (kubectl uncordon), and a new recommendation comes: told, and cordoned again
+    scenes.core.patch_node(node.node_name, {"spec": {"unschedulable": None}})
+    again = aged_event("rebalance-recommendation", node.instance_id)
+    done["uncordoned-by-other"] = (again, invoke(REBALANCE, again, cluster_env))
+    # events are stamped to the second; a running event undoes only marks of strictly older events
+    time.sleep(1.1)
     running = aged_event("state-change-running", node.instance_id)
     done["running"] = (running, invoke("StateChangeFunction", running, cluster_env))
     # drains that end otherwise than all evicted
@@ -196,6 +203,7 @@ def test_the_runs_took_the_paths_they_are_named_after(runs: dict[str, Run]) -> N
         "other-cluster": "not-this-cluster",
         "no-node": "node-not-found",
         "notification-lost": "cordoned",
+        "uncordoned-by-other": "cordoned",
         "running": "restored",
         "respect-pdb": "drain-incomplete",
         "deleted-past-pdb": "drained",

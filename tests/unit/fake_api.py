@@ -42,6 +42,7 @@ class FakeApi(KubeApi):
         stage: str = "kube",
         retry_temporary: bool = True,
         timeout_seconds: float | None = None,
+        give_up_at: float | None = None,
     ) -> dict[str, Any]:
         request = Request(method, api_path, dict(query) if query is not None else None, body, content_type, stage)
         self.sent.append(request)

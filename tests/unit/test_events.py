@@ -23,7 +23,7 @@ NORMALISERS = {
     "rebalance-recommendation": rebalance_recommendation.normalise,
     "asg-lifecycle-action": lifecycle_action.normalise,
     # a Health event names several instances; the sample names one
-    "scheduled-change": lambda e: scheduled_change.normalise(e)[0],
+    "scheduled-change": lambda e: scheduled_change.normalise(e).events[0],
 }
 
 
@@ -181,6 +181,7 @@ def test_capacity_reservation_warning_names_its_end() -> None:
         ("instance-termination-time", "2026-11-25T09:59:00Z"),  # before the event
         ("instance-termination-time", 1764064920),
         ("instance-termination-time", "soon"),
+        ("instance-termination-time", "2026-11-31T10:00:00Z"),  # RFC 3339's shape, no date (issue 25.5)
         ("instance-action", "hibernate"),
     ],
 )

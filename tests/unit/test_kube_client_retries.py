@@ -172,3 +172,20 @@ def test_the_causes_of_a_refusal_are_read(server: tuple[str, Script]) -> None:
     with pytest.raises(KubePermanentError) as caught:
         make_api(endpoint, ["t0"]).request("POST", "/api/v1/namespaces/a/pods/b/eviction", retry_temporary=False)
     assert caught.value.causes == ("NamespaceTerminating",)
+
+
+def test_a_retry_after_of_zero_still_waits_the_backoff(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(429, {"Retry-After": "0"}), (200, {})]
+    started = time.monotonic()
+    make_api(url, ["t0"]).request("GET", "/api/v1/nodes/n1")
+    assert time.monotonic() - started >= 0.2  # the first backoff, not at once
+
+
+def test_no_retry_waits_past_give_up_at(server: tuple[str, Script]) -> None:
+    url, script = server
+    script.answers = [(429, {"Retry-After": "5"}), (200, {})]
+    started = time.monotonic()
+    with pytest.raises(TooManyRequests):
+        make_api(url, ["t0"]).request("GET", "/api/v1/nodes/n1", give_up_at=time.time() + 1)
+    assert time.monotonic() - started < 1

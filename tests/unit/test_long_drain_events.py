@@ -4,6 +4,7 @@ Health scheduled change) and their rows of the policy table."""
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import pytest
@@ -68,15 +69,52 @@ def test_malformed_lifecycle_actions_are_rejected(key: str, value: Any) -> None:
 
 
 def test_a_health_event_becomes_one_event_per_instance_in_order_without_repeats_or_other_entities() -> None:
-    events = scheduled_change.normalise(health_event([I2, I1, "h-0123456789abcdef0", I2, "vol-0123", I3]))
+    change = scheduled_change.normalise(health_event([I2, I1, "h-0123456789abcdef0", I2, "vol-0123", I3]))
+    events = change.events
     assert [e.instance_id for e in events] == [I2, I1, I3]
+    assert change.left_out == ['{"entityValue": "h-0123456789abcdef0"}', '{"entityValue": "vol-0123"}']
     assert {e.kind for e in events} == {EventKind.SCHEDULED_CHANGE}
     assert {e.ends_at for e in events} == {datetime.datetime(2026, 12, 9, 10, 0, tzinfo=datetime.UTC)}
     assert {e.detail for e in events} == {"AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED"}
 
 
 def test_a_health_event_naming_no_instance_is_nothing_to_do() -> None:
-    assert scheduled_change.normalise(health_event(["h-0123456789abcdef0"])) == []
+    assert scheduled_change.normalise(health_event(["h-0123456789abcdef0"])).events == []
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"entityValue": ""}, {"entityArn": "arn:aws:health:::entity/x"}, {"entityValue": None}, "i-0123", 7],
+    ids=["empty", "no-value", "null", "a-string", "a-number"],
+)
+def test_an_odd_entity_is_left_out_and_told_not_a_reason_to_drop_the_event(odd: Any) -> None:
+    """Issue 25, item 5: before, one such entity made the whole event malformed."""
+    event = health_event([I1])
+    event["detail"]["affectedEntities"].insert(0, odd)
+    change = scheduled_change.normalise(event)
+    assert [e.instance_id for e in change.events] == [I1]
+    assert change.left_out == [json.dumps(odd)]
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["2026-02-30T10:00:00Z", "2026-12-09T24:00:00Z", "2026-13-09T10:00:00Z"],
+)
+def test_a_date_shaped_start_that_is_no_date_is_malformed_not_a_value_error(start: str) -> None:
+    event = health_event([I1])
+    event["detail"]["startTime"] = start
+    with pytest.raises(MalformedEvent, match="is not a date"):
+        scheduled_change.normalise(event)
+
+
+def test_a_start_beyond_thirty_days_of_the_event_is_malformed() -> None:
+    event = health_event([I1])
+    sent = datetime.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    event["detail"]["startTime"] = (sent + datetime.timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(MalformedEvent, match="more than 30 days"):
+        scheduled_change.normalise(event)
+    event["detail"]["startTime"] = (sent + datetime.timedelta(days=29)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert scheduled_change.normalise(event).events
 
 
 @pytest.mark.parametrize(
@@ -100,7 +138,7 @@ def test_health_start_times_in_either_format(text: str, expected: datetime.datet
         lambda d: d.update(startTime="2026-12-09 10:00:00"),
         lambda d: d.pop("startTime"),
         lambda d: d.pop("affectedEntities"),
-        lambda d: d.update(affectedEntities=[{"entityValue": ""}]),
+        lambda d: d.update(affectedEntities="i-0123456789abcdef0"),
         lambda d: d.update(eventTypeCode="lower case"),
     ],
 )

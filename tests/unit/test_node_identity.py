@@ -1,42 +1,54 @@
-"""A node is the instance only with proof: its providerID, or, without one, its InternalIP."""
+"""A node is the instance only with proof: its providerID (issue 25, item 6). Its name, and an
+InternalIP that matches, are the private DNS name and the address it is made of: both repeat in
+other VPCs, so a node without a providerID is reported as unproven and left alone."""
 
 import pytest
 
 from serverless_nth.instance import InstanceFacts
-from serverless_nth.kube.nodes import Node
+from serverless_nth.kube.client import NotFound
+from serverless_nth.kube.nodes import Node, UnprovenNode, find_node
+from tests.unit.fake_api import FakeApi
 
-INSTANCE = InstanceFacts(
-    "i-0123456789abcdef0", "ip-10-0-1-5.ec2.internal", "us-east-1b", "m5.large", "running", "spot", "10.0.1.5"
-)
+INSTANCE = InstanceFacts("i-0123456789abcdef0", "ip-10-0-1-5.ec2.internal", "us-east-1b", "m5.large", "running", "spot")
+NAME = "ip-10-0-1-5.ec2.internal"
+BY_NAME = ("GET", f"/api/v1/nodes/{NAME}")
+LIST = ("GET", "/api/v1/nodes")
 
 
-def node(provider_id: str = "", internal_ips: tuple[str, ...] = ()) -> Node:
-    return Node("ip-10-0-1-5.ec2.internal", "uid", "1", provider_id, False, (), internal_ips)
+def node_object(provider_id: str = "", name: str = NAME) -> dict:  # type: ignore[type-arg]
+    return {
+        "metadata": {"name": name, "uid": "uid", "resourceVersion": "1"},
+        "spec": {"providerID": provider_id} if provider_id else {},
+        # the address the default name is made of: no proof of anything
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.0.1.5"}]},
+    }
 
 
 @pytest.mark.parametrize(
-    ("candidate", "is_it"),
+    ("provider_id", "is_it"),
     [
-        (node("aws:///us-east-1b/i-0123456789abcdef0"), True),
-        (node("aws:///us-east-1b/i-0fffffffffffffff0", ("10.0.1.5",)), False),  # the IP does not outweigh it
-        (node("", ("10.0.1.5",)), True),  # no providerID yet: the InternalIP proves it
-        (node("", ("10.0.9.9",)), False),  # the same name in another VPC
-        (node(""), False),  # a name alone proves nothing
+        ("aws:///us-east-1b/i-0123456789abcdef0", True),
+        ("aws:///us-east-1b/i-0fffffffffffffff0", False),
+        ("", False),  # a name (and the address it is made of) proves nothing
     ],
 )
-def test_a_node_is_the_instance_only_with_proof(candidate: Node, is_it: bool) -> None:
-    assert candidate.is_instance(INSTANCE) is is_it
+def test_a_node_is_the_instance_only_by_its_provider_id(provider_id: str, is_it: bool) -> None:
+    assert Node.from_api(node_object(provider_id)).is_instance(INSTANCE) is is_it
 
 
-def test_an_instance_without_a_private_ip_matches_no_node_without_provider_id() -> None:
-    no_ip = InstanceFacts(INSTANCE.instance_id, INSTANCE.private_dns_name, "us-east-1b", "m5.large", "running", "spot")
-    assert not node("", ("",)).is_instance(no_ip)
+def test_a_namesake_without_provider_id_is_reported_unproven_not_taken() -> None:
+    api = FakeApi({BY_NAME: [node_object()], LIST: [{"items": [node_object()]}]})
+    assert find_node(api, INSTANCE) == UnprovenNode(NAME)
 
 
-def test_internal_ips_are_read_from_the_node_status() -> None:
-    obj = {
-        "metadata": {"name": "n", "uid": "u", "resourceVersion": "1"},
-        "spec": {},
-        "status": {"addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.1.5"}]},
-    }
-    assert Node.from_api(obj).internal_ips == ("10.0.1.5",)
+def test_a_node_with_the_instances_provider_id_wins_over_an_unproven_namesake() -> None:
+    proven = node_object("aws:///us-east-1b/i-0123456789abcdef0", name="custom-name")
+    api = FakeApi({BY_NAME: [node_object()], LIST: [{"items": [node_object(), proven]}]})
+    found = find_node(api, INSTANCE)
+    assert isinstance(found, Node)
+    assert found.name == "custom-name"
+
+
+def test_no_node_by_name_and_none_by_provider_id_is_not_found() -> None:
+    api = FakeApi({BY_NAME: [NotFound(404, "not found")], LIST: [{"items": []}]})
+    assert find_node(api, INSTANCE) is None

@@ -14,9 +14,7 @@ from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.policy import Taint
 from tests.unit.fake_api import FakeApi
 
-INSTANCE = InstanceFacts(
-    "i-0123456789abcdef0", "ip-10-0-1-5.ec2.internal", "us-east-1b", "m5.large", "running", "spot", "10.0.1.5"
-)
+INSTANCE = InstanceFacts("i-0123456789abcdef0", "ip-10-0-1-5.ec2.internal", "us-east-1b", "m5.large", "running", "spot")
 PROVIDER_ID = "aws:///us-east-1b/i-0123456789abcdef0"
 BY_NAME = ("GET", "/api/v1/nodes/ip-10-0-1-5.ec2.internal")
 LIST = ("GET", "/api/v1/nodes")
@@ -55,7 +53,6 @@ def test_every_field_is_read_from_the_node_object() -> None:
         provider_id=PROVIDER_ID,
         unschedulable=True,
         taints=(taint,),
-        internal_ips=("10.0.1.5", "10.0.2.5"),
         labels={"zone": "b", "count": "3"},
         annotations={"serverless-nth/cordoned-by": "e1", "n": "1"},
     )
@@ -64,17 +61,12 @@ def test_every_field_is_read_from_the_node_object() -> None:
 
 def test_a_bare_node_object_reads_as_empty_fields() -> None:
     node = Node.from_api({"metadata": {"name": "n1"}})
-    assert node == Node("n1", "", "", "", False, (), (), {}, {})
+    assert node == Node("n1", "", "", "", False, (), {}, {})
     assert node.cordoned_by == ""
     nulls = Node.from_api(
         {"metadata": {"name": "n1", "labels": None, "annotations": None}, "spec": {"taints": None}, "status": None}
     )
-    assert (nulls.labels, nulls.annotations, nulls.taints, nulls.internal_ips) == ({}, {}, (), ())
-
-
-def test_an_address_without_a_value_reads_as_empty() -> None:
-    node = Node.from_api({"metadata": {"name": "n1"}, "status": {"addresses": [{"type": "InternalIP"}]}})
-    assert node.internal_ips == ("",)
+    assert (nulls.labels, nulls.annotations, nulls.taints) == ({}, {}, ())
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,9 @@ def test_policy_table(kind, detail, presence_, after, drain, deadline_s, taints,
     assert action.basis is basis
     assert action.drain is drain
     assert action.cordon is bool(taints)
-    assert action.exclude_from_lb is bool(taints)  # on by default, with every cordon
+    # on by default, where traffic must move: the pods are drained or die with the instance (issue 25.3)
+    pods_leave = drain or presence_ is GONE or basis is Basis.HIBERNATE
+    assert action.exclude_from_lb is (bool(taints) and pods_leave)
     assert not action.restore
     keys = [OUT_OF_SERVICE_KEY if t == "oos" else f"serverless-nth/{t}" for t in taints]
     assert [t.key for t in action.taints] == keys
@@ -220,7 +222,7 @@ def test_per_node_policy(labels, settings, kind, drain, basis) -> None:  # type:
     else:
         assert action.cordon
         assert action.drain is drain
-        assert action.exclude_from_lb
+        assert action.exclude_from_lb is drain  # a cordon alone leaves the pods serving
     if kind is K.REBALANCE_RECOMMENDATION:
         assert action.deadline is None  # never certain, whoever chose the drain
 

@@ -53,7 +53,7 @@ def test_an_instance_that_came_back_is_restored_and_nothing_more() -> None:
 
 def test_a_rebalance_recommendation_without_a_drain_waits_for_nothing() -> None:
     action = decide(event(EventKind.REBALANCE_RECOMMENDATION), SETTINGS, Presence.LIVE, at(1))
-    assert action == Action(True, (taint("rebalance-recommendation"),), False, None, None, exclude_from_lb=True)
+    assert action == Action(True, (taint("rebalance-recommendation"),), False, None, None, exclude_from_lb=False)
 
 
 def test_a_rebalance_drain_waits_until_its_bound_but_never_caps_grace() -> None:

@@ -13,7 +13,7 @@ from aws_durable_execution_sdk_python import DurableContext, StepError, durable_
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import Handler, account_of, build_service, count_error, count_malformed
+from serverless_nth.entrypoint import Handler, account_of, build_service, count_malformed
 from serverless_nth.errors import HandlerError
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.long_drain import LongDrains
@@ -35,10 +35,9 @@ def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
         except MalformedEvent as exc:  # raised before the first step: in the first invocation only
             count_malformed(settings.cluster_name, event_family, exc)
             raise
-        except (HandlerError, StepError) as exc:  # a step that failed for good (after its retries)
-            stage = exc.stage if isinstance(exc, HandlerError) else "long-drain"
-            count_error(settings.cluster_name, stage)
-            logger.exception("execution failed", extra={"outcome": Outcome.ERROR, "stage": stage})
+        except (HandlerError, StepError):  # a step that failed for good (after its retries)
+            # each failed attempt was counted by its step, with its stage (LongDrains.step)
+            logger.exception("execution failed", extra={"outcome": Outcome.ERROR})
             raise
 
     handler = logger.inject_lambda_context(clear_state=True)(metrics.log_metrics(run, capture_cold_start_metric=True))

@@ -47,13 +47,15 @@ def count_error(cluster: str, stage: str) -> None:
         metric.add_dimension("stage", stage)
 
 
-def count_malformed(cluster: str, event_family: str, exc: MalformedEvent) -> None:
-    """A malformed event: told, counted, and raised by the caller (nothing was changed)."""
+def count_malformed(cluster: str, event_family: str, exc: MalformedEvent, raised: bool = True) -> None:
+    """A malformed event: told and counted (nothing was changed); raised by the caller unless
+    ``raised`` is False (a durable execution that ends quietly instead of failing for good)."""
     metrics.add_dimension("event_kind", event_family)
     metrics.add_dimension("outcome", Outcome.MALFORMED)
     metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
     logger.error("malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)})
-    count_error(cluster, "parse")
+    if raised:
+        count_error(cluster, "parse")
 
 
 def account_of(context: object) -> str | None:

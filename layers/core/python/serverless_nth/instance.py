@@ -42,7 +42,6 @@ class InstanceFacts:
     instance_type: str
     state: str  # EC2's State.Name now: pending, running, stopping, stopped, shutting-down, terminated
     lifecycle: str  # "spot", "scheduled", "capacity-block" or "on-demand"
-    private_ip: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
     @property

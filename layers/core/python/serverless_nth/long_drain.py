@@ -1,5 +1,6 @@
 """Drains that last as long as the node needs: an Auto Scaling lifecycle action, an AWS Health
-scheduled change. Each runs as a durable execution (``durable.py``): every step below is
+scheduled change (its workflow in ``scheduled_drain.py``). Each runs as a durable execution
+(``durable.py``): every step below is
 checkpointed, so an invocation that dies resumes at the step it was in, and a step that finished
 is never run again on replay.
 
@@ -20,20 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aws_durable_execution_sdk_python import DurableContext, StepError
+from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
-from serverless_nth.errors import TemporaryError
-from serverless_nth.events import lifecycle_action, scheduled_change
-from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.entrypoint import count_error, count_malformed
+from serverless_nth.errors import HandlerError, TemporaryError
+from serverless_nth.events import lifecycle_action
+from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import drain_starts_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -79,6 +80,17 @@ class LongDrains:
         def run(_: Any) -> T:
             try:
                 return work(*args)
+            except HandlerError as exc:
+                # told here, with its stage: the SDK keeps only the message of an error that
+                # escapes a step. Each failed attempt counts, as each failed invocation does.
+                self._failed(name, exc.stage, isinstance(exc, TemporaryError))
+                raise
+            except MalformedEvent:
+                self._failed(name, "parse", False)
+                raise
+            except Exception:  # a failure nobody foresaw still has a stage
+                self._failed(name, "internal", True)
+                raise
             finally:
                 if metrics.metric_set:
                     for key, value in (("event_kind", kind.value), ("outcome", IN_PROGRESS)):
@@ -87,6 +99,26 @@ class LongDrains:
                     metrics.flush_metrics()
 
         return ctx.step(run, name=name, config=_STEP)
+
+    def _failed(self, step: str, stage: str, retryable: bool) -> None:
+        count_error(self.settings.cluster_name, stage)
+        logger.exception("step failed", extra={"step": step, "stage": stage, "retryable": retryable})
+
+    def too_old(self, event: InterruptionEvent, family: str) -> str:
+        """Why the event is malformed by its time (older than the envelope's 15 days, or from the
+        future): a replay that old is counted as malformed, not as an error; "" when it is not."""
+        try:
+            check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
+        except MalformedEvent as exc:
+            count_malformed(self.settings.cluster_name, family, exc, raised=False)
+            return str(exc)
+        return ""
+
+    def tell_left_out(self, entities: list[str]) -> None:
+        """A Health event's entities that are not instances: told, and counted one by one."""
+        logger.warning("Health entities left out: not EC2 instances", extra={"entities": entities})
+        metrics.add_dimension("outcome", Outcome.NOT_AN_INSTANCE)
+        report.count(Metric.EVENTS_IGNORED, len(entities))
 
     def prepare(self, event: InterruptionEvent, holder: str, account: str | None) -> dict[str, Any]:
         """The sequence up to the cordon, then the node's drain lease: a duplicate execution of the
@@ -99,9 +131,13 @@ class LongDrains:
         if node is not None:
             other = hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
             if other:
+                # a duplicate delivery of this event, or another event's drain (a Health change and
+                # a scale-in of the same instance): told apart by the event id in the lease
+                duplicate = other.rsplit(" ", 1)[-1] == event.event_id
                 logger.info("another execution drains this node", extra={"holder": other, "node": result.node})
-                report.count(Metric.DUPLICATE_DRAINS)
-                prepared.update(outcome=Outcome.DUPLICATE, drain_due=False)
+                report.count(Metric.DUPLICATE_DRAINS if duplicate else Metric.EVENTS_IGNORED)
+                outcome = Outcome.DUPLICATE if duplicate else Outcome.HELD_BY_ANOTHER_EVENT
+                prepared.update(outcome=outcome, drain_due=False)
         return prepared
 
     def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
@@ -118,6 +154,7 @@ class LongDrains:
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
+        self.service.tell_if_uncordoned(event, found)
         hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
         drain = self.service.drain_round(event, found, stop_by)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
@@ -173,12 +210,18 @@ class LongDrains:
         return 3 * ROUND_SECONDS if event.lifecycle is None else 4 * ROUND_SECONDS
 
 
+def lease_holder(ctx: DurableContext, event: InterruptionEvent) -> str:
+    """Who holds a node's drain lease: the execution, and the event it handles (its last word)."""
+    return f"{ctx.execution_context.durable_execution_arn} {event.event_id}"
+
+
 def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
     """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
     event = lifecycle_action.normalise(raw)
     ref = event.lifecycle
     assert ref is not None  # lifecycle_action always sets it
-    kind, holder, settings = event.kind, ctx.execution_context.durable_execution_arn, drains.settings
+    kind, settings = event.kind, drains.settings
+    holder = lease_holder(ctx, event)
     result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
     if ref.hook != settings.lifecycle_hook_name:
         # never complete another owner's hook: only its owner knows when its work is done
@@ -194,8 +237,8 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         return {**result, "outcome": hook["outcome"]}
     prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
     result["outcome"] = prepared["outcome"]
-    if prepared["outcome"] == Outcome.DUPLICATE:
-        return result  # the lease's holder drains and completes
+    if prepared["outcome"] in (Outcome.DUPLICATE, Outcome.HELD_BY_ANOTHER_EVENT):
+        return result  # the lease's holder drains (and, for a duplicate, completes)
     if settings.dry_run:
         return result  # changes nothing: no heartbeat, no completion; the hook's own timeout decides
     interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
@@ -242,58 +285,3 @@ def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
     report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
     logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
     return completed
-
-
-def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
-    """Every instance of the event cordoned at once, then drained from its lead time until the
-    window starts. One instance's failure neither stops nor repeats the others; the execution
-    fails at the end if any did, so that the event is kept for a replay (which is safe)."""
-    events = scheduled_change.normalise(raw)
-    kind, holder = EventKind.SCHEDULED_CHANGE, ctx.execution_context.durable_execution_arn
-    outcomes: dict[str, str] = {}
-    draining: dict[str, tuple[InterruptionEvent, str]] = {}
-    for event in events:
-        try:
-            prepared = drains.step(ctx, f"cordon-{event.instance_id}", kind, drains.prepare, event, holder, account)
-        except StepError as exc:
-            outcomes[event.instance_id] = f"{Outcome.ERROR}: {exc}"
-            continue
-        outcomes[event.instance_id] = prepared["outcome"]
-        if prepared["drain_due"]:
-            draining[event.instance_id] = (event, prepared["node"])
-    if draining:
-        first = next(iter(draining.values()))[0]
-        wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
-        if wait >= 1:
-            ctx.wait(Duration.from_seconds(wait), name="until-lead-time")
-    last: dict[str, dict[str, Any]] = {}
-    rounds = 0
-    while draining:
-        for instance_id, (event, node) in list(draining.items()):
-            starts = event.ends_at.timestamp() if event.ends_at else 0.0
-            try:
-                last[instance_id] = drains.step(
-                    ctx, f"drain-{instance_id}-{rounds}", kind, drains.drain_round, event, node, holder, None
-                )
-            except StepError as exc:
-                outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
-                del draining[instance_id]
-                continue
-            if last[instance_id]["completed"] or last[instance_id]["at"] >= starts:
-                finished = {**last[instance_id], "rounds": rounds + 1}
-                outcomes[instance_id] = drains.step(
-                    ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
-                )
-                del draining[instance_id]
-        rounds += 1
-        if draining:
-            ctx.wait(PAUSE, name=f"pause-{rounds}")
-    failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
-    if failed:
-        raise ScheduledChangeFailed(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")
-    return {"outcomes": outcomes, "rounds": rounds}
-
-
-class ScheduledChangeFailed(TemporaryError):
-    """Some instances of a scheduled change could not be handled: the execution fails so that the
-    event is kept (dead-letter queue) for a replay, which redoes nothing that was done."""

@@ -96,6 +96,8 @@ class Metric:
     NODES_TAINTED = "NodesTainted"
     NODES_DRAINED = "NodesDrained"
     NODES_RESTORED = "NodesRestored"  # running again: our cordon, taints and label undone
+    # our cordon removed by someone else while our taints, label or records stay: told once per event
+    NODES_UNCORDONED_BY_OTHERS = "NodesUncordonedByOthers"
     DRAINS_INCOMPLETE = "DrainsIncomplete"
     PODS_EVICTED = "PodsEvicted"
     PODS_DELETED_PAST_PDB = "PodsDeletedPastPdb"

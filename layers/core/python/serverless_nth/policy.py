@@ -60,6 +60,7 @@ class Basis(StrEnum):
     OUTDATED = "outdated"  # EC2 has left the reported state behind: nothing to do
     NOT_HANDLED = "not-handled"  # pending events
     CAME_BACK = "came-back"  # running again: undo what this product added
+    SUPERSEDED = "superseded"  # a `running` event older than the event that holds the node: nothing undone
     NOT_MANAGED = "not-managed"  # the instance lacks Settings.managed_tag
     OPTED_OUT = "opted-out"  # the node's serverless-nth/ignore label
     NODE_LABEL = "node-label"  # the node's serverless-nth/rebalance label chose the action
@@ -127,9 +128,15 @@ def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now
             return Action(False, (), False, None, None, basis=Basis.CAME_BACK, restore=True)
         return _no_action(Basis.OUTDATED)  # stopped again since
     action = _decide(event, settings, presence, now)
-    if action.cordon and settings.exclude_from_load_balancers:
+    if settings.exclude_from_load_balancers and _pods_leave(action, presence):
         action = dataclasses.replace(action, exclude_from_lb=True)
     return action
+
+
+def _pods_leave(action: Action, presence: Presence) -> bool:
+    """Traffic should move off the node: its pods are drained, or die with the instance (gone, or
+    hibernating). A cordon alone (a rebalance without drain) leaves them serving: no label."""
+    return action.drain or presence is Presence.GONE or action.basis is Basis.HIBERNATE
 
 
 def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, now: datetime.datetime) -> Action:
@@ -195,7 +202,8 @@ def for_node(
         if choice == "ignore":
             return _no_action(Basis.NODE_LABEL)
         chosen = _rebalance(event, settings, now, drain=choice == "drain")
-        return dataclasses.replace(chosen, basis=Basis.NODE_LABEL, exclude_from_lb=action.exclude_from_lb)
+        excluded = settings.exclude_from_load_balancers and chosen.drain
+        return dataclasses.replace(chosen, basis=Basis.NODE_LABEL, exclude_from_lb=excluded)
     return action
 
 

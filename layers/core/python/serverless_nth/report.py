@@ -12,12 +12,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from serverless_nth.aws.notify import Notifier
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.kube.client import KubeApi
+from serverless_nth.kube.cordon import LB_EXCLUSION_LABEL
 from serverless_nth.kube.drain import DrainResult
 from serverless_nth.kube.events import node_ref, pod_ref, record_event
 from serverless_nth.kube.evict import PodFate
-from serverless_nth.kube.nodes import Node
+from serverless_nth.kube.nodes import LB_EXCLUDED_BY_ANNOTATION, Node
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import Action, Basis
+from serverless_nth.policy import TAINT_PREFIX, Action, Basis
 
 # Kubernetes Event reasons, as a reader of `kubectl describe node` sees them
 REASONS = {
@@ -57,12 +58,16 @@ class Outcome:
     INSTANCE_NOT_FOUND = "instance-not-found"
     NOT_THIS_CLUSTER = "not-this-cluster"
     NODE_NOT_FOUND = "node-not-found"
+    # a node has the instance's name but no providerID yet: nothing proves it is this instance
+    IDENTITY_UNPROVEN = "identity-unproven"
     CORDONED = "cordoned"  # cordoned and tainted, no drain asked for
     DRAINED = "drained"
     DRAIN_INCOMPLETE = "drain-incomplete"
     DRY_RUN = "dry-run"
     # long drains (durable executions)
     DUPLICATE = "duplicate"  # another execution of the same event drains the node
+    HELD_BY_ANOTHER_EVENT = "held-by-another-event"  # another event's execution drains the node
+    NOT_AN_INSTANCE = "not-an-instance"  # a Health event's entity that is no EC2 instance: left out
     NOT_OUR_HOOK = "not-our-hook"  # a lifecycle hook of another owner: never completed by us
     HOOK_NOT_FOUND = "hook-not-found"  # the group has no such hook (any more): nothing to complete
     ACTION_ENDED = "action-ended"  # the lifecycle action expired or was completed elsewhere
@@ -150,6 +155,24 @@ POD_EVENT_REASONS = {
     PodFate.DELETED_PAST_PDB: "DeletedPastDisruptionBudget",
     PodFate.DELETED_AT_END: "DeletedBeforeInstanceEnd",
 }
+
+
+def uncordoned_by_other(api: KubeApi, event: InterruptionEvent, node: Node) -> None:
+    """Our cordon was removed by someone else (``kubectl uncordon``, another tool) while our taints,
+    label or records stay: a Warning Event on the node and a metric, once per event (the Event's
+    name comes from the event id), so a half-handed-back node is not left in silence."""
+    left = [str(t.get("key")) for t in node.taints if str(t.get("key", "")).startswith(f"{TAINT_PREFIX}/")]
+    if LB_EXCLUDED_BY_ANNOTATION in node.annotations and LB_EXCLUSION_LABEL in node.labels:
+        left.append(f"label {LB_EXCLUSION_LABEL}")
+    note = (
+        f"serverless-nth cordoned this node (event {node.cordoned_by}) and someone uncordoned it since; "
+        f"still on it: {', '.join(left) or 'only the serverless-nth/* annotations'}. "
+        "To hand the node back, remove those too (README, 'Handing a node back'); "
+        f"this {DESCRIPTIONS[event.kind]} is handled as usual"
+    )
+    if record_event(api, node_ref(node.name, node.uid), event.event_id, "UncordonedByOther", note, warning=True):
+        count(Metric.NODES_UNCORDONED_BY_OTHERS)
+        logger.warning("our cordon was removed by someone else", extra={"cordoned_by": node.cordoned_by, "left": left})
 
 
 def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:

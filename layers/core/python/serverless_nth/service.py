@@ -133,11 +133,16 @@ class Service:
         api = self.kube()
         with tracer.provider.in_subsegment("NodeLookup"):
             node = find_node(api, instance)
-        if node is None:
+        if not isinstance(node, Node):
             result.api_requests = api.requests_sent - kube_before
-            return quiet(
-                result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance"
+            if node is None:
+                why = "no node of this cluster is this instance"
+                return quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, why)
+            why = (
+                f"node {node.name} has the instance's name but no spec.providerID, and the name proves nothing "
+                "(another VPC may have the same): it is left alone until its providerID is set"
             )
+            return quiet(result, Outcome.IDENTITY_UNPROVEN, Metric.NODE_NOT_FOUND, why)
         result.node = node.name
         logger.append_keys(node=node.name)
         action = for_node(action, event, node.labels, settings, now)
@@ -150,7 +155,7 @@ class Service:
             self._restore(api, event, node, result)
             result.api_requests = api.requests_sent - kube_before
             return result
-
+        self.tell_if_uncordoned(event, node)
         self._cordon(api, event, action, node, result)
         result.cordoned_after_seconds = round(self.clock() - started, 4)
         result.requests_to_cordon = (
@@ -169,7 +174,9 @@ class Service:
     ) -> None:
         dry_run = self.settings.dry_run
         with tracer.provider.in_subsegment("Cordon"):
-            cordon = cordon_and_taint(api, node, action.taints, action.exclude_from_lb, dry_run, event.event_id)
+            cordon = cordon_and_taint(
+                api, node, action.taints, action.exclude_from_lb, dry_run, event.event_id, event.time
+            )
         result.cordoned, result.taints_added = cordon.cordoned, list(cordon.taints_added)
         result.lb_excluded = cordon.lb_excluded
         result.node_unschedulable = cordon.node.unschedulable
@@ -189,9 +196,16 @@ class Service:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
 
     def _restore(self, api: KubeApi, event: InterruptionEvent, node: Node, result: HandlerResult) -> None:
-        """The instance runs again: undo what this product added, and only that."""
+        """The instance runs again: undo what this product added, and only that, unless an event
+        newer than this one holds the node (this `running` event is late or replayed)."""
         with tracer.provider.in_subsegment("Restore"):
-            undone = restore(api, node, self.settings.dry_run)
+            restored = restore(api, node, self.settings.dry_run, event.time)
+        if restored.held_since:
+            result.basis = Basis.SUPERSEDED.value
+            why = f"an event of {restored.held_since}, newer than this one, holds the node"
+            quiet(result, Outcome.OUTDATED, Metric.EVENTS_OUTDATED, why)
+            return
+        undone = restored.undone
         result.undone = list(undone)
         result.outcome = Outcome.DRY_RUN if self.settings.dry_run else Outcome.RESTORED if undone else Outcome.IGNORED
         logger.info("node restored" if undone else "nothing of ours on the node", extra={"undone": list(undone)})
@@ -264,6 +278,12 @@ class Service:
         if failed:
             logger.warning("drain round: pods not evicted because of errors", extra={"errors": drain.errors[-5:]})
         return drain
+
+    def tell_if_uncordoned(self, event: InterruptionEvent, node: Node) -> None:
+        """Our cordon removed by someone else while our marks stay: told (once per event), not left
+        half-handled in silence. ``node`` as just read."""
+        if node.cordoned_by and not node.unschedulable and not self.settings.dry_run:
+            report.uncordoned_by_other(self.kube(), event, node)
 
     def get_node(self, name: str) -> Node | None:
         """The node as it is now; None when it is gone."""

@@ -42,7 +42,6 @@ class Ec2Instances:
                         instance_type=instance.get("InstanceType", ""),
                         state=instance.get("State", {}).get("Name", ""),
                         lifecycle=instance.get("InstanceLifecycle", "on-demand"),
-                        private_ip=instance.get("PrivateIpAddress", ""),
                         tags={t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])},
                     )
         return None

@@ -13,14 +13,13 @@ when the reservation's owner reclaims the capacity.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field
 
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
-from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge
+from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge, rfc3339_time
 
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 Capacity Reservation Instance Interruption Warning"
@@ -38,7 +37,7 @@ class CapacityReservationEvent(EventBridgeModel):
 
 def normalise(event: Any) -> InterruptionEvent:
     parsed = parse_eventbridge(event, CapacityReservationEvent, SOURCE, DETAIL_TYPE)
-    ends_at = datetime.datetime.fromisoformat(parsed.detail.termination_time.replace("Z", "+00:00"))
+    ends_at = rfc3339_time(parsed.detail.termination_time, f"{DETAIL_TYPE}: instance-termination-time")
     if ends_at < parsed.time:
         raise MalformedEvent(f"invalid {DETAIL_TYPE}: instance-termination-time is before the event's time")
     return InterruptionEvent(

@@ -59,6 +59,15 @@ def parse_eventbridge(event: Any, model: type[M], source: str, detail_type: str)
     return parsed
 
 
+def rfc3339_time(text: str, what: str) -> datetime.datetime:
+    """``text``, already matched against RFC3339, as an aware time. A date of that shape that is no
+    date (``2026-02-30T00:00:00Z``, hour 24) is a MalformedEvent, not a ValueError that escapes."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedEvent(f"invalid {what}: {text[:64]!r} is not a date") from None
+
+
 def check_event_time(event: InterruptionEvent, now: datetime.datetime) -> None:
     """An event older than MAX_EVENT_AGE or stamped more than MAX_EVENT_LEAD ahead is rejected."""
     if event.time < now - MAX_EVENT_AGE:

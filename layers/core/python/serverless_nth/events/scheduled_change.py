@@ -17,22 +17,26 @@ instances in ``affectedEntities``; each becomes its own InterruptionEvent and it
 aws-node-termination-handler's pkg/monitor/sqsevent/scheduled-change-event.go, which also checks
 service and category and takes ``affectedEntities[].entityValue``; Karpenter's
 pkg/controllers/interruption/messages/scheduledchange reads the same fields.) Health writes
-``startTime`` as an RFC 1123 date; an RFC 3339 one is accepted too. Entities that are not
-instances (a Dedicated Host ``h-...``) are not this product's business and are left out.
+``startTime`` as an RFC 1123 date; an RFC 3339 one is accepted too, no later than
+MAX_START_AHEAD after the event. Entities that are not instances (a Dedicated Host ``h-...``, an
+entity without a value) are not this product's business: they are left out, one by one, and told
+(``HealthChange.left_out``), never a reason to drop the instances the event does name.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import json
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field
 
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
-from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge
+from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge, rfc3339_time
 
 SOURCE = "aws.health"
 DETAIL_TYPE = "AWS Health Event"
@@ -40,10 +44,10 @@ _INSTANCE = re.compile(INSTANCE_ID.strip("^$"), re.ASCII)
 _RFC3339 = re.compile(RFC3339.strip("^$"), re.ASCII)
 # Health pages an event whose entities exceed EventBridge's 256 KB; a page holds far fewer
 MAX_ENTITIES = 10_000
-
-
-class AffectedEntity(BaseModel):
-    entity_value: str = Field(alias="entityValue", min_length=1, max_length=1600)
+# Health announces scheduled changes about two weeks ahead. A window further than this from the
+# event could not be waited for inside the function's ExecutionTimeout (35 days, template.yaml),
+# with room for the drain and a replay: it is not a date this product can act on.
+MAX_START_AHEAD = datetime.timedelta(days=30)
 
 
 class ScheduledChangeDetail(BaseModel):
@@ -51,17 +55,24 @@ class ScheduledChangeDetail(BaseModel):
     category: Literal["scheduledChange"] = Field(alias="eventTypeCategory")
     type_code: str = Field(alias="eventTypeCode", pattern=r"^[A-Z0-9_]{1,100}$")
     start_time: str = Field(alias="startTime", min_length=1, max_length=64)
-    affected_entities: list[AffectedEntity] = Field(alias="affectedEntities", max_length=MAX_ENTITIES)
+    # read one by one: an odd entity is left out and told, not a reason to drop the event
+    affected_entities: list[Any] = Field(alias="affectedEntities", max_length=MAX_ENTITIES)
 
 
 class ScheduledChangeEvent(EventBridgeModel):
     detail: ScheduledChangeDetail
 
 
+@dataclass(frozen=True)
+class HealthChange:
+    events: list[InterruptionEvent]  # one per instance named, in the event's order, without repeats
+    left_out: list[str]  # the other entities, as they were sent (shortened)
+
+
 def start_time(text: str) -> datetime.datetime:
     """Health's RFC 1123 date (``Fri, 11 Dec 2026 06:00:00 GMT``) or an RFC 3339 one, in UTC."""
     if _RFC3339.fullmatch(text):
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(datetime.UTC)
+        return rfc3339_time(text, f"{DETAIL_TYPE}: startTime").astimezone(datetime.UTC)
     try:
         parsed = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
@@ -71,14 +82,24 @@ def start_time(text: str) -> datetime.datetime:
     return parsed.astimezone(datetime.UTC)
 
 
-def normalise(event: Any) -> list[InterruptionEvent]:
-    """One InterruptionEvent per instance the event names, in the event's order, without repeats."""
+def normalise(event: Any) -> HealthChange:
+    """One InterruptionEvent per instance the event names, and the entities left out."""
     parsed = parse_eventbridge(event, ScheduledChangeEvent, SOURCE, DETAIL_TYPE)
     starts = start_time(parsed.detail.start_time)
-    instances = dict.fromkeys(
-        e.entity_value for e in parsed.detail.affected_entities if _INSTANCE.fullmatch(e.entity_value)
-    )
-    return [
+    if starts > parsed.time + MAX_START_AHEAD:
+        raise MalformedEvent(
+            f"invalid {DETAIL_TYPE}: startTime {starts.isoformat()} is more than {MAX_START_AHEAD.days} days "
+            "after the event"
+        )
+    instances: dict[str, None] = {}
+    left_out: list[str] = []
+    for entity in parsed.detail.affected_entities:
+        value = entity.get("entityValue") if isinstance(entity, dict) else None
+        if isinstance(value, str) and _INSTANCE.fullmatch(value):
+            instances[value] = None
+        else:
+            left_out.append(json.dumps(entity)[:100])
+    events = [
         InterruptionEvent(
             kind=EventKind.SCHEDULED_CHANGE,
             event_id=parsed.id,
@@ -91,3 +112,4 @@ def normalise(event: Any) -> list[InterruptionEvent]:
         )
         for instance_id in instances
     ]
+    return HealthChange(events, left_out)

@@ -109,13 +109,15 @@ class KubeApi:
         stage: str = "kube",
         retry_temporary: bool = True,
         timeout_seconds: float | None = None,
+        give_up_at: float | None = None,
     ) -> dict[str, Any]:
         """Sends one request. A temporary failure (429 from API priority and fairness, 5xx, a
-        connection error) is retried up to 3 times, after the server's Retry-After (up to 10 s) or a
-        backoff from 0.2 s doubling to 1 s, unless
-        ``retry_temporary`` is False (the drain schedules its own eviction retries). A 409 is never
-        retried here: the caller re-reads the object. ``timeout_seconds`` overrides the client's
-        request timeout for this request."""
+        connection error) is retried up to 3 times, after the server's Retry-After (up to 10 s) but
+        never sooner than a backoff from 0.2 s doubling to 1 s, unless ``retry_temporary`` is False
+        (the drain schedules its own eviction retries). A retry whose wait would end after
+        ``give_up_at`` (time.time()) is not made: the error is raised in time for the caller to
+        report. A 409 is never retried here: the caller re-reads the object. ``timeout_seconds``
+        overrides the client's request timeout for this request."""
         url = self._endpoint + api_path + ("?" + urlencode(query) if query else "")
         backoff = _RETRY_BACKOFF_SECONDS
         attempts = _RETRY_ATTEMPTS if retry_temporary else 1
@@ -126,10 +128,12 @@ class KubeApi:
             except KubeTemporaryError as exc:
                 if attempt == attempts or isinstance(exc, Conflict):
                     raise
+                pause = min(backoff, _RETRY_MAX_BACKOFF_SECONDS)
                 if exc.retry_after is not None:
-                    time.sleep(min(exc.retry_after, _RETRY_AFTER_MAX_SECONDS))
-                else:
-                    time.sleep(min(backoff, _RETRY_MAX_BACKOFF_SECONDS))
+                    pause = max(min(exc.retry_after, _RETRY_AFTER_MAX_SECONDS), pause)
+                if give_up_at is not None and time.time() + pause > give_up_at:
+                    raise
+                time.sleep(pause)
                 backoff *= 2
         raise AssertionError("unreachable")
 

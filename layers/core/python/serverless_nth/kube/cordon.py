@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from serverless_nth.kube.client import Conflict, KubeApi, path
 from serverless_nth.kube.nodes import (
+    CORDON_ATTEMPT_ANNOTATION,
     CORDONED_BY_ANNOTATION,
     LB_EXCLUDED_BY_ANNOTATION,
+    NEWEST_EVENT_TIME_ANNOTATION,
     OUT_OF_SERVICE_BY_ANNOTATION,
     Node,
 )
@@ -34,19 +37,35 @@ class CordonResult:
 
 
 def cordon_and_taint(
-    api: KubeApi, node: Node, taints: tuple[Taint, ...], exclude_from_lb: bool, dry_run: bool, event_id: str
+    api: KubeApi,
+    node: Node,
+    taints: tuple[Taint, ...],
+    exclude_from_lb: bool,
+    dry_run: bool,
+    event_id: str,
+    event_time: datetime.datetime,
 ) -> CordonResult:
     """Sets spec.unschedulable, adds the taints that are missing and, with ``exclude_from_lb``, the
     load-balancer label, in one guarded PATCH, so no taint is lost and nothing is written twice.
-    What this call adds is recorded in annotations with ``event_id``."""
+    What this call adds is recorded in annotations with ``event_id``, and ``event_time`` when it is
+    the newest event to hold the node (a redelivery writes nothing)."""
+
+    attempt = uuid.uuid4().hex
+    sent: list[CordonResult] = []  # what the last PATCH of this call does, once sent
 
     def change(current: Node) -> tuple[CordonResult, dict[str, Any] | None]:
+        if sent and current.annotations.get(CORDON_ATTEMPT_ANNOTATION) == attempt:
+            return dataclasses.replace(sent[-1], node=current), None  # served, its answer lost
         missing = [t for t in taints if not current.has_taint(t)]
         add_label = exclude_from_lb and LB_EXCLUSION_LABEL not in current.labels
-        if not missing and current.unschedulable and not add_label:
+        newer = current.newest_event_time is None or event_time > current.newest_event_time
+        if not missing and current.unschedulable and not add_label and not newer:
             return CordonResult(current, cordoned=False, taints_added=()), None
         done = CordonResult(current, not current.unschedulable, tuple(t.key for t in missing), add_label)
-        return done, _cordon_patch(current, missing, add_label, event_id)
+        sent.append(done)
+        patch = _cordon_patch(current, missing, add_label, event_id, event_time if newer else None)
+        patch["metadata"].setdefault("annotations", {})[CORDON_ATTEMPT_ANNOTATION] = attempt
+        return done, patch
 
     result, updated = guarded_patch(api, node, change, dry_run, "cordon")
     return result if updated is None else dataclasses.replace(result, node=updated)
@@ -85,7 +104,9 @@ def guarded_patch(
     raise Conflict(409, f"node {node.name} kept changing during {_MAX_CONFLICT_RETRIES} attempts", stage=stage)
 
 
-def _cordon_patch(current: Node, missing: list[Taint], add_label: bool, event_id: str) -> dict[str, Any]:
+def _cordon_patch(
+    current: Node, missing: list[Taint], add_label: bool, event_id: str, newest: datetime.datetime | None
+) -> dict[str, Any]:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     taints = [
         *current.taints,
@@ -96,6 +117,8 @@ def _cordon_patch(current: Node, missing: list[Taint], add_label: bool, event_id
         annotations[CORDONED_BY_ANNOTATION] = event_id
     if any(t.key == OUT_OF_SERVICE_KEY for t in missing):
         annotations[OUT_OF_SERVICE_BY_ANNOTATION] = event_id
+    if newest is not None:
+        annotations[NEWEST_EVENT_TIME_ANNOTATION] = newest.astimezone(datetime.UTC).isoformat()
     metadata: dict[str, Any] = {"resourceVersion": current.resource_version}
     if add_label:
         metadata["labels"] = {LB_EXCLUSION_LABEL: "true"}
@@ -105,12 +128,39 @@ def _cordon_patch(current: Node, missing: list[Taint], add_label: bool, event_id
     return {"metadata": metadata, "spec": {"unschedulable": True, "taints": taints}}
 
 
-def restore(api: KubeApi, node: Node, dry_run: bool) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class RestoreResult:
+    undone: tuple[str, ...]  # what was undone ("records": only our annotations were left)
+    # set when nothing was undone because an event at least as new as the `running` one holds the
+    # node (a late or replayed `running` event): that event's time, as recorded
+    held_since: str = ""
+
+
+def restore(api: KubeApi, node: Node, dry_run: bool, event_time: datetime.datetime) -> RestoreResult:
     """Undoes what this product added to ``node`` and nothing else: its own taints, the
     out-of-service taint and the load-balancer label when it added them, and the cordon only when
-    it set it (an operator's cordon stays). One guarded PATCH, or none when nothing is ours.
-    Returns what was undone."""
-    return guarded_patch(api, node, _restore_patch, dry_run, "restore")[0]
+    it set it (an operator's cordon stays). Only if the `running` event (``event_time``) is newer
+    than every event that marked the node: a drain begun after it keeps the node (the drain of a
+    long-drain event marks the node in its cordon step, before it takes the lease). One guarded
+    PATCH, or none when nothing is ours or a newer event holds the node."""
+
+    def change(current: Node) -> tuple[RestoreResult, dict[str, Any] | None]:
+        newest = current.newest_event_time
+        if newest is not None and newest >= event_time:
+            return RestoreResult((), held_since=current.annotations[NEWEST_EVENT_TIME_ANNOTATION]), None
+        undone, patch = _restore_patch(current)
+        return RestoreResult(undone), patch
+
+    return guarded_patch(api, node, change, dry_run, "restore")[0]
+
+
+_RECORDS = (
+    CORDON_ATTEMPT_ANNOTATION,
+    CORDONED_BY_ANNOTATION,
+    LB_EXCLUDED_BY_ANNOTATION,
+    OUT_OF_SERVICE_BY_ANNOTATION,
+    NEWEST_EVENT_TIME_ANNOTATION,
+)
 
 
 def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any] | None]:
@@ -127,11 +177,7 @@ def _restore_patch(node: Node) -> tuple[tuple[str, ...], dict[str, Any] | None]:
     if LB_EXCLUDED_BY_ANNOTATION in node.annotations and LB_EXCLUSION_LABEL in node.labels:
         metadata["labels"] = {LB_EXCLUSION_LABEL: None}
         undone.append(LB_EXCLUSION_LABEL)
-    recorded = [
-        k
-        for k in (CORDONED_BY_ANNOTATION, LB_EXCLUDED_BY_ANNOTATION, OUT_OF_SERVICE_BY_ANNOTATION)
-        if k in node.annotations
-    ]
+    recorded = [k for k in _RECORDS if k in node.annotations]
     if recorded:
         metadata["annotations"] = dict.fromkeys(recorded)
     if not undone and not recorded:

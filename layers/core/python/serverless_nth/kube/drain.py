@@ -94,9 +94,13 @@ class Drainer:
         self.clock = clock
         self.evictor = Evictor(api, options, log, clock)
 
-    def out_of_time(self) -> bool:
+    def ends_at(self) -> float:
+        """When the drain stops retrying: its stop_by, or sooner the deadline less the margin."""
         left = self.evictor.seconds_left()
-        return (left is not None and left <= 0) or self.clock() >= self.options.stop_by
+        return self.options.stop_by if left is None else min(self.options.stop_by, self.clock() + left)
+
+    def out_of_time(self) -> bool:
+        return self.clock() >= self.ends_at()
 
     def drain(self, node_name: str) -> DrainResult:
         started = self.clock()
@@ -123,7 +127,7 @@ class Drainer:
         return result
 
     def _targets(self, node_name: str, result: DrainResult) -> list[PodToEvict]:
-        pods = list_node_pods(self.api, node_name)
+        pods = list_node_pods(self.api, node_name, give_up_at=self.options.stop_by)
         orphans = {id(p) for p in orphaned_daemonset_pods(self.api, pods)}
         targets: list[PodToEvict] = []
         now = self.clock()
@@ -224,7 +228,8 @@ class Drainer:
         if attempt.maybe_done is not None:
             state.maybe_done = attempt.maybe_done
         if attempt.fate is None:
-            state.due = self.clock() + attempt.wait
+            # however long the server asks to wait, the drain wakes at its end to report in time
+            state.due = min(self.clock() + attempt.wait, self.ends_at())
             state.backoff = min(state.backoff * 2, BACKOFF_MAX)
             return
         fate, grace = attempt.fate, attempt.grace
@@ -252,7 +257,8 @@ class Drainer:
         wanted = {t.uid: t.ref for t in targets}
         while True:
             try:
-                present = {p["metadata"].get("uid"): p for p in list_node_pods(self.api, node_name)}
+                pods = list_node_pods(self.api, node_name, give_up_at=self.options.stop_by)
+                present = {p["metadata"].get("uid"): p for p in pods}
             except KubeTemporaryError:
                 present = {uid: {} for uid in wanted}  # cannot tell now; keep waiting until the deadline
             now = self.clock()

@@ -36,6 +36,14 @@ NAMESPACE_TERMINATING_CAUSE = "NamespaceTerminating"
 MULTIPLE_BUDGETS = "more than one PodDisruptionBudget"
 
 
+def retry_wait(retry_after: float | None, backoff: float) -> float:
+    """The server's Retry-After as it says, but never sooner than our own backoff (``backoff``,
+    at most BACKOFF_MAX): a Retry-After of 0 from a server that says it is overloaded is no licence
+    to ask again at once. The drain ends the wait at its own end, however long the server asks."""
+    own = min(backoff, BACKOFF_MAX)
+    return own if retry_after is None else max(retry_after, own)
+
+
 class PodFate(StrEnum):
     EVICTED = "evicted"  # the Eviction API accepted it
     GONE = "gone"  # it disappeared before we evicted it
@@ -156,8 +164,7 @@ class Evictor:
             return self._after_conflict(pod)
         except TooManyRequests as exc:
             pdb = "disruption budget" in exc.reason.lower()
-            # the server's Retry-After as it says (the drain's time bounds it), else our own backoff
-            wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
+            wait_for = retry_wait(exc.retry_after, backoff)
             if not pdb:  # API priority and fairness: its Retry-After
                 return Attempt(None, wait=wait_for, error=str(exc))
             if self.options.dry_run:
@@ -175,7 +182,7 @@ class Evictor:
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
             if exc.status == 500 and MULTIPLE_BUDGETS in exc.reason:  # ... except this one
                 return self._under_several_budgets(pod)
-            wait_for = exc.retry_after if exc.retry_after is not None else min(backoff, BACKOFF_MAX)
+            wait_for = retry_wait(exc.retry_after, backoff)
             lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
             maybe = (PodFate.EVICTED, grace) if lost else None
             return Attempt(None, wait=wait_for, error=str(exc), maybe_done=maybe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,13 @@ INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 CORDONED_BY_ANNOTATION = "serverless-nth/cordoned-by"
 LB_EXCLUDED_BY_ANNOTATION = "serverless-nth/lb-excluded-by"
 OUT_OF_SERVICE_BY_ANNOTATION = "serverless-nth/out-of-service-by"
+# The time of the newest event that cordoned, tainted or labelled the node. A `running` event undoes
+# those marks only if it is newer: a late or replayed one must not undo a drain begun after it.
+NEWEST_EVENT_TIME_ANNOTATION = "serverless-nth/newest-event-time"
+# The cordon call that last wrote our marks (a nonce per call): a call whose PATCH was served but
+# whose answer was lost finds its own nonce on the node it re-reads, and still tells what it did
+# (NodesCordoned), where a concurrent duplicate delivery of the same event finds another's.
+CORDON_ATTEMPT_ANNOTATION = "serverless-nth/cordon-attempt"
 # which durable execution drains the node, and when it last said so (kube/lease.py)
 DRAIN_LEASE_ANNOTATION = "serverless-nth/drain-lease"
 
@@ -29,7 +37,6 @@ class Node:
     provider_id: str
     unschedulable: bool
     taints: tuple[dict[str, Any], ...]
-    internal_ips: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -37,6 +44,22 @@ class Node:
     def cordoned_by(self) -> str:
         """The event id in CORDONED_BY_ANNOTATION, when this product cordoned the node."""
         return self.annotations.get(CORDONED_BY_ANNOTATION, "")
+
+    @property
+    def newest_event_time(self) -> datetime.datetime | None:
+        """NEWEST_EVENT_TIME_ANNOTATION; None on a node marked before the time was recorded (or
+        never). A value that cannot be read counts as the newest possible: an undo must be proven
+        safe, and no event overwrites what it cannot compare with."""
+        recorded = self.annotations.get(NEWEST_EVENT_TIME_ANNOTATION)
+        if recorded is None:
+            return None
+        try:
+            newest = datetime.datetime.fromisoformat(recorded)
+        except ValueError:
+            newest = None
+        if newest is None or newest.tzinfo is None:
+            return datetime.datetime.max.replace(tzinfo=datetime.UTC)
+        return newest
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
@@ -50,28 +73,32 @@ class Node:
             taints=tuple(spec.get("taints") or ()),
             labels={str(k): str(v) for k, v in (obj["metadata"].get("labels") or {}).items()},
             annotations={str(k): str(v) for k, v in (obj["metadata"].get("annotations") or {}).items()},
-            internal_ips=tuple(
-                str(a.get("address", ""))
-                for a in (obj.get("status") or {}).get("addresses") or ()
-                if a.get("type") == "InternalIP"
-            ),
         )
 
     def is_instance(self, instance: InstanceFacts) -> bool:
-        """Proof that this node is the instance: its providerID, or, on a node that has none (not
-        yet initialised, registered without the cloud provider), its InternalIP. A name alone
-        proves nothing: private DNS names are unique only within a VPC."""
-        if self.provider_id:
-            return self.provider_id == instance.provider_id
-        return bool(instance.private_ip) and instance.private_ip in self.internal_ips
+        """Proof that this node is the instance: its providerID, which the cloud provider sets from
+        the instance itself. A node without one proves nothing: its default name is the private DNS
+        name, which is made of the private IP, and both repeat in other VPCs (so an InternalIP that
+        matches adds nothing the name did not say)."""
+        return bool(self.provider_id) and self.provider_id == instance.provider_id
 
     def has_taint(self, taint: Taint) -> bool:
         return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
 
 
-def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
+@dataclass(frozen=True)
+class UnprovenNode:
+    """A node has the instance's name but no spec.providerID yet (not initialised by the cloud
+    provider, or registered without it), and no node has the instance's providerID: it may be
+    this instance or a namesake in another VPC, so it is left alone until its providerID is set."""
+
+    name: str
+
+
+def find_node(api: KubeApi, instance: InstanceFacts) -> Node | UnprovenNode | None:
     """By name (the private DNS name: one GET), then by providerID among the nodes of the same zone
     and instance type (one narrow LIST). Never lists every node of the cluster."""
+    unproven: UnprovenNode | None = None
     if instance.private_dns_name:
         try:
             node = Node.from_api(
@@ -81,6 +108,8 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
             node = None
         if node is not None and node.is_instance(instance):
             return node
+        if node is not None and not node.provider_id:
+            unproven = UnprovenNode(node.name)
     selector = ",".join(
         f"{label}={value}"
         for label, value in ((ZONE_LABEL, instance.availability_zone), (INSTANCE_TYPE_LABEL, instance.instance_type))
@@ -94,5 +123,5 @@ def find_node(api: KubeApi, instance: InstanceFacts) -> Node | None:
                 return Node.from_api(item)
         token = page.get("metadata", {}).get("continue")
         if not token:
-            return None
+            return unproven
         query = {**query, "continue": token}

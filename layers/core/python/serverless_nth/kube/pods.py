@@ -100,11 +100,12 @@ def grace_period(own_seconds: int, seconds_left: float | None) -> int:
     return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))
 
 
-def list_node_pods(api: KubeApi, node_name: str) -> list[dict[str, Any]]:
+def list_node_pods(api: KubeApi, node_name: str, give_up_at: float | None = None) -> list[dict[str, Any]]:
+    """``give_up_at``: no retry that would end after it (the drain's end)."""
     query = {"fieldSelector": f"spec.nodeName={node_name}", "limit": "500"}
     pods: list[dict[str, Any]] = []
     while True:
-        page = api.request("GET", "/api/v1/pods", query=query, stage="drain")
+        page = api.request("GET", "/api/v1/pods", query=query, stage="drain", give_up_at=give_up_at)
         pods.extend(page.get("items", []))
         token = page.get("metadata", {}).get("continue")
         if not token:
