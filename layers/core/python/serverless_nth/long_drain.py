@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aws_durable_execution_sdk_python import DurableContext, StepError
+from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
@@ -32,8 +32,9 @@ from serverless_nth.events import lifecycle_action, scheduled_change
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
+from serverless_nth.long_drain_each import PAUSE, drain_each
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import drain_starts_at
+from serverless_nth.policy import long_drain_deadline, long_drain_turns_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -56,9 +57,6 @@ HEARTBEAT_SHARE = 0.5
 GLOBAL_MARGIN_SECONDS = 60
 # Scheduled change: a drain round lasts at most this long; the nodes of one event take turns.
 ROUND_SECONDS = 60
-# Between rounds the execution waits (no compute is paid) and the next round is a new invocation,
-# so no invocation comes near Lambda's 15 minutes however long the drain lasts.
-PAUSE = Duration.from_seconds(1)
 IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics before it ends
 
 
@@ -113,13 +111,17 @@ class LongDrains:
         # handled leaves one full round, not none
         if event.ends_at is not None and event.ends_at.timestamp() > now:
             limits.append(event.ends_at.timestamp())
+        turns = long_drain_turns_at(event)  # a round ends where the rules change (a certain end begins)
+        if turns is not None and turns.timestamp() > now:
+            limits.append(turns.timestamp())
         stop_by = min(limits)
+        deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC))
         report.count(Metric.DRAIN_ROUNDS)
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
         hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
-        drain = self.service.drain_round(event, found, stop_by)
+        drain = self.service.drain_round(event, found, stop_by, deadline.timestamp() if deadline else None)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
 
     def finish(self, event: InterruptionEvent, node: str, holder: str, last: dict[str, Any]) -> str:
@@ -246,51 +248,9 @@ def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
 
 def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
     """Every instance of the event cordoned at once, then drained from its lead time until the
-    window starts. One instance's failure neither stops nor repeats the others; the execution
-    fails at the end if any did, so that the event is kept for a replay (which is safe)."""
+    window starts (``long_drain_each.drain_each``)."""
     events = scheduled_change.normalise(raw)
-    kind, holder = EventKind.SCHEDULED_CHANGE, ctx.execution_context.durable_execution_arn
-    outcomes: dict[str, str] = {}
-    draining: dict[str, tuple[InterruptionEvent, str]] = {}
-    for event in events:
-        try:
-            prepared = drains.step(ctx, f"cordon-{event.instance_id}", kind, drains.prepare, event, holder, account)
-        except StepError as exc:
-            outcomes[event.instance_id] = f"{Outcome.ERROR}: {exc}"
-            continue
-        outcomes[event.instance_id] = prepared["outcome"]
-        if prepared["drain_due"]:
-            draining[event.instance_id] = (event, prepared["node"])
-    if draining:
-        first = next(iter(draining.values()))[0]
-        wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
-        if wait >= 1:
-            ctx.wait(Duration.from_seconds(wait), name="until-lead-time")
-    last: dict[str, dict[str, Any]] = {}
-    rounds = 0
-    while draining:
-        for instance_id, (event, node) in list(draining.items()):
-            starts = event.ends_at.timestamp() if event.ends_at else 0.0
-            try:
-                last[instance_id] = drains.step(
-                    ctx, f"drain-{instance_id}-{rounds}", kind, drains.drain_round, event, node, holder, None
-                )
-            except StepError as exc:
-                outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
-                del draining[instance_id]
-                continue
-            if last[instance_id]["completed"] or last[instance_id]["at"] >= starts:
-                finished = {**last[instance_id], "rounds": rounds + 1}
-                outcomes[instance_id] = drains.step(
-                    ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
-                )
-                del draining[instance_id]
-        rounds += 1
-        if draining:
-            ctx.wait(PAUSE, name=f"pause-{rounds}")
-    failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
-    if failed:
-        raise ScheduledChangeFailed(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")
+    outcomes, rounds = drain_each(drains, ctx, EventKind.SCHEDULED_CHANGE, events, account, ScheduledChangeFailed)
     return {"outcomes": outcomes, "rounds": rounds}
 
 

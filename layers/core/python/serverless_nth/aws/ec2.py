@@ -20,18 +20,9 @@ class Ec2Instances:
 
     def describe(self, instance_id: str) -> InstanceFacts | None:
         """The instance's facts, or None when EC2 does not know the instance."""
-        self.requests_sent += 1
-        try:
-            reply = self._client.describe_instances(InstanceIds=[instance_id])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _NOT_FOUND:
-                return None
-            if code in _THROTTLED:
-                raise TemporaryError(f"DescribeInstances: {code}", stage="describe-instance") from exc
-            raise PermanentError(f"DescribeInstances: {code}: {exc}", stage="describe-instance") from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"DescribeInstances: {exc}", stage="describe-instance") from exc
+        reply = self._describe_instances(InstanceIds=[instance_id])
+        if reply is None:
+            return None
         for reservation in reply.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 if instance.get("InstanceId") == instance_id:
@@ -46,3 +37,37 @@ class Ec2Instances:
                         tags={t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])},
                     )
         return None
+
+    def in_reservation(self, reservation_id: str) -> list[str]:
+        """The IDs of the instances launched into a Capacity Reservation, in every state EC2 still
+        shows (DescribeInstances, filter ``capacity-reservation-id``, every page)."""
+        found: list[str] = []
+        token = ""
+        while True:
+            request: dict[str, Any] = {
+                "Filters": [{"Name": "capacity-reservation-id", "Values": [reservation_id]}],
+                "MaxResults": 1000,
+            }
+            if token:
+                request["NextToken"] = token
+            reply = self._describe_instances(**request) or {}
+            for reservation in reply.get("Reservations", []):
+                found += [i["InstanceId"] for i in reservation.get("Instances", []) if i.get("InstanceId")]
+            token = reply.get("NextToken") or ""
+            if not token:
+                return list(dict.fromkeys(found))
+
+    def _describe_instances(self, **request: Any) -> dict[str, Any] | None:
+        """One DescribeInstances call; None when EC2 does not know the instance asked for."""
+        self.requests_sent += 1
+        try:
+            return dict(self._client.describe_instances(**request))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _NOT_FOUND:
+                return None
+            if code in _THROTTLED:
+                raise TemporaryError(f"DescribeInstances: {code}", stage="describe-instance") from exc
+            raise PermanentError(f"DescribeInstances: {code}: {exc}", stage="describe-instance") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"DescribeInstances: {exc}", stage="describe-instance") from exc
