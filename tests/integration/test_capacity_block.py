@@ -166,3 +166,25 @@ def test_once_the_instances_terminate_the_end_date_caps_grace_and_a_blocked_pod_
     assert taint_value(scenes, node.node_name) == cr
     emitted = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
     assert "PodsDeletedPastPdb" in emitted, emitted
+
+
+@pytest.mark.parametrize("case", ["another-region", "too-old", "empty-reservation"])
+def test_a_warning_that_is_not_ours_or_not_current_lists_and_changes_nothing(
+    cluster_env: dict[str, str], scenes: Scenes, case: str
+) -> None:
+    cr = reservation()
+    node = scenes.worker_node(spot=False, capacity_reservation=cr if case != "empty-reservation" else None)
+    event = warning(cr, sent_ago=16 * 86400 if case == "too-old" else 0)
+    if case == "another-region":
+        event["region"] = "eu-west-1"
+        event["resources"] = [r.replace(":us-east-1:", ":eu-west-1:") for r in event["resources"]]
+    result = deliver(event, cluster_env)
+    out = result.result["result"]
+    expected = {"another-region": "other-account", "too-old": "malformed", "empty-reservation": None}[case]
+    assert out.get("outcome") == expected, out
+    assert out["outcomes"] == {}, out
+    assert [op["name"] for op in steps(result)] == ["instances"]
+    assert node_state(scenes, node.node_name) == (False, {})
+    metric = {"another-region": "EventsFromOtherAccount", "too-old": "MalformedEvents"}.get(case, "InstanceNotFound")
+    emitted = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
+    assert metric in emitted, emitted
