@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 
 from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.config import ConfigError, KarpenterNodes, Settings, StarterSettings
+from serverless_nth.errors import TemporaryError
 from serverless_nth.events import EventKind, MalformedEvent, capacity_block, scheduled_change
 from serverless_nth.instance import Presence
 from serverless_nth.long_drain_start import ROUTES
@@ -186,9 +187,7 @@ def page(ids: list[str]) -> dict[str, Any]:
 
 
 def test_a_reservation_s_instances_are_listed_from_every_page() -> None:
-    client = botocore.session.get_session().create_client(
-        "ec2", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
-    )
+    client = ec2_client()
     asked = {"Filters": [{"Name": "capacity-reservation-id", "Values": [CR]}], "MaxResults": 1000}
     with Stubber(client) as stub:  # checks every request and reply against EC2's model
         stub.add_response("describe_instances", {**page(["i-0000000000000000a"]), "NextToken": "t1"}, asked)
@@ -198,3 +197,44 @@ def test_a_reservation_s_instances_are_listed_from_every_page() -> None:
         instances = Ec2Instances(client)
         assert instances.in_reservation(CR) == ["i-0000000000000000a", "i-0000000000000000b"]
     assert instances.requests_sent == 2
+
+
+@pytest.mark.parametrize(
+    ("reservation_ends", "deadline"),
+    [
+        (None, END),  # EC2 cannot say: the warning's end holds
+        (END, END),  # not extended
+        (END - datetime.timedelta(minutes=5), END),  # ends earlier: still certain (the warning's end caps)
+        (END + datetime.timedelta(days=1), None),  # extended after the warning: not certain to go
+    ],
+)
+def test_an_extension_after_the_warning_takes_the_deadline_away(
+    reservation_ends: datetime.datetime | None, deadline: datetime.datetime | None
+) -> None:
+    assert long_drain_deadline(event_at(), minutes(15), reservation_ends) == deadline
+
+
+def ec2_client() -> Any:
+    return botocore.session.get_session().create_client(
+        "ec2", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+
+
+def test_the_reservation_s_end_is_read_from_ec2() -> None:
+    client = ec2_client()
+    asked = {"CapacityReservationIds": [CR]}
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_capacity_reservations",
+            {"CapacityReservations": [{"CapacityReservationId": CR, "EndDate": END, "State": "active"}]},
+            asked,
+        )
+        stub.add_client_error(
+            "describe_capacity_reservations", "InvalidCapacityReservationId.NotFound", expected_params=asked
+        )
+        stub.add_client_error("describe_capacity_reservations", "RequestLimitExceeded", expected_params=asked)
+        instances = Ec2Instances(client)
+        assert instances.reservation_end(CR) == END
+        assert instances.reservation_end(CR) is None
+        with pytest.raises(TemporaryError):
+            instances.reservation_end(CR)

@@ -27,7 +27,7 @@ from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
-from serverless_nth.errors import TemporaryError
+from serverless_nth.errors import PermanentError, TemporaryError
 from serverless_nth.events import lifecycle_action, scheduled_change
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.events.parsing import check_event_time
@@ -116,6 +116,9 @@ class LongDrains:
             limits.append(turns.timestamp())
         stop_by = min(limits)
         deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC))
+        if deadline is not None:  # certain only while EC2 still ends the reservation then
+            ends = self._reservation_end(event)
+            deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC), ends)
         report.count(Metric.DRAIN_ROUNDS)
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
@@ -165,6 +168,18 @@ class LongDrains:
             "not this stack's lifecycle hook: left to its owner",
             extra={"hook": event.lifecycle.hook, "ours": self.settings.lifecycle_hook_name},
         )
+
+    def _reservation_end(self, event: InterruptionEvent) -> datetime.datetime | None:
+        """A Capacity Block's end as EC2 says now (``event.detail`` is its reservation id); unknown
+        (None) when EC2 cannot say, so that a permission or API failure changes no drain."""
+        try:
+            ends = self.service.instances.reservation_end(event.detail)
+        except PermanentError as exc:
+            logger.warning("the reservation's end could not be read", extra={"reason": str(exc)})
+            return None
+        if ends is not None and event.ends_at is not None and ends > event.ends_at:
+            logger.info("the Capacity Block was extended: no deadline", extra={"ends": ends.isoformat()})
+        return ends
 
     def seconds_until(self, moment: datetime.datetime) -> float:
         return max(0.0, moment.timestamp() - self.clock())

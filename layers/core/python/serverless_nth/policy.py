@@ -200,11 +200,17 @@ def _capacity_block(event: InterruptionEvent, taint: Taint, presence: Presence, 
     return Action(True, (taint,), True, deadline=None, wait_until=ends)
 
 
-def long_drain_deadline(event: InterruptionEvent, now: datetime.datetime) -> datetime.datetime | None:
+def long_drain_deadline(
+    event: InterruptionEvent, now: datetime.datetime, reservation_ends: datetime.datetime | None = None
+) -> datetime.datetime | None:
     """A long drain round's certain end, if it has one now: a Capacity Block's end-date once its
-    instances have begun to terminate. The other long drains never cap grace (``LONG_DRAIN_KINDS``)."""
+    instances have begun to terminate, unless EC2 now says the reservation ends later
+    (``reservation_ends``: an extension paid after the warning; unknown: the event's end holds).
+    The other long drains never cap grace (``LONG_DRAIN_KINDS``)."""
     if event.kind is not EventKind.CAPACITY_BLOCK_EXPIRY:
         return None
+    if reservation_ends is not None and event.ends_at is not None and reservation_ends > event.ends_at:
+        return None  # extended: not certain to go, so no capped grace and no PDB override
     return _capacity_block(event, Taint("", "", TaintEffect.NO_SCHEDULE), Presence.LIVE, now).deadline
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -10,6 +11,7 @@ from serverless_nth.errors import PermanentError, TemporaryError
 from serverless_nth.instance import InstanceFacts
 
 _NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+_NO_RESERVATION = {"InvalidCapacityReservationId.NotFound", "InvalidCapacityReservationId.Malformed"}
 _THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "Unavailable"}
 
 
@@ -56,6 +58,27 @@ class Ec2Instances:
             token = reply.get("NextToken") or ""
             if not token:
                 return list(dict.fromkeys(found))
+
+    def reservation_end(self, reservation_id: str) -> datetime.datetime | None:
+        """The Capacity Reservation's end as EC2 says now (a Capacity Block extension moves it), or
+        None when EC2 does not know the reservation or gives it no end."""
+        self.requests_sent += 1
+        try:
+            reply = self._client.describe_capacity_reservations(CapacityReservationIds=[reservation_id])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _NO_RESERVATION:
+                return None
+            if code in _THROTTLED:
+                raise TemporaryError(f"DescribeCapacityReservations: {code}", stage="describe-instance") from exc
+            raise PermanentError(f"DescribeCapacityReservations: {code}: {exc}", stage="describe-instance") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"DescribeCapacityReservations: {exc}", stage="describe-instance") from exc
+        for reservation in reply.get("CapacityReservations", []):
+            end = reservation.get("EndDate")
+            if reservation.get("CapacityReservationId") == reservation_id and isinstance(end, datetime.datetime):
+                return end.astimezone(datetime.UTC)
+        return None
 
     def _describe_instances(self, **request: Any) -> dict[str, Any] | None:
         """One DescribeInstances call; None when EC2 does not know the instance asked for."""
