@@ -188,3 +188,38 @@ def test_a_warning_that_is_not_ours_or_not_current_lists_and_changes_nothing(
     metric = {"another-region": "EventsFromOtherAccount", "too-old": "MalformedEvents"}.get(case, "InstanceNotFound")
     emitted = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
     assert metric in emitted, emitted
+
+
+def test_a_block_extended_after_its_warning_gets_no_deadline_and_its_budget_holds(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    """The warning came 39 minutes ago, but an extension paid since moved the reservation's end a
+    day later (ModifyCapacityReservation stands in for it locally): the instance is not certain to
+    go, so the blocked pod is not deleted past its budget; the drain ends at the warning's end-date,
+    incomplete, and the node stays cordoned."""
+    ec2 = moto_client(cluster_env, "ec2")
+    ends = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=60)
+    created = ec2.create_capacity_reservation(
+        InstanceType="p5.48xlarge",
+        InstancePlatform="Linux/UNIX",
+        AvailabilityZone="us-east-1b",
+        InstanceCount=1,
+        EndDateType="limited",
+        EndDate=ends,
+    )
+    cr = created["CapacityReservation"]["CapacityReservationId"]
+    node = scenes.worker_node(spot=False, capacity_reservation=cr)
+    scenes.worker_node(spot=False)
+    ns = scenes.namespace("cb-extended")
+    pods = scenes.deployment(ns, "trainer", node.node_name, 1, grace=5, pdb_max_unavailable=0)
+    scenes.wait_pdbs(ns)
+    ec2.modify_capacity_reservation(
+        CapacityReservationId=cr, EndDateType="limited", EndDate=ends + datetime.timedelta(days=1)
+    )
+    result = deliver(warning(cr, sent_ago=39 * 60), cluster_env)
+    assert result.result["result"]["outcomes"] == {node.instance_id: "drain-incomplete"}, result.result
+    assert [p.metadata.name for p in scenes.pods_on(node.node_name) if p.metadata.name in pods] == pods
+    assert node_state(scenes, node.node_name)[0]  # still cordoned: the operator decides
+    emitted = {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}
+    assert "PodsDeletedPastPdb" not in emitted, emitted
+    assert "the Capacity Block was extended" in result.output
