@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -62,18 +63,13 @@ class Ec2Instances:
     def reservation_end(self, reservation_id: str) -> datetime.datetime | None:
         """The Capacity Reservation's end as EC2 says now (a Capacity Block extension moves it), or
         None when EC2 does not know the reservation or gives it no end."""
-        self.requests_sent += 1
-        try:
-            reply = self._client.describe_capacity_reservations(CapacityReservationIds=[reservation_id])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _NO_RESERVATION:
-                return None
-            if code in _THROTTLED:
-                raise TemporaryError(f"DescribeCapacityReservations: {code}", stage="describe-instance") from exc
-            raise PermanentError(f"DescribeCapacityReservations: {code}: {exc}", stage="describe-instance") from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"DescribeCapacityReservations: {exc}", stage="describe-instance") from exc
+        reply = self._call(
+            "DescribeCapacityReservations",
+            _NO_RESERVATION,
+            lambda: self._client.describe_capacity_reservations(CapacityReservationIds=[reservation_id]),
+        )
+        if reply is None:
+            return None
         for reservation in reply.get("CapacityReservations", []):
             end = reservation.get("EndDate")
             if reservation.get("CapacityReservationId") == reservation_id and isinstance(end, datetime.datetime):
@@ -82,15 +78,19 @@ class Ec2Instances:
 
     def _describe_instances(self, **request: Any) -> dict[str, Any] | None:
         """One DescribeInstances call; None when EC2 does not know the instance asked for."""
+        return self._call("DescribeInstances", _NOT_FOUND, lambda: self._client.describe_instances(**request))
+
+    def _call(self, name: str, not_found: set[str], send: Callable[[], Any]) -> dict[str, Any] | None:
+        """One EC2 call, its errors typed: None for the ``not_found`` codes, throttling temporary."""
         self.requests_sent += 1
         try:
-            return dict(self._client.describe_instances(**request))
+            return dict(send())
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _NOT_FOUND:
+            if code in not_found:
                 return None
             if code in _THROTTLED:
-                raise TemporaryError(f"DescribeInstances: {code}", stage="describe-instance") from exc
-            raise PermanentError(f"DescribeInstances: {code}: {exc}", stage="describe-instance") from exc
+                raise TemporaryError(f"{name}: {code}", stage="describe-instance") from exc
+            raise PermanentError(f"{name}: {code}: {exc}", stage="describe-instance") from exc
         except BotoCoreError as exc:
-            raise TemporaryError(f"DescribeInstances: {exc}", stage="describe-instance") from exc
+            raise TemporaryError(f"{name}: {exc}", stage="describe-instance") from exc
