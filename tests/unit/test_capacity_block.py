@@ -153,7 +153,7 @@ def test_a_drain_round_gets_a_deadline_only_while_the_instances_terminate(
 
 def test_the_drain_starts_at_once_and_other_long_drains_never_get_a_round_deadline() -> None:
     assert drain_starts_at(event_at(), SETTINGS) == T0
-    other = scheduled_change.normalise(load_event("scheduled-change"))[0]
+    other = scheduled_change.normalise(load_event("scheduled-change")).events[0]
     assert long_drain_deadline(other, other.time) is None
     assert long_drain_turns_at(other) is None
 
