@@ -59,12 +59,17 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
 
 def restamp(event: dict[str, Any], when: datetime.datetime) -> None:
     """Sets the event's ``time``; the times the detail names (a capacity reservation's
-    instance-termination-time, a Health event's startTime and endTime) move with it, keeping
-    their distance."""
+    instance-termination-time, a Capacity Block's end-date, a Health event's startTime and
+    endTime) move with it, keeping their distance."""
     stamp, rfc1123 = "%Y-%m-%dT%H:%M:%SZ", "%a, %d %b %Y %H:%M:%S GMT"
     was = _rfc3339(event["time"])
     detail = event.get("detail", {})
-    for key, form in (("instance-termination-time", stamp), ("startTime", rfc1123), ("endTime", rfc1123)):
+    for key, form in (
+        ("instance-termination-time", stamp),
+        ("end-date", stamp),
+        ("startTime", rfc1123),
+        ("endTime", rfc1123),
+    ):
         if detail.get(key):
             then = _rfc3339(detail[key]) if form == stamp else _rfc1123(detail[key])
             detail[key] = (when + (then - was)).strftime(form)

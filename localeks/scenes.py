@@ -66,10 +66,13 @@ class Scenes:
         az: str = "us-east-1b",
         nodegroup: str = "workers",
         tags: dict[str, str] | None = None,
+        capacity_reservation: str | None = None,
     ) -> dict[str, Any]:
         """An EC2 instance tagged as EKS tags its nodes. ``cluster=""`` means this cluster,
         ``None`` no cluster tags at all (a plain EC2 box), any other name another cluster.
-        ``tags`` replace the node group's tags (a Karpenter instance has its own)."""
+        ``tags`` replace the node group's tags (a Karpenter instance has its own).
+        ``capacity_reservation``: launched into that reservation (a Capacity Block's, say; the local
+        extension localeks/capacity_reservations.py records it)."""
         cluster = self.cluster_name if cluster == "" else cluster
         tags_list = [{"Key": "Name", "Value": f"{nodegroup}-node"}]
         if tags is not None:
@@ -89,7 +92,10 @@ class Scenes:
             "Placement": {"AvailabilityZone": az},
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags_list}],
         }
-        if spot:
+        if capacity_reservation:
+            target = {"CapacityReservationId": capacity_reservation}
+            kwargs["CapacityReservationSpecification"] = {"CapacityReservationTarget": target}
+        elif spot:
             kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}}
         return dict(self.ec2.run_instances(**kwargs)["Instances"][0])
 
@@ -308,10 +314,13 @@ class Scenes:
         az: str = "us-east-1b",
         labels: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
+        capacity_reservation: str | None = None,
     ) -> NodeScene:
         """A managed node group's node; ``labels`` are added to the node group's (per-node policy),
-        ``tags`` to the instance's (the managed tag)."""
-        instance = self.instance(spot=spot, cluster=cluster, instance_type=instance_type, az=az)
+        ``tags`` to the instance's (the managed tag); ``capacity_reservation``: a Capacity Block's node."""
+        instance = self.instance(
+            spot=spot, cluster=cluster, instance_type=instance_type, az=az, capacity_reservation=capacity_reservation
+        )
         if tags:
             self.ec2.create_tags(
                 Resources=[instance["InstanceId"]], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
@@ -319,7 +328,9 @@ class Scenes:
         node_name = instance["PrivateDnsName"]
         if cluster is not None or custom_name:
             group = {
-                "eks.amazonaws.com/capacityType": "SPOT" if spot else "ON_DEMAND",
+                "eks.amazonaws.com/capacityType": (
+                    "CAPACITY_BLOCK" if capacity_reservation else "SPOT" if spot else "ON_DEMAND"
+                ),
                 "eks.amazonaws.com/nodegroup": "workers",
             }
             node_name = self.node(instance, name=custom_name, spot=spot, labels={**group, **(labels or {})})
@@ -378,10 +389,11 @@ class Scenes:
         grace: int = 10,
         long_grace: int = 60,
         spare_nodes: int = 1,
+        capacity_reservation: str | None = None,
     ) -> NodeScene:
         """The standard scene: a worker node with every kind of pod the drain must tell apart, plus
         ``spare_nodes`` On-Demand nodes where replacements can be scheduled."""
-        scene = self.worker_node(spot=spot, custom_name=custom_name)
+        scene = self.worker_node(spot=spot, custom_name=custom_name, capacity_reservation=capacity_reservation)
         for _ in range(spare_nodes):
             self.worker_node(spot=False)
         ns = self.namespace()

@@ -94,7 +94,7 @@ class Supervisor:
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
         from moto.server import ThreadedMotoServer
 
-        from localeks import autoscaling, durable_lambda, ec2_states
+        from localeks import autoscaling, capacity_reservations, durable_lambda, ec2_states
 
         # stopping / shutting-down, as EC2 reports them, for long enough that a test can act meanwhile
         ec2_states.install(seconds=float(os.environ.get("LOCALEKS_EC2_TRANSITION_SECONDS", "8")))
@@ -102,6 +102,8 @@ class Supervisor:
         autoscaling.install()
         # durable executions: DurableConfig kept, Invoke of a durable function recorded, listed
         durable_lambda.install()
+        # instances launched into a Capacity Reservation, and the capacity-reservation-id filter
+        capacity_reservations.install()
 
         # a wave of events: werkzeug's listen queue of 128 overflowed (448 of 1,000 cordons failed
         # at DescribeInstances in make bench, connect timeouts)

@@ -201,6 +201,13 @@ def test_scheduled_change_function(cluster_env: dict[str, str], scenes: Scenes, 
     assert result["result"]["outcomes"] == {unknown: "instance-not-found"}, result
 
 
+def test_capacity_block_expiry_function(cluster_env: dict[str, str], build: Path, deps: Path) -> None:
+    event = load_event("capacity-block-expiry", now=True)  # a reservation with no instance: nothing to drain
+    result = invoke_built("CapacityBlockExpiryFunction", event, cluster_env, build, deps)
+    assert result["status"] == "SUCCEEDED", result
+    assert result["result"]["outcomes"] == {}, result
+
+
 def test_long_drain_start_function(cluster_env: dict[str, str], build: Path, deps: Path) -> None:
     from localeks import durable_lambda
     from localeks.cluster import moto_client

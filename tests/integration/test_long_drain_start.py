@@ -4,7 +4,7 @@ new event starts its durable execution on a version that holds what was deployed
 starts nothing, a running execution keeps its version, and a malformed event starts nothing.
 
 The durable functions are created in moto under their logical IDs, which is what the local invoke
-gives the starter's LIFECYCLE_ACTION_FUNCTION and SCHEDULED_CHANGE_FUNCTION."""
+gives the starter's LIFECYCLE_ACTION_FUNCTION, SCHEDULED_CHANGE_FUNCTION and CAPACITY_BLOCK_FUNCTION."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from localeks.cluster import REPO, moto_client
 from localeks.invoke import invoke, prepare_event
 
 STARTER = "LongDrainStartFunction"
-DURABLE = ("LifecycleActionFunction", "ScheduledChangeFunction")
+DURABLE = ("LifecycleActionFunction", "ScheduledChangeFunction", "CapacityBlockExpiryFunction")
 
 
 @pytest.fixture
 def durable_functions(cluster_env: dict[str, str]) -> Iterator[Any]:
-    """The two durable functions, as a deploy creates them (DurableConfig, no version yet)."""
+    """The durable functions, as a deploy creates them (DurableConfig, no version yet)."""
     client = moto_client(cluster_env, "lambda")
     for name in DURABLE:
         durable_lambda.create_durable_function(client, name, cluster_env["FUNCTION_ROLE_ARN"])
@@ -103,6 +103,29 @@ def test_a_health_event_starts_the_scheduled_change_function(
     assert _executions(cluster_env, "LifecycleActionFunction") == []
 
 
+@pytest.mark.parametrize(
+    "detail_type", ["Capacity Block Expiration Warning", "Capacity Block Reservation Expiration Warning"]
+)
+def test_a_capacity_block_warning_of_either_spelling_starts_the_capacity_block_function(
+    cluster_env: dict[str, str], durable_functions: Any, detail_type: str
+) -> None:
+    event = {**_event("capacity-block-expiry.json"), "detail-type": detail_type}
+    started = invoke(STARTER, event, cluster_env)
+    assert started.exit_code == 0, started.output
+    assert started.result["function"] == "CapacityBlockExpiryFunction"
+    names = [e["DurableExecutionName"] for e in _executions(cluster_env, "CapacityBlockExpiryFunction")]
+    assert names == [event["id"]]
+    assert _executions(cluster_env, "ScheduledChangeFunction") == []
+
+
+def test_another_ec2_event_starts_nothing(cluster_env: dict[str, str], durable_functions: Any) -> None:
+    event = {**_event("capacity-block-expiry.json"), "detail-type": "Capacity Block Delivered"}
+    failed = invoke(STARTER, event, cluster_env)
+    assert failed.exit_code == 1
+    assert failed.result["errorType"] == "MalformedEvent"
+    assert _executions(cluster_env, "CapacityBlockExpiryFunction") == []
+
+
 def test_a_malformed_event_publishes_and_starts_nothing(cluster_env: dict[str, str], durable_functions: Any) -> None:
     event = _event("asg-lifecycle-action.json")
     del event["detail"]["LifecycleActionToken"]
@@ -157,6 +180,6 @@ def test_the_sample_events_of_the_long_drains_are_what_the_starter_takes() -> No
     """The rules deliver these kinds to the starter; the starter knows a durable function for each."""
     sources = {
         json.loads(Path(REPO / "events" / f).read_text())["source"]
-        for f in ("asg-lifecycle-action.json", "scheduled-change.json")
+        for f in ("asg-lifecycle-action.json", "scheduled-change.json", "capacity-block-expiry.json")
     }
-    assert sources == {"aws.autoscaling", "aws.health"}
+    assert sources == {"aws.autoscaling", "aws.health", "aws.ec2"}

@@ -8,6 +8,7 @@ fail in Lambda only. These tests read the core's source and botocore's full mode
 from __future__ import annotations
 
 import ast
+import datetime
 import importlib.util
 import shutil
 from pathlib import Path
@@ -212,3 +213,34 @@ def test_a_cut_down_ec2_model_serialises_and_parses_describe_instances(slim_sess
         got = ec2.describe_instances(InstanceIds=["i-0123456789abcdef0"])
     assert got["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
     assert not hasattr(ec2, "run_instances")
+
+
+def test_the_cut_down_ec2_model_lists_a_capacity_reservation_s_instances_page_by_page(
+    slim_session: botocore.session.Session,
+) -> None:
+    """The Capacity Block workflow's call (aws/ec2.py in_reservation): DescribeInstances with the
+    capacity-reservation-id filter, MaxResults and NextToken, on the model the layer ships."""
+    ec2 = slim_session.create_client("ec2", region_name="us-east-1")
+    asked = {"Filters": [{"Name": "capacity-reservation-id", "Values": ["cr-0123456789abcdef0"]}], "MaxResults": 1000}
+    first = {"Reservations": [{"Instances": [{"InstanceId": "i-0123456789abcdef0"}]}], "NextToken": "next"}
+    last = {
+        "Reservations": [
+            {"Instances": [{"InstanceId": "i-0123456789abcdef1", "CapacityReservationId": "cr-0123456789abcdef0"}]}
+        ]
+    }
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_instances", first, asked)
+        stub.add_response("describe_instances", last, {**asked, "NextToken": "next"})
+        assert ec2.describe_instances(**asked)["NextToken"] == "next"
+        got = ec2.describe_instances(**asked, NextToken="next")
+    assert got["Reservations"][0]["Instances"][0]["CapacityReservationId"] == "cr-0123456789abcdef0"
+
+
+def test_the_cut_down_ec2_model_reads_a_capacity_reservation_s_end(slim_session: botocore.session.Session) -> None:
+    ec2 = slim_session.create_client("ec2", region_name="us-east-1")
+    end = datetime.datetime(2026, 12, 3, 11, 30, tzinfo=datetime.UTC)
+    reply = {"CapacityReservations": [{"CapacityReservationId": "cr-0123456789abcdef0", "EndDate": end}]}
+    with Stubber(ec2) as stub:  # the stubber validates both against the cut-down model
+        stub.add_response("describe_capacity_reservations", reply, {"CapacityReservationIds": ["cr-0123456789abcdef0"]})
+        got = ec2.describe_capacity_reservations(CapacityReservationIds=["cr-0123456789abcdef0"])
+    assert got["CapacityReservations"][0]["EndDate"] == end

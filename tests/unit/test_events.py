@@ -6,6 +6,7 @@ import pytest
 from serverless_nth.events import (
     EventKind,
     MalformedEvent,
+    capacity_block,
     capacity_reservation,
     interruption_warning,
     lifecycle_action,
@@ -24,6 +25,8 @@ NORMALISERS = {
     "asg-lifecycle-action": lifecycle_action.normalise,
     # a Health event names several instances; the sample names one
     "scheduled-change": lambda e: scheduled_change.normalise(e).events[0],
+    # a Capacity Block warning names its reservation; the workflow lists the instances
+    "capacity-block-expiry": lambda e: capacity_block.normalise(e).instance("i-0123456789abcdef0"),
 }
 
 

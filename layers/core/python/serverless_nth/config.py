@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TypeVar
@@ -206,22 +206,20 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True)
 class StarterSettings:
-    """The long-drain starter's: which durable function starts for which event source."""
+    """The long-drain starter's: the durable functions it starts, by the environment variable that
+    names each (long_drain_start.ROUTES says which events go to which)."""
 
     cluster_name: str
-    # event source -> the durable function (its name) that handles that source's events
+    # environment variable (LIFECYCLE_ACTION_FUNCTION, ...) -> the durable function's name
     targets: Mapping[str, str]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> StarterSettings:
+    def from_env(cls, keys: Iterable[str], environ: Mapping[str, str] | None = None) -> StarterSettings:
         env = os.environ if environ is None else environ
         targets = {}
-        for source, key in (
-            ("aws.autoscaling", "LIFECYCLE_ACTION_FUNCTION"),
-            ("aws.health", "SCHEDULED_CHANGE_FUNCTION"),
-        ):
+        for key in sorted(set(keys)):
             name = env.get(key, "").strip()
             if not _FUNCTION_NAME.match(name):
                 raise ConfigError(f"{key} must be the name of a Lambda function, got {name!r}")
-            targets[source] = name
+            targets[key] = name
         return cls(cluster_name=Settings.from_env(env).cluster_name, targets=targets)

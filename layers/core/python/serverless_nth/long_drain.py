@@ -29,12 +29,14 @@ from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
 from serverless_nth.entrypoint import count_error, count_malformed
-from serverless_nth.errors import HandlerError, TemporaryError
+from serverless_nth.errors import HandlerError, PermanentError, TemporaryError
 from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
+from serverless_nth.long_drain_each import PAUSE, lease_holder
 from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.policy import long_drain_deadline, long_drain_turns_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -57,9 +59,6 @@ HEARTBEAT_SHARE = 0.5
 GLOBAL_MARGIN_SECONDS = 60
 # Scheduled change: a drain round lasts at most this long; the nodes of one event take turns.
 ROUND_SECONDS = 60
-# Between rounds the execution waits (no compute is paid) and the next round is a new invocation,
-# so no invocation comes near Lambda's 15 minutes however long the drain lasts.
-PAUSE = Duration.from_seconds(1)
 IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics before it ends
 
 
@@ -149,14 +148,21 @@ class LongDrains:
         # handled leaves one full round, not none
         if event.ends_at is not None and event.ends_at.timestamp() > now:
             limits.append(event.ends_at.timestamp())
+        turns = long_drain_turns_at(event)  # a round ends where the rules change (a certain end begins)
+        if turns is not None and turns.timestamp() > now:
+            limits.append(turns.timestamp())
         stop_by = min(limits)
+        deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC))
+        if deadline is not None:  # certain only while EC2 still ends the reservation then
+            ends = self._reservation_end(event)
+            deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC), ends)
         report.count(Metric.DRAIN_ROUNDS)
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
         self.service.tell_if_uncordoned(event, found)
         hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
-        drain = self.service.drain_round(event, found, stop_by)
+        drain = self.service.drain_round(event, found, stop_by, deadline.timestamp() if deadline else None)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
 
     def finish(self, event: InterruptionEvent, node: str, holder: str, last: dict[str, Any]) -> str:
@@ -201,6 +207,18 @@ class LongDrains:
             extra={"hook": event.lifecycle.hook, "ours": self.settings.lifecycle_hook_name},
         )
 
+    def _reservation_end(self, event: InterruptionEvent) -> datetime.datetime | None:
+        """A Capacity Block's end as EC2 says now (``event.detail`` is its reservation id); unknown
+        (None) when EC2 cannot say, so that a permission or API failure changes no drain."""
+        try:
+            ends = self.service.instances.reservation_end(event.detail)
+        except PermanentError as exc:
+            logger.warning("the reservation's end could not be read", extra={"reason": str(exc)})
+            return None
+        if ends is not None and event.ends_at is not None and ends > event.ends_at:
+            logger.info("the Capacity Block was extended: no deadline", extra={"ends": ends.isoformat()})
+        return ends
+
     def seconds_until(self, moment: datetime.datetime) -> float:
         return max(0.0, moment.timestamp() - self.clock())
 
@@ -208,11 +226,6 @@ class LongDrains:
         """A lease not renewed for this long belongs to an execution that died: another may take
         the node over (a replay from the dead-letter queue, say)."""
         return 3 * ROUND_SECONDS if event.lifecycle is None else 4 * ROUND_SECONDS
-
-
-def lease_holder(ctx: DurableContext, event: InterruptionEvent) -> str:
-    """Who holds a node's drain lease: the execution, and the event it handles (its last word)."""
-    return f"{ctx.execution_context.durable_execution_arn} {event.event_id}"
 
 
 def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:

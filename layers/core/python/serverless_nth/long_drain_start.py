@@ -1,5 +1,6 @@
-"""The long-drain starter: the ordinary function that EventBridge invokes for the two long-drain
-event kinds (Auto Scaling terminate lifecycle actions, AWS Health scheduled changes). It starts the
+"""The long-drain starter: the ordinary function that EventBridge invokes for the long-drain event
+kinds (Auto Scaling terminate lifecycle actions, AWS Health scheduled changes, Capacity Block
+expiration warnings; ``ROUTES``). It starts the
 durable execution that drains, on a published version, so that:
 
 - EventBridge never targets a durable function: those need a qualified ARN, and Lambda takes no
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -28,12 +30,22 @@ from serverless_nth.aws.durable_functions import DurableFunctions, ExecutionName
 from serverless_nth.config import StarterSettings
 from serverless_nth.entrypoint import Handler, count_error, count_malformed
 from serverless_nth.errors import HandlerError, TemporaryError
-from serverless_nth.events import lifecycle_action, scheduled_change
+from serverless_nth.events import capacity_block, lifecycle_action, scheduled_change
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.observability import logger, metrics
 from serverless_nth.report import Outcome
 
-_PARSERS = {"aws.autoscaling": lifecycle_action.normalise, "aws.health": scheduled_change.normalise}
+# The one table of what starts which durable function: (source, detail-type) -> the parser that
+# checks the event (the durable function's own) and the starter's environment variable that names
+# the function. Capacity Block warnings come under two detail-types (events/capacity_block.py).
+ROUTES: dict[tuple[str, str], tuple[Callable[[Any], object], str]] = {
+    (lifecycle_action.SOURCE, lifecycle_action.DETAIL_TYPE): (lifecycle_action.normalise, "LIFECYCLE_ACTION_FUNCTION"),
+    (scheduled_change.SOURCE, scheduled_change.DETAIL_TYPE): (scheduled_change.normalise, "SCHEDULED_CHANGE_FUNCTION"),
+    **{
+        (capacity_block.SOURCE, detail_type): (capacity_block.normalise, "CAPACITY_BLOCK_FUNCTION")
+        for detail_type in capacity_block.DETAIL_TYPES
+    },
+}
 _EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # Invoke's DurableExecutionName
 
 
@@ -46,12 +58,13 @@ def execution_name(event_id: str) -> str:
 
 
 def start(event: Any, settings: StarterSettings, functions: DurableFunctions) -> dict[str, Any]:
-    source = event.get("source") if isinstance(event, dict) else None
-    parse = _PARSERS.get(str(source))
-    if parse is None:
-        raise MalformedEvent(f"not a long-drain event: source {source!r}")
+    kind = (event.get("source"), event.get("detail-type")) if isinstance(event, dict) else (None, None)
+    route = ROUTES.get((str(kind[0]), str(kind[1])))
+    if route is None:
+        raise MalformedEvent(f"not a long-drain event: source {kind[0]!r}, detail-type {kind[1]!r}")
+    parse, key = route
     parse(event)  # raises MalformedEvent
-    function = settings.targets[str(source)]
+    function = settings.targets[key]
     version = functions.publish(function)
     name = execution_name(str(event["id"]))
     result: dict[str, Any] = {"function": function, "version": version, "execution_name": name}
@@ -83,7 +96,7 @@ def prune(function: str, current: str, functions: DurableFunctions) -> list[str]
 
 
 def make_handler() -> Handler:
-    settings = StarterSettings.from_env()
+    settings = StarterSettings.from_env(key for _, key in ROUTES.values())
     functions = DurableFunctions(aws_client("lambda"))
     metrics.set_default_dimensions(cluster=settings.cluster_name)
 

@@ -21,6 +21,11 @@ from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence
 
 SPOT_WARNING = datetime.timedelta(seconds=120)
+# A Capacity Block's instances "will begin to terminate in 10 minutes" after its expiration
+# warning, which comes 40 minutes before the end-date: 30 minutes before the end (the user guide's
+# capacity-blocks-monitor and capacity-blocks-how pages)
+CAPACITY_BLOCK_NOTICE = datetime.timedelta(minutes=10)
+CAPACITY_BLOCK_TERMINATION_LEAD = datetime.timedelta(minutes=30)
 TAINT_PREFIX = "serverless-nth"
 # Kubernetes' own taint for a node that is shut down: the pod GC force-deletes its pods and
 # detaches their volumes at once, instead of after the ~6 minute unreachable timeout.
@@ -38,6 +43,7 @@ _KARPENTER_HANDLES = (
     EventKind.INSTANCE_STOPPED,
     EventKind.INSTANCE_TERMINATED,
     EventKind.SCHEDULED_CHANGE,  # Karpenter's interruption queue takes AWS Health events too
+    EventKind.CAPACITY_BLOCK_EXPIRY,  # Karpenter drains a reserved node from end-date - 40 min itself
 )
 # Events whose drain may last as long as the node needs (a durable execution runs it in rounds):
 # nothing caps a grace period and every PDB is respected, since the instance waits for us (a
@@ -148,6 +154,8 @@ def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, no
         basis = Basis.EVENT if event.kind in _GONE_KINDS else Basis.INSTANCE_GONE
         # the pods are already dead: evicting them would only wait for nothing
         return Action(True, tuple(taints), drain=False, deadline=None, wait_until=None, basis=basis)
+    if event.kind is EventKind.CAPACITY_BLOCK_EXPIRY:
+        return _capacity_block(event, taint, presence, now)
     if event.kind in LONG_DRAIN_KINDS:
         ends = _ahead(event.ends_at, now) if event.ends_at else None
         basis = Basis.PAST_DEADLINE if event.ends_at and ends is None else Basis.EVENT
@@ -176,6 +184,47 @@ def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, no
     # Still here past its predicted end, or EC2 does not confirm the event: drain gently.
     basis = Basis.PAST_DEADLINE if expected_end <= now else Basis.NOT_CONFIRMED
     return Action(True, (taint,), True, deadline=None, wait_until=None, basis=basis)
+
+
+def capacity_block_terminates_at(event: InterruptionEvent) -> datetime.datetime:
+    """When a Capacity Block's instances begin to terminate: 10 minutes after the warning, as its
+    text says, and never later than 30 minutes before the end-date (the earlier of the two, so that
+    a late or replayed warning does not move it, and a warning sent earlier than 40 minutes ahead
+    does not shorten the gentle part)."""
+    ends = event.ends_at or event.time + CAPACITY_BLOCK_NOTICE + CAPACITY_BLOCK_TERMINATION_LEAD
+    return min(event.time + CAPACITY_BLOCK_NOTICE, ends - CAPACITY_BLOCK_TERMINATION_LEAD)
+
+
+def _capacity_block(event: InterruptionEvent, taint: Taint, presence: Presence, now: datetime.datetime) -> Action:
+    """Until the instances begin to terminate: pods' own grace periods, every PDB respected (the
+    checkpointing minutes that GPU jobs need). From then, or once EC2 reports the instance going,
+    the Spot rules with the end-date as the certain end; past the end-date, still live: gentle."""
+    ends = event.ends_at or event.time + CAPACITY_BLOCK_NOTICE + CAPACITY_BLOCK_TERMINATION_LEAD
+    if now >= ends:
+        return Action(True, (taint,), True, deadline=None, wait_until=None, basis=Basis.PAST_DEADLINE)
+    if now >= capacity_block_terminates_at(event) or presence is Presence.GOING:
+        return Action(True, (taint,), True, deadline=ends, wait_until=ends)
+    return Action(True, (taint,), True, deadline=None, wait_until=ends)
+
+
+def long_drain_deadline(
+    event: InterruptionEvent, now: datetime.datetime, reservation_ends: datetime.datetime | None = None
+) -> datetime.datetime | None:
+    """A long drain round's certain end, if it has one now: a Capacity Block's end-date once its
+    instances have begun to terminate, unless EC2 now says the reservation ends later
+    (``reservation_ends``: an extension paid after the warning; unknown: the event's end holds).
+    The other long drains never cap grace (``LONG_DRAIN_KINDS``)."""
+    if event.kind is not EventKind.CAPACITY_BLOCK_EXPIRY:
+        return None
+    if reservation_ends is not None and event.ends_at is not None and reservation_ends > event.ends_at:
+        return None  # extended: not certain to go, so no capped grace and no PDB override
+    return _capacity_block(event, Taint("", "", TaintEffect.NO_SCHEDULE), Presence.LIVE, now).deadline
+
+
+def long_drain_turns_at(event: InterruptionEvent) -> datetime.datetime | None:
+    """When a long drain's rules change mid-drain (a round ends there, so the next has the new
+    rules): a Capacity Block's termination start."""
+    return capacity_block_terminates_at(event) if event.kind is EventKind.CAPACITY_BLOCK_EXPIRY else None
 
 
 def _rebalance(event: InterruptionEvent, settings: Settings, now: datetime.datetime, drain: bool) -> Action:

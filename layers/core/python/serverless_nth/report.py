@@ -32,6 +32,7 @@ REASONS = {
     EventKind.INSTANCE_TERMINATED: "InstanceTerminated",
     EventKind.ASG_TERMINATING: "AutoScalingTerminating",
     EventKind.SCHEDULED_CHANGE: "ScheduledChange",
+    EventKind.CAPACITY_BLOCK_EXPIRY: "CapacityBlockExpiry",
 }
 DESCRIPTIONS = {
     EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
@@ -44,6 +45,7 @@ DESCRIPTIONS = {
     EventKind.INSTANCE_TERMINATED: "EC2 instance terminated",
     EventKind.ASG_TERMINATING: "Auto Scaling terminate lifecycle action",
     EventKind.SCHEDULED_CHANGE: "AWS Health scheduled change",
+    EventKind.CAPACITY_BLOCK_EXPIRY: "EC2 Capacity Block expiration warning",
 }
 
 

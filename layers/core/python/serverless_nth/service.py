@@ -263,14 +263,18 @@ class Service:
                 node.name
             )
 
-    def drain_round(self, event: InterruptionEvent, node: Node, stop_by: float) -> DrainResult:
+    def drain_round(
+        self, event: InterruptionEvent, node: Node, stop_by: float, deadline: float | None = None
+    ) -> DrainResult:
         """One round of a long drain, until ``stop_by``: every pod's own grace period, every PDB
-        respected (the instance waits for this drain, or its end is far ahead). Idempotent: a round
+        respected (the instance waits for this drain, or its end is far ahead), unless the policy
+        gives the round a certain ``deadline`` (a Capacity Block's end once its instances have begun
+        to terminate: grace capped, ``BlockedPodPolicy``). Idempotent: a round
         lists what is left on the node and evicts it, so a round run again after a crash, or by a
         resumed execution, just goes on. Per-pod metrics and Events are told per round; the drain's
         outcome once, by the caller. ``node`` as just read (``get_node``)."""
         api = self.kube()
-        drain = self._run_drain(api, node, None, stop_by)
+        drain = self._run_drain(api, node, deadline, stop_by)
         if not self.settings.dry_run:
             report.drain_round_metrics(drain)
             report.drain_events(api, event, node, drain, self.settings.eviction_concurrency, summary=False)

@@ -21,7 +21,8 @@ from botocore.session import Session, get_session
 
 # service -> the operations called (the model is cut down to them), or None for the whole model
 AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
-    "ec2": ("DescribeInstances",),  # instance facts: state, private DNS name, zone, tags
+    # instance facts: state, private DNS name, zone, tags; a Capacity Block's instances and its current end
+    "ec2": ("DescribeInstances", "DescribeCapacityReservations"),
     "eks": None,  # DescribeCluster: endpoint and CA
     "sts": None,  # GetCallerIdentity, presigned locally: the EKS token
     "sns": None,  # Publish: the notification per handled event

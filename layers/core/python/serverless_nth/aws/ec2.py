@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -10,6 +12,7 @@ from serverless_nth.errors import PermanentError, TemporaryError
 from serverless_nth.instance import InstanceFacts
 
 _NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+_NO_RESERVATION = {"InvalidCapacityReservationId.NotFound", "InvalidCapacityReservationId.Malformed"}
 _THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "Unavailable"}
 
 
@@ -20,18 +23,9 @@ class Ec2Instances:
 
     def describe(self, instance_id: str) -> InstanceFacts | None:
         """The instance's facts, or None when EC2 does not know the instance."""
-        self.requests_sent += 1
-        try:
-            reply = self._client.describe_instances(InstanceIds=[instance_id])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _NOT_FOUND:
-                return None
-            if code in _THROTTLED:
-                raise TemporaryError(f"DescribeInstances: {code}", stage="describe-instance") from exc
-            raise PermanentError(f"DescribeInstances: {code}: {exc}", stage="describe-instance") from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"DescribeInstances: {exc}", stage="describe-instance") from exc
+        reply = self._describe_instances(InstanceIds=[instance_id])
+        if reply is None:
+            return None
         for reservation in reply.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 if instance.get("InstanceId") == instance_id:
@@ -45,3 +39,57 @@ class Ec2Instances:
                         tags={t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])},
                     )
         return None
+
+    def in_reservation(self, reservation_id: str) -> list[str]:
+        """The IDs of the instances launched into a Capacity Reservation, in every state EC2 still
+        shows (DescribeInstances, filter ``capacity-reservation-id``, every page)."""
+        found: list[str] = []
+        token = ""
+        while True:
+            request: dict[str, Any] = {
+                "Filters": [{"Name": "capacity-reservation-id", "Values": [reservation_id]}],
+                "MaxResults": 1000,
+            }
+            if token:
+                request["NextToken"] = token
+            reply = self._describe_instances(**request) or {}
+            for reservation in reply.get("Reservations", []):
+                found += [i["InstanceId"] for i in reservation.get("Instances", []) if i.get("InstanceId")]
+            token = reply.get("NextToken") or ""
+            if not token:
+                return list(dict.fromkeys(found))
+
+    def reservation_end(self, reservation_id: str) -> datetime.datetime | None:
+        """The Capacity Reservation's end as EC2 says now (a Capacity Block extension moves it), or
+        None when EC2 does not know the reservation or gives it no end."""
+        reply = self._call(
+            "DescribeCapacityReservations",
+            _NO_RESERVATION,
+            lambda: self._client.describe_capacity_reservations(CapacityReservationIds=[reservation_id]),
+        )
+        if reply is None:
+            return None
+        for reservation in reply.get("CapacityReservations", []):
+            end = reservation.get("EndDate")
+            if reservation.get("CapacityReservationId") == reservation_id and isinstance(end, datetime.datetime):
+                return end.astimezone(datetime.UTC)
+        return None
+
+    def _describe_instances(self, **request: Any) -> dict[str, Any] | None:
+        """One DescribeInstances call; None when EC2 does not know the instance asked for."""
+        return self._call("DescribeInstances", _NOT_FOUND, lambda: self._client.describe_instances(**request))
+
+    def _call(self, name: str, not_found: set[str], send: Callable[[], Any]) -> dict[str, Any] | None:
+        """One EC2 call, its errors typed: None for the ``not_found`` codes, throttling temporary."""
+        self.requests_sent += 1
+        try:
+            return dict(send())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in not_found:
+                return None
+            if code in _THROTTLED:
+                raise TemporaryError(f"{name}: {code}", stage="describe-instance") from exc
+            raise PermanentError(f"{name}: {code}: {exc}", stage="describe-instance") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"{name}: {exc}", stage="describe-instance") from exc

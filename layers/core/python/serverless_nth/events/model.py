@@ -25,6 +25,9 @@ class EventKind(StrEnum):
     ASG_TERMINATING = "asg-terminating"
     # AWS Health scheduled change for EC2 (maintenance, retirement): the instance goes at a known start
     SCHEDULED_CHANGE = "scheduled-change"
+    # EC2 Capacity Block expiration warning: the reservation's instances begin to terminate 10
+    # minutes after it, and are gone by its end-date (one event per reservation)
+    CAPACITY_BLOCK_EXPIRY = "capacity-block-expiry"
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class InterruptionEvent:
     time: datetime.datetime  # when EC2 emitted the event (timezone-aware)
     detail: str = ""  # the instance-action or state, for logs
     # when the event says the instance ends, if it says (capacity reservation interruptions, the
-    # start of a scheduled change's window)
+    # start of a scheduled change's window, a Capacity Block's end-date)
     ends_at: datetime.datetime | None = None
     # the Auto Scaling lifecycle action to heartbeat and complete (asg-terminating only)
     lifecycle: LifecycleHookRef | None = None
