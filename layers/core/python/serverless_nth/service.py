@@ -21,6 +21,7 @@ from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
 from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
+from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.client import KubeApi, NotFound, path
 from serverless_nth.kube.cordon import cordon_and_taint, restore
 from serverless_nth.kube.drain import Drainer, DrainResult
@@ -97,77 +98,111 @@ class Service:
     def _handle(
         self, event: InterruptionEvent, stop_by: float | None, account: str | None, drain: bool
     ) -> HandlerResult:
+        """The steps, top to bottom: decide (EC2's facts and the policy), find the node, the node's
+        own policy, then restore, or cordon and drain. A step that ends the handling has told why
+        (``report.quiet``) and returns None."""
         started = self.clock()
-        kube_before = self._kube.requests_sent if self._kube else 0
         aws_before = self.instances.requests_sent + self.eks.requests_sent
         settings = self.settings
         result = HandlerResult(
             Outcome.IGNORED, event.kind.value, event.instance_id, settings.cluster_name, dry_run=settings.dry_run
         )
+        decided = self._decide(event, account, started, result)
+        if decided is None:
+            return result
+        instance, action = decided
+        api = self.kube()
+        kube_before = api.requests_sent
+        try:
+            node = self._find(api, instance, result)
+            if node is None:
+                return result
+            for_this_node = self._for_node(action, event, node, started, result)
+            if for_this_node is None:
+                return result
+            action = for_this_node
+            if action.restore:
+                self._restore(api, event, node, result)
+                return result
+            self.tell_if_uncordoned(event, node)
+            self._cordon(api, event, action, node, result)
+            result.cordoned_after_seconds = round(self.clock() - started, 4)
+            aws_after = self.instances.requests_sent + self.eks.requests_sent
+            result.requests_to_cordon = api.requests_sent - kube_before + aws_after - aws_before
+            if not settings.dry_run:
+                report.cordon_event(api, event, action, node, instance.state)
+            result.drain_due = action.drain and not drain
+            if action.drain and drain:
+                self._drain(api, event, action, node, result, started, stop_by)
+            return result
+        finally:
+            result.api_requests = api.requests_sent - kube_before
+
+    def _decide(
+        self, event: InterruptionEvent, account: str | None, started: float, result: HandlerResult
+    ) -> tuple[InstanceFacts, Action] | None:
+        """What EC2 says of the instance now, and what the event means for it."""
+        settings = self.settings
         if ignores(event):
-            return quiet(result, Outcome.IGNORED, Metric.EVENTS_IGNORED, "no action for this event")
+            quiet(result, Outcome.IGNORED, Metric.EVENTS_IGNORED, "no action for this event")
+            return None
         why = self.foreign(event, account)
         if why:
-            return quiet(result, Outcome.OTHER_ACCOUNT, Metric.EVENTS_FROM_OTHER_ACCOUNT, why)
-
+            quiet(result, Outcome.OTHER_ACCOUNT, Metric.EVENTS_FROM_OTHER_ACCOUNT, why)
+            return None
         with tracer.provider.in_subsegment("DescribeInstances"):
             instance = self.instances.describe(event.instance_id)
         if instance is None:
-            return quiet(
-                result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance"
-            )
+            quiet(result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance")
+            return None
         clusters = instance.cluster_names()
         if clusters and settings.cluster_name not in clusters:
             why = f"the instance belongs to {', '.join(sorted(clusters))}"
-            return quiet(result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER, why)
+            quiet(result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER, why)
+            return None
         if not instance_opted_in(instance.tags, settings):
             why = f"the instance has no tag {settings.managed_tag} (ManagedTag)"
-            return quiet(result, Outcome.NOT_MANAGED, Metric.EVENTS_IGNORED, why)
-        now = datetime.datetime.fromtimestamp(started, datetime.UTC)
-        action = decide(event, settings, instance.presence, now)
+            quiet(result, Outcome.NOT_MANAGED, Metric.EVENTS_IGNORED, why)
+            return None
+        action = decide(event, settings, instance.presence, datetime.datetime.fromtimestamp(started, datetime.UTC))
         result.instance_state, result.basis = instance.state, action.basis.value
         logger.append_keys(instance_state=instance.state, basis=action.basis.value)
         if action.is_noop:
             why = f"EC2 says the instance is {instance.state}: the {event.kind.value} event no longer holds"
-            return quiet(result, Outcome.OUTDATED, Metric.EVENTS_OUTDATED, why)
-        api = self.kube()
+            quiet(result, Outcome.OUTDATED, Metric.EVENTS_OUTDATED, why)
+            return None
+        return instance, action
+
+    def _find(self, api: KubeApi, instance: InstanceFacts, result: HandlerResult) -> Node | None:
+        """The instance's node, proven by its providerID."""
         with tracer.provider.in_subsegment("NodeLookup"):
             node = find_node(api, instance)
+        if node is None:
+            quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, "no node of this cluster is this instance")
+            return None
         if not isinstance(node, Node):
-            result.api_requests = api.requests_sent - kube_before
-            if node is None:
-                why = "no node of this cluster is this instance"
-                return quiet(result, Outcome.NODE_NOT_FOUND, Metric.NODE_NOT_FOUND, why)
             why = (
                 f"node {node.name} has the instance's name but no spec.providerID, and the name proves nothing "
                 "(another VPC may have the same): it is left alone until its providerID is set"
             )
-            return quiet(result, Outcome.IDENTITY_UNPROVEN, Metric.NODE_NOT_FOUND, why)
+            quiet(result, Outcome.IDENTITY_UNPROVEN, Metric.NODE_NOT_FOUND, why)
+            return None
         result.node = node.name
         logger.append_keys(node=node.name)
-        action = for_node(action, event, node.labels, settings, now)
+        return node
+
+    def _for_node(
+        self, action: Action, event: InterruptionEvent, node: Node, started: float, result: HandlerResult
+    ) -> Action | None:
+        """The action as the node's labels have it (per-node policy, Karpenter)."""
+        now = datetime.datetime.fromtimestamp(started, datetime.UTC)
+        action = for_node(action, event, node.labels, self.settings, now)
         result.basis = action.basis.value
         if action.is_noop:
-            result.api_requests = api.requests_sent - kube_before
             outcome = Outcome.LEFT_TO_KARPENTER if action.basis is Basis.LEFT_TO_KARPENTER else Outcome.OPTED_OUT
-            return quiet(result, outcome, Metric.EVENTS_IGNORED, f"the node's policy says so ({action.basis.value})")
-        if action.restore:
-            self._restore(api, event, node, result)
-            result.api_requests = api.requests_sent - kube_before
-            return result
-        self.tell_if_uncordoned(event, node)
-        self._cordon(api, event, action, node, result)
-        result.cordoned_after_seconds = round(self.clock() - started, 4)
-        result.requests_to_cordon = (
-            api.requests_sent - kube_before + self.instances.requests_sent + self.eks.requests_sent - aws_before
-        )
-        if not settings.dry_run:
-            report.cordon_event(api, event, action, node, instance.state)
-        result.drain_due = action.drain and not drain
-        if action.drain and drain:
-            self._drain(api, event, action, node, result, started, stop_by)
-        result.api_requests = api.requests_sent - kube_before
-        return result
+            quiet(result, outcome, Metric.EVENTS_IGNORED, f"the node's policy says so ({action.basis.value})")
+            return None
+        return action
 
     def _cordon(
         self, api: KubeApi, event: InterruptionEvent, action: Action, node: Node, result: HandlerResult
