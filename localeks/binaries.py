@@ -82,7 +82,8 @@ class BuildProgress:
 
     def line(self, text: str) -> None:
         now = time.monotonic()
-        if text.startswith("localeks: building "):
+        words = text.split()
+        if text.startswith("localeks: building ") and words[2] in self.wanted:
             if self.count == 0:
                 self.progress.say(
                     f"building the local control plane ({', '.join(self.wanted)}) into the build cache, "
@@ -90,19 +91,17 @@ class BuildProgress:
                 )
             self._close_current(now)
             self.count += 1
-            self.current, self.current_since = text.split()[2], now
+            self.current, self.current_since = words[2], now
             total = f"/{len(self.wanted)}" if len(self.wanted) >= self.count else ""
             self.progress.say(f"[{self.count}{total}] building {self.current} ({self._overall(now)})")
         elif text.startswith("go: downloading "):
             if self.downloads == 0:
-                self.progress.say(
-                    "  downloading Go modules first (1.4 GB into the Go module cache; not in the estimate)"
-                )
+                self.progress.say("  downloading Go modules first (1.3 GB into the Go module cache; in the estimate)")
             self.downloads += 1
         elif text.startswith("localeks: built in "):
             self._close_current(now)
             self.progress.say(text.removeprefix("localeks: "))
-        else:
+        elif not text.startswith("localeks: building "):  # build.sh's own first line: said above
             self.progress.say(text.removeprefix("localeks: "))  # compiler errors, anything unforeseen
 
     def status(self, _elapsed: float) -> str:
