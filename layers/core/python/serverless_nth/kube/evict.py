@@ -181,41 +181,30 @@ class Evictor:
             return Attempt(None, wait=wait_for, pdb_refused=True)
         except KubeTemporaryError as exc:  # 401, 5xx, a lost connection: never a verdict on the pod
             if exc.status == 500 and MULTIPLE_BUDGETS in exc.reason:  # ... except this one
-                return self._under_several_budgets(pod)
+                why = "more than one PodDisruptionBudget selects it"
+                return self._unmovable(pod, PodFate.MULTIPLE_PDBS, PodFate.DELETED_PAST_PDB, why)
             wait_for = retry_wait(exc.retry_after, backoff)
             lost = (exc.status == 0 or 200 <= exc.status < 300) and not self.options.dry_run
             maybe = (PodFate.EVICTED, grace) if lost else None
             return Attempt(None, wait=wait_for, error=str(exc), maybe_done=maybe)
         except KubePermanentError as exc:
             if exc.status == 403 and NAMESPACE_TERMINATING_CAUSE in exc.causes:
-                return self._in_terminating_namespace(pod)
+                why = "its namespace's deletion has not reached it"
+                return self._unmovable(pod, PodFate.NAMESPACE_TERMINATING, PodFate.DELETED_AT_END, why)
             return Attempt(PodFate.FAILED, error=str(exc))
 
-    def _in_terminating_namespace(self, pod: PodToEvict) -> Attempt:
-        """No eviction in a namespace being deleted: the namespace controller deletes the pod, and it
-        is waited for. If that deletion has not reached it when only its grace period is left before
-        a certain end (a namespace held by a finalizer, a slow controller), the pod is deleted
-        gracefully with the time left, so that it still gets SIGTERM before the instance ends."""
+    def _unmovable(self, pod: PodToEvict, fate: PodFate, deleted: PodFate, why: str) -> Attempt:
+        """A pod no eviction can move: a namespace being deleted (403 NamespaceTerminating: the
+        namespace controller deletes it, and it is waited for) or several PDBs selecting it (500:
+        kubectl drain stops there). It keeps ``fate``, except before a certain end with
+        BlockedPodPolicy=delete-before-deadline: once only its grace period is left it is deleted
+        gracefully with the time left, as a pod one budget blocks, so that it still gets SIGTERM.
+        Until then it is asked again once, when that time comes (unless its namespace took it)."""
         left = self.seconds_left()
         if left is None or not self._deletes_past_pdb() or self.options.dry_run:
-            return Attempt(PodFate.NAMESPACE_TERMINATING)
+            return Attempt(fate)
         if left - BACKOFF_MAX <= pod.grace_seconds:
-            return self._delete_before_end(pod, PodFate.DELETED_AT_END, "its namespace's deletion has not reached it")
-        # asked again (once) when the time to delete it has come, unless the namespace took it
-        return Attempt(None, wait=left - pod.grace_seconds - BACKOFF_MAX)
-
-    def _under_several_budgets(self, pod: PodToEvict) -> Attempt:
-        """The Eviction API cannot evict a pod that several PDBs select (kubectl drain stops there).
-        At a certain end, with BlockedPodPolicy=delete-before-deadline, it is deleted gracefully
-        once only its grace period is left, as a pod one budget blocks; otherwise it stays."""
-        left = self.seconds_left()
-        if left is None or not self._deletes_past_pdb() or self.options.dry_run:
-            return Attempt(PodFate.MULTIPLE_PDBS)
-        if left - BACKOFF_MAX <= pod.grace_seconds:
-            return self._delete_before_end(
-                pod, PodFate.DELETED_PAST_PDB, "more than one PodDisruptionBudget selects it"
-            )
-        # asked again (once) when the time to delete it has come
+            return self._delete_before_end(pod, deleted, why)
         return Attempt(None, wait=left - pod.grace_seconds - BACKOFF_MAX)
 
     def _after_conflict(self, pod: PodToEvict) -> Attempt:
