@@ -84,25 +84,27 @@ class DurableFunctions:
 
     def delete(self, function: str, version: str) -> bool:
         """False when Lambda keeps it (an alias references it, or it is gone already)."""
-        try:
-            self._call("DeleteFunction", self._client.delete_function, FunctionName=function, Qualifier=version)
-        except (TemporaryError, PermanentError) as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and _code(cause) in {
-                "ResourceConflictException",
-                "ResourceNotFoundException",
-            }:
-                return False
-            raise
-        return True
+        kept = frozenset({"ResourceConflictException", "ResourceNotFoundException"})
+        reply = self._answer(
+            "DeleteFunction", self._client.delete_function, kept, FunctionName=function, Qualifier=version
+        )
+        return reply is not None
 
     def _call(self, name: str, method: Any, **kwargs: Any) -> dict[str, Any]:
+        reply = self._answer(name, method, frozenset(), **kwargs)
+        assert reply is not None  # no error code is taken for an answer
+        return reply
+
+    def _answer(self, name: str, method: Any, answers: frozenset[str], **kwargs: Any) -> dict[str, Any] | None:
+        """The reply; None for an error whose code is in ``answers`` (an answer, not a failure)."""
         self.requests_sent += 1
         try:
             reply: dict[str, Any] = method(**kwargs)
             return reply
         except ClientError as exc:
             code = _code(exc)
+            if code in answers:
+                return None
             message = str(exc.response.get("Error", {}).get("Message", ""))
             if code == "DurableExecutionAlreadyStartedException":
                 raise ExecutionNameTaken(f"{name}: {code}: {message}", stage=_STAGE) from exc
