@@ -40,11 +40,13 @@ Local-only routes on the moto server, for tests:
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import re
 import threading
 import urllib.request
 import uuid
+import zipfile
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -294,9 +296,6 @@ def set_status(endpoint_url: str, arn: str, status: str) -> None:
 def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> None:
     """A durable function as a deploy creates it (DurableConfig, no version yet); its code is never
     run here (the durable runner runs the real handler in the tests)."""
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
