@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,12 +173,3 @@ def test_the_local_lambda_answers_durable_calls_as_the_api_reference_says(
     assert [e["DurableExecutionName"] for e in running["DurableExecutions"]] == ["x1"]
     ended = client.list_durable_executions_by_function(FunctionName=function, Statuses=["SUCCEEDED"])
     assert ended["DurableExecutions"] == []
-
-
-def test_the_sample_events_of_the_long_drains_are_what_the_starter_takes() -> None:
-    """The rules deliver these kinds to the starter; the starter knows a durable function for each."""
-    sources = {
-        json.loads(Path(REPO / "events" / f).read_text())["source"]
-        for f in ("asg-lifecycle-action.json", "scheduled-change.json", "capacity-block-expiry.json")
-    }
-    assert sources == {"aws.autoscaling", "aws.health", "aws.ec2"}
