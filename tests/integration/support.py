@@ -54,6 +54,18 @@ def run(
     return invoke(function, event, cluster_env, params)
 
 
+def under_two_budgets(scenes: Scenes, namespace: str, node_name: str, grace: int) -> list[str]:
+    """Two pods of a Deployment on ``node_name`` that two PDBs select, each of which alone would
+    allow the evictions: the Eviction API refuses such pods (500) for as long as both exist."""
+    pods = scenes.deployment(namespace, "api", node_name, 2, grace=grace, pdb_max_unavailable=1)
+    scenes.policy.create_namespaced_pod_disruption_budget(
+        namespace,
+        {"metadata": {"name": "api-too"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "api"}}}},
+    )
+    scenes.wait_pdbs(namespace)
+    return pods
+
+
 def node_state(scenes: Scenes, name: str) -> tuple[bool, dict[str, str]]:
     node = scenes.core.read_node(name)
     return bool(node.spec.unschedulable), {t.key: t.effect for t in node.spec.taints or []}

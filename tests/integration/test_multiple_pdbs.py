@@ -18,7 +18,7 @@ import pytest
 from localeks.dashboard import read_emf
 from localeks.scenes import NodeScene, Scenes
 from serverless_nth.observability import Metric
-from tests.integration.support import PodWatcher, aged_event, pods_left, run
+from tests.integration.support import PodWatcher, aged_event, pods_left, run, under_two_budgets
 
 GRACE = 5
 
@@ -30,14 +30,7 @@ def doubly_budgeted(scenes: Scenes) -> tuple[NodeScene, list[str]]:
     scene = scenes.worker_node()
     scenes.worker_node(spot=False)  # room for replacements
     scene.namespace = scenes.namespace("two-pdbs")
-    scene.pods["api"] = scenes.deployment(
-        scene.namespace, "api", scene.node_name, 2, grace=GRACE, pdb_max_unavailable=1
-    )
-    scenes.policy.create_namespaced_pod_disruption_budget(
-        scene.namespace,
-        {"metadata": {"name": "api-too"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "api"}}}},
-    )
-    scenes.wait_pdbs(scene.namespace)
+    scene.pods["api"] = under_two_budgets(scenes, scene.namespace, scene.node_name, GRACE)
     return scene, scene.pods["api"]
 
 

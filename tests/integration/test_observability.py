@@ -25,7 +25,7 @@ from serverless_nth.observability import (
     Metric,
 )
 from tests.eventfiles import load_event
-from tests.integration.support import aged_event, run, wait_draining
+from tests.integration.support import aged_event, run, under_two_budgets, wait_draining
 from tests.metric_names import names_the_code_emits
 
 # under pytest-xdist, on one worker: the runs fixture (module scope) runs the events once for all of them
@@ -61,12 +61,7 @@ def _two_budgets(cluster_env: dict[str, str], scenes: Scenes) -> Run:
     named and counted, and the drain ends incomplete without retrying them."""
     scene = scenes.worker_node()
     ns = scenes.namespace("two-pdbs")
-    scenes.deployment(ns, "api", scene.node_name, 2, grace=2, pdb_max_unavailable=1)
-    scenes.policy.create_namespaced_pod_disruption_budget(
-        ns,
-        {"metadata": {"name": "api-too"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "api"}}}},
-    )
-    scenes.wait_pdbs(ns)
+    under_two_budgets(scenes, ns, scene.node_name, grace=2)
     event = aged_event("spot-interruption", scene.instance_id)
     return event, run(cluster_env, "", "", event=event, params={"BlockedPodPolicy": "respect-pdb"})
 
