@@ -35,7 +35,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field
 
-from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
+from serverless_nth.events.model import EventKind, HealthRef, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge, rfc3339_time
 
 SOURCE = "aws.health"
@@ -53,8 +53,12 @@ MAX_START_AHEAD = datetime.timedelta(days=30)
 class ScheduledChangeDetail(BaseModel):
     service: Literal["EC2"]
     category: Literal["scheduledChange"] = Field(alias="eventTypeCategory")
-    type_code: str = Field(alias="eventTypeCode", pattern=r"^[A-Z0-9_]{1,100}$")
-    start_time: str = Field(alias="startTime", min_length=1, max_length=64)
+    # optional, as Karpenter's fixtures have neither: a missing field is read the safe way (no
+    # start time: drain gently now; no status: open), never a reason to drop the event
+    type_code: str = Field("", alias="eventTypeCode", pattern=r"^[A-Z0-9_]{0,100}$")
+    start_time: str | None = Field(None, alias="startTime", min_length=1, max_length=64)
+    status: Literal["upcoming", "open", "closed"] | None = Field(None, alias="statusCode")
+    event_arn: str = Field("", alias="eventArn", pattern=r"^arn:[-a-z]+:health:[-a-z0-9]*::event/\S{1,1500}$|^$")
     # read one by one: an odd entity is left out and told, not a reason to drop the event
     affected_entities: list[Any] = Field(alias="affectedEntities", max_length=MAX_ENTITIES)
 
@@ -85,15 +89,17 @@ def start_time(text: str) -> datetime.datetime:
 def normalise(event: Any) -> HealthChange:
     """One InterruptionEvent per instance the event names, and the entities left out."""
     parsed = parse_eventbridge(event, ScheduledChangeEvent, SOURCE, DETAIL_TYPE)
-    starts = start_time(parsed.detail.start_time)
-    if starts > parsed.time + MAX_START_AHEAD:
+    detail = parsed.detail
+    starts = start_time(detail.start_time) if detail.start_time is not None else None
+    if starts is not None and starts > parsed.time + MAX_START_AHEAD:
         raise MalformedEvent(
             f"invalid {DETAIL_TYPE}: startTime {starts.isoformat()} is more than {MAX_START_AHEAD.days} days "
             "after the event"
         )
     instances: dict[str, None] = {}
     left_out: list[str] = []
-    for entity in parsed.detail.affected_entities:
+    health = HealthRef(detail.event_arn, detail.status or "", detail.type_code)
+    for entity in detail.affected_entities:
         value = entity.get("entityValue") if isinstance(entity, dict) else None
         if isinstance(value, str) and _INSTANCE.fullmatch(value):
             instances[value] = None
@@ -107,8 +113,9 @@ def normalise(event: Any) -> HealthChange:
             region=parsed.region,
             account=parsed.account,
             time=parsed.time,
-            detail=parsed.detail.type_code,
+            detail=detail.type_code,
             ends_at=starts,
+            health=health,
         )
         for instance_id in instances
     ]

@@ -82,6 +82,9 @@ class Node:
         matches adds nothing the name did not say)."""
         return bool(self.provider_id) and self.provider_id == instance.provider_id
 
+    def has_taint_key(self, key: str) -> bool:
+        return any(t.get("key") == key for t in self.taints)
+
     def has_taint(self, taint: Taint) -> bool:
         return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in self.taints)
 
