@@ -8,6 +8,7 @@ instances in ``affectedEntities``; each becomes its own InterruptionEvent and it
      "detail": {"eventArn": "arn:aws:health:us-east-1::event/EC2/...", "service": "EC2",
                 "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
                 "eventTypeCategory": "scheduledChange", "eventScopeCode": "ACCOUNT_SPECIFIC",
+                "statusCode": "upcoming",
                 "communicationId": "...-1", "startTime": "Fri, 11 Dec 2026 06:00:00 GMT",
                 "endTime": "Fri, 11 Dec 2026 08:00:00 GMT", "eventRegion": "us-east-1",
                 "eventDescription": [{"language": "en_US", "latestDescription": "..."}],
@@ -21,6 +22,11 @@ pkg/controllers/interruption/messages/scheduledchange reads the same fields.) He
 MAX_START_AHEAD after the event. Entities that are not instances (a Dedicated Host ``h-...``, an
 entity without a value) are not this product's business: they are left out, one by one, and told
 (``HealthChange.left_out``), never a reason to drop the instances the event does name.
+
+Health sends the same ``eventArn`` again as ``statusCode`` moves from ``upcoming`` to ``open`` to
+``closed`` and when the window moves (``HealthRef``; what each status does is the policy's and the
+drain lease's). ``startTime``, ``eventTypeCode`` and ``statusCode`` may be missing (Karpenter's
+fixtures have no ``startTime``): read the safe way, a gentle drain at once, never malformed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,110 @@
+"""AWS Health scheduled changes followed to their end (issue 20): the same ``eventArn`` comes again
+as its status moves to ``closed`` or its window moves; an execution waiting or draining for it
+stops when a newer version drives the drain or the maintenance is over; an instance stopped and
+started since the event is not drained. Each against the local EKS, under the durable runner."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from localeks.invoke import Invocation, invoke
+from localeks.scenes import Scenes
+from tests.eventfiles import load_event
+from tests.integration.long_drains import SCHEDULED, named, wait_leased
+from tests.integration.support import node_state, pods_left, wait_ec2_state
+
+SCHEDULED_TAINT = "serverless-nth/scheduled-change"
+
+
+def health_event(instances: list[str], starts_in: float, status: str) -> dict[str, Any]:
+    """One version of the sample's Health event (its eventArn), sent now, with an event id of its
+    own. Event times have whole seconds: a version sent a second after the last is newer; and an
+    instance's LaunchTime must come before the event that names it."""
+    time.sleep(1.1)
+    event = load_event("scheduled-change", now=True)
+    start = time.gmtime(time.time() + starts_in)
+    event["detail"].update(
+        startTime=time.strftime("%a, %d %b %Y %H:%M:%S GMT", start),
+        statusCode=status,
+        affectedEntities=[{"entityValue": i} for i in instances],
+    )
+    event["resources"] = list(instances)
+    return event
+
+
+def in_background(event: dict[str, Any], cluster_env: dict[str, str], params: dict[str, str]) -> tuple[Any, list[Any]]:
+    done: list[Invocation] = []
+    thread = threading.Thread(target=lambda: done.append(invoke(SCHEDULED, event, cluster_env, params)), daemon=True)
+    thread.start()
+    return thread, done
+
+
+def test_a_closed_event_hands_a_running_node_back_and_leaves_an_operators_cordon(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    ours, operators = scenes.worker_node(spot=False), scenes.worker_node(spot=False)
+    scenes.core.patch_node(operators.node_name, {"spec": {"unschedulable": True}})  # kubectl cordon
+    upcoming = health_event([ours.instance_id], 3 * 3600, "upcoming")
+    first = invoke(SCHEDULED, upcoming, cluster_env)
+    assert first.result["result"]["outcomes"] == {ours.instance_id: "drained"}, first.output[-3000:]
+    assert node_state(scenes, ours.node_name) == (True, {SCHEDULED_TAINT: "NoSchedule"})
+
+    closed = health_event([ours.instance_id, operators.instance_id], -3600, "closed")
+    result = invoke(SCHEDULED, closed, cluster_env)
+    assert result.exit_code == 0, result.output[-3000:]
+    outcomes = result.result["result"]["outcomes"]
+    # what the upcoming version did is undone; the operator's cordon is not ours to undo
+    assert outcomes == {ours.instance_id: "restored", operators.instance_id: "ignored"}, outcomes
+    assert node_state(scenes, ours.node_name) == (False, {})
+    assert node_state(scenes, operators.node_name) == (True, {})
+    assert not named(result, "drain-")
+
+
+def test_a_draining_execution_stops_when_a_newer_version_takes_over_and_when_the_event_closes(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.worker_node(spot=False)
+    scenes.worker_node(spot=False)  # room for the replacements
+    namespace = scenes.namespace("health")
+    pods = scenes.deployment(namespace, "api", node.node_name, 2, grace=2, pdb_max_unavailable=0)
+    scenes.wait_pdbs(namespace)
+    params = {"ScheduledChangeLeadSeconds": "3600"}  # both windows within the lead time: drain at once
+    first_thread, first = in_background(health_event([node.instance_id], 240, "upcoming"), cluster_env, params)
+    wait_leased(scenes, node.node_name)
+    # the window moved: Health sends the same eventArn again, newer
+    second_thread, second = in_background(health_event([node.instance_id], 300, "open"), cluster_env, params)
+    first_thread.join(timeout=150)
+    assert first, "the first execution did not stop"
+    assert first[0].result["result"]["outcomes"] == {node.instance_id: "superseded"}, first[0].output[-3000:]
+    # the maintenance is over while the newer execution still drains (the budget holds)
+    closed = invoke(SCHEDULED, health_event([node.instance_id], -60, "closed"), cluster_env)
+    assert closed.result["result"]["outcomes"] == {node.instance_id: "restored"}, closed.output[-3000:]
+    second_thread.join(timeout=150)
+    assert second, "the newer execution did not stop"
+    assert second[0].result["result"]["outcomes"] == {node.instance_id: "marks-removed"}, second[0].output[-3000:]
+    assert node_state(scenes, node.node_name) == (False, {})
+    left = {p.metadata.name for p in scenes.core.list_namespaced_pod(namespace).items}
+    assert set(pods) <= left, (pods, left)
+
+
+def test_an_instance_stopped_and_started_since_the_event_is_not_drained_and_is_handed_back(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.node_with_workloads(grace=2, long_grace=2)
+    scenes.worker_node(spot=False)
+    # the user moved the instance off the retiring hardware (a stop and a start) after the event
+    event = health_event([node.instance_id], 3 * 3600, "upcoming")
+    scenes.ec2.stop_instances(InstanceIds=[node.instance_id])
+    wait_ec2_state(scenes, node.instance_id, "stopped")
+    scenes.ec2.start_instances(InstanceIds=[node.instance_id])
+    wait_ec2_state(scenes, node.instance_id, "running")
+    result = invoke(SCHEDULED, event, cluster_env, {"ScheduledChangeLeadSeconds": "600"})
+    assert result.exit_code == 0, result.output[-3000:]
+    assert result.result["result"]["outcomes"] == {node.instance_id: "instance-restarted"}, result.result
+    assert not named(result, "drain-")
+    assert node_state(scenes, node.node_name) == (False, {})
+    # nothing was evicted: every pod of the node is still on it, none terminating
+    assert all(not terminating for terminating in pods_left(scenes, node).values())
+    assert set(pods_left(scenes, node)) == set(node.all_pods())
