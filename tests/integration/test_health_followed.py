@@ -108,3 +108,46 @@ def test_an_instance_stopped_and_started_since_the_event_is_not_drained_and_is_h
     # nothing was evicted: every pod of the node is still on it, none terminating
     assert all(not terminating for terminating in pods_left(scenes, node).values())
     assert set(pods_left(scenes, node)) == set(node.all_pods())
+
+
+def test_after_a_reboot_maintenance_the_node_is_handed_back_once_it_booted_again_and_runs(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    node = scenes.worker_node(spot=False)
+    scenes.worker_node(spot=False)  # room for the replacements
+    namespace = scenes.namespace("reboot")
+    scenes.deployment(namespace, "api", node.node_name, 1, grace=1, pdb_max_unavailable=None)
+    boot(scenes, node.node_name, "boot-1")
+    event = health_event([node.instance_id], 15, "upcoming")
+    event["detail"]["eventTypeCode"] = "AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED"
+    # real time: the checks of the node after the window starts are what this test watches
+    done: list[Invocation] = []
+    thread = threading.Thread(
+        target=lambda: done.append(
+            invoke(
+                SCHEDULED,
+                event,
+                cluster_env,
+                {"ScheduledChangeLeadSeconds": "3600"},
+                env_overrides={"LOCALEKS_DURABLE_REAL_TIME": "1"},
+            )
+        ),
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + 90
+    while scenes.pods_on(node.node_name) or not node_state(scenes, node.node_name)[0]:
+        assert time.monotonic() < deadline, "the node was not drained"
+        time.sleep(0.5)
+    time.sleep(20)  # the window has started, the machine not yet rebooted: the node stays ours
+    assert node_state(scenes, node.node_name) == (True, {SCHEDULED_TAINT: "NoSchedule"})
+    boot(scenes, node.node_name, "boot-2")  # what the kubelet reports after the reboot
+    thread.join(timeout=150)
+    assert done, "the execution did not end"
+    result = done[0]
+    assert result.result["result"]["outcomes"] == {node.instance_id: "handed-back"}, result.output[-3000:]
+    assert node_state(scenes, node.node_name) == (False, {})
+
+
+def boot(scenes: Scenes, node_name: str, boot_id: str) -> None:
+    scenes.core.patch_node_status(node_name, {"status": {"nodeInfo": {"bootID": boot_id}}})

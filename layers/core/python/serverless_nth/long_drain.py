@@ -129,6 +129,7 @@ class LongDrains:
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
         node = self.service.get_node(result.node) if due and result.node else None
         if node is not None:
+            prepared["boot_id"] = node.boot_id  # a reboot maintenance hands the node back after a new boot
             now = self.clock()
             starts = max(now, drain_starts_at(event, self.settings).timestamp())
             held = hold_lease(self.service.kube(), node, holder, now, starts + 2 * ROUND_SECONDS)

@@ -54,12 +54,14 @@ def drain_each(
     events: list[InterruptionEvent],
     account: str | None,
     failure: type[TemporaryError],
+    boots: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Cordon every instance (``cordon-<id>``), wait until the drain starts (``until-lead-time``),
     read EC2 again for each (``recheck-<id>``), then a round per instance in turn
     (``drain-<id>-<n>``), each followed by a wait, until its node is empty, the event's end, or the
     round finds the drain is no longer this execution's; its outcome told once (``drained-<id>``).
-    Returns the outcome per instance and the rounds."""
+    Returns the outcome per instance and the rounds; ``boots`` gets each drained instance's node
+    and the node's boot id when it was cordoned."""
     outcomes: dict[str, str] = {}
     if not events:
         return outcomes, 0
@@ -74,6 +76,8 @@ def drain_each(
         outcomes[event.instance_id] = prepared["outcome"]
         if prepared["drain_due"]:
             draining[event.instance_id] = (event, prepared["node"])
+            if boots is not None:
+                boots[event.instance_id] = (prepared["node"], prepared.get("boot_id", ""))
     if draining:
         first = next(iter(draining.values()))[0]
         wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
