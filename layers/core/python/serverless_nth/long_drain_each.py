@@ -35,6 +35,9 @@ ROUND_SECONDS = 60
 # the event names: every round of every instance is followed by a wait, so one invocation runs one
 # round (ROUND_SECONDS at most) and the steps around it.
 PAUSE = Duration.from_seconds(1)
+# The instances of one event share a minute: each round lasts ROUND_SECONDS / instances, at least
+# this, so that a pass over many PDB-held nodes stays near a minute and a freed budget is seen soon.
+MIN_ROUND_SECONDS = 10
 # A drain without an end (a Health event without startTime: drained gently at once) stops trying
 # this long after the event; its node stays cordoned and tainted, as after a drain that the window
 # ended, and the outcome says drain-incomplete.
@@ -95,6 +98,7 @@ def drain_each(
     while draining:
         # every other instance has a round before this one's next: the lease is promised for that
         next_round_within = len(draining) * (ROUND_SECONDS + PAUSE.to_seconds()) + ROUND_SECONDS
+        share = max(MIN_ROUND_SECONDS, ROUND_SECONDS / len(draining))
         for instance_id, (event, node) in list(draining.items()):
             ends = (event.ends_at or event.time + NO_END_DRAIN).timestamp()
             try:
@@ -108,6 +112,7 @@ def drain_each(
                     holder,
                     None,
                     next_round_within,
+                    share,
                 )
             except StepError as exc:
                 outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
