@@ -34,6 +34,7 @@ from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import hold_lease, release_lease
+from serverless_nth.kube.volumes import wait_for_detach
 from serverless_nth.long_drain_each import PAUSE, lease_holder
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import long_drain_deadline, long_drain_turns_at
@@ -177,6 +178,18 @@ class LongDrains:
             release_lease(api, found, holder)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
+
+    def detach_volumes(self, event: InterruptionEvent, node: str, end: float | None) -> dict[str, Any]:
+        """A step before the instance is let go (an action completed, a Capacity Block's instances
+        terminating): wait, VolumeDetachSeconds at most and never past ``end``, until no
+        VolumeAttachment names the node; what is still attached is told (``volumes_still_attached``)."""
+        started = self.clock()
+        until = min(started + self.settings.volume_detach_seconds, end if end is not None else float("inf"))
+        attached = wait_for_detach(self.service.kube(), node, until, clock=self.clock)
+        found = self.service.get_node(node) if attached else None
+        if found is not None:
+            report.volumes_still_attached(self.service.kube(), event, found, attached)
+        return {"attached": attached, "waited_seconds": round(self.clock() - started, 3)}
 
     def pending_action(self, event: InterruptionEvent) -> dict[str, Any]:
         """The hook's limits, and whether the action still waits: a heartbeat answers that (a late
