@@ -54,8 +54,8 @@ def detach_volumes(cluster_env: dict[str, str], node: str, instance: str, second
         capture_output=True,
         text=True,
         timeout=180,
-        check=True,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     step = json.loads(next(line for line in lines if line.startswith("STEP "))[5:])
     emf = [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
