@@ -186,6 +186,8 @@ class LongDrains:
         started = self.clock()
         until = min(started + self.settings.volume_detach_seconds, end if end is not None else float("inf"))
         attached = wait_for_detach(self.service.kube(), node, until, clock=self.clock)
+        if attached:
+            report.count(Metric.VOLUMES_STILL_ATTACHED, len(attached))
         found = self.service.get_node(node) if attached else None
         if found is not None:
             report.volumes_still_attached(self.service.kube(), event, found, attached)

@@ -267,11 +267,10 @@ def long_drain_finished(api: KubeApi, event: InterruptionEvent, node: Node, rema
 
 
 def volumes_still_attached(api: KubeApi, event: InterruptionEvent, node: Node, attached: list[str]) -> None:
-    """What was still attached when the instance was let go: a Warning Event on the node and a
-    count; the next pod to use one of these volumes may wait for a forced detach."""
+    """What was still attached when the instance was let go: a Warning Event on the node and a log
+    line; the next pod to use one of these volumes may wait for a forced detach."""
     note = f"{DESCRIPTIONS[event.kind]} for {event.instance_id}: still attached: {', '.join(attached[:10])}"
     record_event(api, node_ref(node.name, node.uid), event.event_id, "VolumesStillAttached", note, warning=True)
-    count(Metric.VOLUMES_STILL_ATTACHED, len(attached))
     logger.warning("volumes still attached to the node", extra={"attached": attached, "node": node.name})
 
 

@@ -4,8 +4,9 @@ Evictions go through the Eviction API (policy/v1) so PodDisruptionBudgets are ho
 once with bounded concurrency; a 429 is retried honouring Retry-After, and a temporary failure
 (401, 5xx, a lost connection) with backoff, until the drain's time is up; which pods are left
 alone is decided in ``kube/pods.py``; grace periods are capped to the time left before a deadline
-that is still ahead, and never below GRACE_FLOOR_SECONDS; then the drain waits until the evicted
-pods are gone or its time is up, and says what remains and why.
+that is still ahead, and never below GRACE_FLOOR_SECONDS; ordinary pods go first and critical
+ones once they are gone (``Drainer._ordinary_first``); then the drain waits until the evicted pods
+are gone or its time is up, and says what remains and why.
 """
 
 from __future__ import annotations
