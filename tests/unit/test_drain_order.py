@@ -138,15 +138,15 @@ def test_before_a_certain_end_the_critical_pods_keep_their_grace_periods(
     served: tuple[str, dict[str, FakeNode]],
 ) -> None:
     """A deadline 8 s ahead (margin 1 s): the critical pods' 2 s and a second are kept, so the
-    ordinary pods' 30 s are capped to the 4 s left for them (3 once truncated); their kubelet is
-    slow (they stay deleting), and the critical pods are evicted all the same when only their
-    share is left, with their own 2 s."""
+    ordinary pods' 30 s are capped to the 4 s left for them less the 2 s a kubelet takes to report
+    them gone (1 once truncated); their kubelet is slow (they stay deleting), and the critical pods
+    are evicted all the same when only their share is left, with their own 2 s."""
     endpoint, box = served
     ordinary = {f"app-{i}": Pod(grace=30, slow=True) for i in range(4)}
     box["node"] = node = FakeNode({**ordinary, **critical_pods(grace=2)})
     started = time.time()
     drain(endpoint, deadline_in=8, stop_in=8)
-    assert {node.pods[n].grace_sent for n in ordinary} == {3}
+    assert {node.pods[n].grace_sent for n in ordinary} == {1}
     for name in critical_pods():
         pod = node.pods[name]
         assert pod.evicted_at is not None
