@@ -135,6 +135,7 @@ class DeletionClock:
         self.deleting: dict[str, float] = {}
         self.gone: dict[str, float] = {}
         self.grace: dict[str, int] = {}
+        self.deletion_grace: dict[str, int] = {}  # the grace period each deletion got, on the server
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -162,6 +163,7 @@ class DeletionClock:
                 name = pod.metadata.name
                 if pod.metadata.deletion_timestamp is not None:
                     self.deleting.setdefault(name, now)
+                    self.deletion_grace.setdefault(name, pod.metadata.deletion_grace_period_seconds)
                 if change["type"] == "DELETED":
                     self.gone.setdefault(name, now)
                 if self._stop.is_set():

@@ -20,6 +20,21 @@ def _cpu(b: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _order_rows(o: dict[str, Any]) -> list[str]:
+    """Drain order at a Spot warning's deadline (bench/order.py), from the handler's start."""
+    return [
+        f"| drain order: {o['ordinary']} ordinary pods ({o['ordinary_grace']} s grace), {o['critical']} critical "
+        f"({o['critical_grace']} s), a {o['deadline_s']} s deadline, kwok speed 1 | seconds |",
+        "|---|---|",
+        f"| ordinary pods: first SIGTERM / all gone (grace given {o['ordinary_grace_given_s']} s) "
+        f"| {o['ordinary_first_sigterm_s']:.2f} / {o['ordinary_gone_s']:.2f} |",
+        f"| critical pods: first SIGTERM / all gone (grace given {o['critical_grace_given_s']} s) "
+        f"| {o['critical_first_sigterm_s']:.2f} / {o['critical_gone_s']:.2f} |",
+        f"| critical SIGTERM after the ordinary pods were gone / all gone before the deadline "
+        f"| {o['critical_after_ordinary']} / {o['all_gone_before_deadline']} ({o['left_before_deadline_s']:.2f} s left) |",
+    ]
+
+
 def write_table(r: dict[str, Any], path: Path) -> None:
     drain = r["details"]["drain"]
     real = r["details"]["real_grace"]
@@ -50,6 +65,8 @@ def write_table(r: dict[str, Any], path: Path) -> None:
         f"| floor: longest grace {real['longest_grace_s']} s + one eviction round trip {real['eviction_round_trip_s'] * 1000:.0f} ms "
         f"| {real['floor_s']:.2f} s | {real['floor_s']:.2f} s |",
         f"| **overhead over the floor** | **{real['overhead_s']:.2f} s** | **{real['kubectl_overhead_s']:.2f} s** |",
+        "",
+        *_order_rows(r["details"]["order"]),
         "",
         "| reaction | figure |",
         "|---|---|",

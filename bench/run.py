@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, load_average, machine, warm_service
+from bench.order import bench_order
 from bench.phases import (  # noqa: F401 (the names callers used from here)
     HANDLERS,
     Speed1,
@@ -61,6 +62,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "reactions": 5,
         "pdb_blocked_s": 10.0,
         "pdb_rounds": 3,
+        # a Spot warning's 120 s; the ordinary pods' own 100 s would leave the critical pods'
+        # 30 s no room after them: the split has to give it to them
+        "order": {"ordinary": 100, "critical": 5, "ordinary_grace": 100, "critical_grace": 30, "deadline_s": 120},
     },
     "smoke": {
         "drain": {6: 1},
@@ -75,11 +79,12 @@ SIZES: dict[str, dict[str, Any]] = {
         "reactions": 2,
         "pdb_blocked_s": 3.0,
         "pdb_rounds": 1,
+        "order": {"ordinary": 6, "critical": 2, "ordinary_grace": 10, "critical_grace": 3, "deadline_s": 12},
     },
 }
 
 
-PHASES = ["imports", "cold-start", "reaction", "drain", "pdb", "burst", "real-grace"]
+PHASES = ["imports", "cold-start", "reaction", "drain", "pdb", "burst", "order", "real-grace"]
 
 
 class Phases:
@@ -154,6 +159,8 @@ def main() -> None:
             budget = bench_pdb(cluster_env, scenes, service, size["pdb_blocked_s"], size["pdb_rounds"])
         with phases.phase("burst"):
             burst = bench_burst(cluster_env, state, size)
+        with phases.phase("order"):  # on the kwok-speed-1 local EKS, which real-grace then stops
+            order = bench_order(speed1, size["order"])
         with phases.phase("real-grace"):
             real = bench_real_grace(state, *size["real_grace"], speed1)
     finally:
@@ -227,10 +234,18 @@ def main() -> None:
         "handler_import_vs_naive": round(imports["handler_import_s"] / imports["naive_import_s"], 3),
         "handler_modules_import_vs_naive": round(imports["handler_modules_import_s"] / imports["naive_import_s"], 3),
         "first_event_vs_naive": cold["first_event_vs_naive"],
+        # drain order at a Spot warning's deadline, kwok speed 1: seconds from the handler's start
+        "order_ordinary_gone_s": order["ordinary_gone_s"],
+        "order_critical_first_sigterm_s": order["critical_first_sigterm_s"],
+        "order_critical_gone_s": order["critical_gone_s"],
+        "order_left_before_deadline_s": order["left_before_deadline_s"],
+        "order_critical_after_ordinary": order["critical_after_ordinary"],
+        "order_all_gone_before_deadline": order["all_gone_before_deadline"],
         "deployment_unzipped_mb": cold["deployment_unzipped_mb"],
         "details": {
             "drain": drain,
             "real_grace": real,
+            "order": order,
             "burst": burst,
             "imports": imports,
             "reaction": reaction,

@@ -156,8 +156,10 @@ class Scenes:
         grace: int = 30,
         pdb_max_unavailable: int | None = 1,
         emptydir: bool = False,
+        priority_class: str | None = None,
     ) -> list[str]:
-        """A Deployment whose ReplicaSet's pods all sit on ``node_name``, optionally under a PDB."""
+        """A Deployment whose ReplicaSet's pods all sit on ``node_name``, optionally under a PDB
+        (and of a priority class: the API server's Priority admission sets their priority)."""
         labels = {"app": name}
         template = {
             "metadata": {"labels": {**labels, "pod-template-hash": "h1"}},
@@ -166,6 +168,7 @@ class Scenes:
                 "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
                 "tolerations": [],
                 **({"volumes": [{"name": "scratch", "emptyDir": {}}]} if emptydir else {}),
+                **({"priorityClassName": priority_class} if priority_class else {}),
             },
         }
         deployment = self.apps.create_namespaced_deployment(
@@ -185,9 +188,10 @@ class Scenes:
         # delete the surplus, so the ReplicaSet comes only once kwok has made them Running and
         # the controllers' pod cache holds them (_wait_cached).
         pods = [f"{name}-h1-{i:03d}" for i in range(replicas)]
-        self._create_pods(
-            namespace, [_pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods]
-        )
+        bodies = [_pod(p, node_name, {**labels, "pod-template-hash": "h1"}, grace, None, emptydir) for p in pods]
+        for body in bodies:
+            body["spec"].update(template["spec"])  # what the ReplicaSet that adopts them would make
+        self._create_pods(namespace, bodies)
         self.wait_running(namespace, pods)
         self._wait_cached(namespace, labels, replicas)
         self.apps.create_namespaced_replica_set(
@@ -254,7 +258,7 @@ class Scenes:
             time.sleep(0.1)
         raise TimeoutError(f"ReplicaSet did not adopt the pods {selector} in {namespace}")
 
-    def daemonset_pod(self, namespace: str, name: str, node_name: str) -> str:
+    def daemonset_pod(self, namespace: str, name: str, node_name: str, priority_class: str | None = None) -> str:
         """A DaemonSet (limited to this node, so scenes stay independent); the daemonset controller
         creates its pod, with the tolerations DaemonSet pods get."""
         self.apps.create_namespaced_daemon_set(
@@ -268,6 +272,7 @@ class Scenes:
                         "spec": {
                             "nodeSelector": {"kubernetes.io/hostname": node_name},
                             "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}],
+                            **({"priorityClassName": priority_class} if priority_class else {}),
                         },
                     },
                 },

@@ -38,6 +38,7 @@ class Supervisor:
         self.speed = speed
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.moto: Any = None  # moto.server.ThreadedMotoServer, once started
+        self.attacher: Any = None  # localeks.attacher.ExternalAttacher, once started
         self.stopping = False
 
     def run(self) -> None:
@@ -63,6 +64,8 @@ class Supervisor:
 
     def _stop(self) -> None:
         self.paths.env_file.unlink(missing_ok=True)
+        if self.attacher is not None:
+            self.attacher.stop()
         for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self.children.get(name)
             if proc and proc.poll() is None:
@@ -224,8 +227,11 @@ class Supervisor:
                 # disruption: real PDB status; replicaset: evicted pods get replacements, so a
                 # PDB frees up again as in a real cluster; daemonset: DaemonSet pods with their
                 # usual tolerations; taint-eviction-controller and pod-garbage-collector: what
-                # the out-of-service taint sets off (pods that do not tolerate it are deleted)
-                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller,namespace-controller",
+                # the out-of-service taint sets off (pods that do not tolerate it are deleted);
+                # the attach/detach controller and the PV binder: VolumeAttachments of CSI volumes
+                # (the driver's external-attacher is localeks/attacher.py)
+                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller,"
+                "namespace-controller,persistentvolume-attach-detach-controller,persistentvolume-binder-controller",
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--kube-api-qps=200",
@@ -243,6 +249,11 @@ class Supervisor:
                 "--v=1",
             ],
         )
+        from localeks.attacher import ExternalAttacher
+
+        # local: the CSI external-attacher of one driver (attaches at once, detaches in 1 s x speed)
+        self.attacher = ExternalAttacher(paths.kubeconfig, detach_seconds=self.speed)
+        self.attacher.start()
         stages = (REPO / "localeks" / "kwok" / "stages.yaml").read_text().replace("@SPEED@", repr(self.speed))
         (paths.state / "kwok.yaml").write_text(stages)
         self._spawn(

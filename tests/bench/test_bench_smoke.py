@@ -48,6 +48,11 @@ REQUIRED = [
     "cordon_p99_s_4_in_flight",
     "cordon_p99_s_8_in_flight",
     "harness_dispatch_p99_s_8_in_flight",
+    # issue 22: drain order at a Spot warning's deadline (the smoke's: 12 s, 6 ordinary pods, 2 critical)
+    "order_ordinary_gone_s",
+    "order_critical_first_sigterm_s",
+    "order_critical_gone_s",
+    "order_left_before_deadline_s",
 ]
 
 
@@ -76,6 +81,10 @@ def test_bench_smoke_run_writes_every_figure(cluster_env: dict[str, str], tmp_pa
     real = results["details"]["real_grace"]
     assert real["kwok_speed"] == 1.0
     assert real["floor_s"] == pytest.approx(real["longest_grace_s"] + real["eviction_round_trip_s"], abs=1e-3)
+    order = results["details"]["order"]
+    assert order["outcome"] == "drained"
+    assert results["order_critical_after_ordinary"] is True  # an order, not a timing
+    assert results["order_all_gone_before_deadline"] is True
     pdb = results["details"]["pdb"]
     assert pdb["ours"]["blocked_for_s"] >= 3.0
     assert results["api_calls_before_cordon"] == 3  # DescribeInstances, GET node, PATCH node

@@ -31,6 +31,9 @@ EVERY_SETTING = [
     ("KARPENTER_NODES", "karpenter_nodes", "rebalance-only", KarpenterNodes.REBALANCE_ONLY),
     ("EXCLUDE_FROM_LOAD_BALANCERS", "exclude_from_load_balancers", "false", False),
     ("MANAGED_TAG", "managed_tag", "aws-node-termination-handler/managed", "aws-node-termination-handler/managed"),
+    ("CRITICAL_POD_PRIORITY", "critical_pod_priority", "1000000000", 1_000_000_000),
+    ("CRITICAL_POD_SHARE", "critical_pod_share", "25", 25),
+    ("VOLUME_DETACH_SECONDS", "volume_detach_seconds", "90", 90),
 ]
 
 # (variable, lowest, highest, one step below, one step above, the kind the message names)
@@ -42,6 +45,11 @@ RANGES = [
     ("POLL_INTERVAL_SECONDS", "0.05", "10", "0.04", "10.01", "a number"),
     ("REQUEST_TIMEOUT_SECONDS", "1", "60", "0.99", "60.01", "a number"),
     ("SKIP_WAIT_FOR_DELETE_SECONDS", "1", "3600", "0", "3601", "an integer"),
+    # up to system-node-critical's priority, the highest a pod has
+    ("CRITICAL_POD_PRIORITY", "1", "2000001000", "0", "2000001001", "an integer"),
+    ("CRITICAL_POD_SHARE", "0", "90", "-1", "91", "an integer"),
+    # one step of a durable function, within its 180 s Timeout
+    ("VOLUME_DETACH_SECONDS", "0", "120", "-1", "121", "an integer"),
 ]
 
 
@@ -70,6 +78,9 @@ def test_unset_means_every_documented_default() -> None:
         karpenter_nodes=KarpenterNodes.HANDLE_ALL,
         exclude_from_load_balancers=True,
         managed_tag="",
+        critical_pod_priority=2_000_000_000,
+        critical_pod_share=50,
+        volume_detach_seconds=60,
     )
 
 

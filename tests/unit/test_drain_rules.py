@@ -1,7 +1,9 @@
 import pytest
 
+from serverless_nth.config import Settings
 from serverless_nth.kube.pods import GRACE_FLOOR_SECONDS, daemonset_owner, grace_period, skip_reason, to_evict
 
+SYSTEM_CRITICAL = Settings.critical_pod_priority  # the default threshold of a critical pod
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
@@ -33,7 +35,7 @@ def test_a_daemonset_kind_of_another_api_group_is_an_ordinary_controller() -> No
     ]
     assert skip(pod(metadata__ownerReferences=owner)) is None
     assert daemonset_owner(pod(metadata__ownerReferences=owner)) is None
-    assert to_evict(pod(metadata__ownerReferences=owner)).has_controller
+    assert to_evict(pod(metadata__ownerReferences=owner), SYSTEM_CRITICAL).has_controller
 
 
 def test_a_daemonset_that_is_not_the_controller_does_not_count() -> None:
@@ -46,7 +48,8 @@ def test_ordinary_pods_are_evicted_with_their_facts() -> None:
             spec__terminationGracePeriodSeconds=45,
             spec__volumes=[{"name": "s", "emptyDir": {}}],
             metadata__ownerReferences=[{"kind": "ReplicaSet", "controller": True, "name": "r", "uid": "y"}],
-        )
+        ),
+        SYSTEM_CRITICAL,
     )
     assert skip(pod()) is None
     assert (target.ref, target.uid, target.grace_seconds, target.has_emptydir, target.has_controller) == (
@@ -59,7 +62,7 @@ def test_ordinary_pods_are_evicted_with_their_facts() -> None:
 
 
 def test_a_pod_without_grace_period_gets_the_kubernetes_default() -> None:
-    target = to_evict(pod())
+    target = to_evict(pod(), SYSTEM_CRITICAL)
     assert target.grace_seconds == 30
     assert not target.has_controller
 
@@ -96,6 +99,6 @@ def test_a_pod_whose_deletion_ended_long_ago_is_not_waited_for(deleted: str, rea
 
 
 def test_a_terminating_pod_knows_when_its_grace_period_ends() -> None:
-    target = to_evict(pod(metadata__deletionTimestamp="2027-01-15T08:00:20Z"))
+    target = to_evict(pod(metadata__deletionTimestamp="2027-01-15T08:00:20Z"), SYSTEM_CRITICAL)
     assert target.deleting_since == NOW + 20
-    assert to_evict(pod()).deleting_since is None
+    assert to_evict(pod(), SYSTEM_CRITICAL).deleting_since is None

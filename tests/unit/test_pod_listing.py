@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
+from serverless_nth.config import Settings
 from serverless_nth.kube.client import KubePermanentError, KubeTemporaryError, NotFound
 from serverless_nth.kube.pods import deletion_time, list_node_pods, orphaned_daemonset_pods, skip_reason, to_evict
 from tests.unit.fake_api import FakeApi
+
+SYSTEM_CRITICAL = Settings.critical_pod_priority  # the default threshold of a critical pod
+
 
 PODS = ("GET", "/api/v1/pods")
 
@@ -120,14 +124,16 @@ def test_a_deletion_timestamp_is_read_as_a_clock_time(stamp: str | None, expecte
 
 
 def test_a_pod_object_with_only_its_identity_reads_with_defaults() -> None:
-    target = to_evict({"metadata": {"name": "p", "namespace": "n"}})
+    target = to_evict({"metadata": {"name": "p", "namespace": "n"}}, SYSTEM_CRITICAL)
     assert (target.uid, target.resource_version, target.grace_seconds) == ("", "", 30)
     assert (target.has_emptydir, target.has_controller, target.deleting_since) == (False, False, None)
     assert skip_reason({"metadata": {"name": "p", "namespace": "n"}}, 0.0, 30) is None
 
 
 def test_the_pod_is_evicted_with_the_identity_and_version_it_was_listed_with() -> None:
-    target = to_evict({"metadata": {"name": "p", "namespace": "n", "uid": "u-7", "resourceVersion": "981"}})
+    target = to_evict(
+        {"metadata": {"name": "p", "namespace": "n", "uid": "u-7", "resourceVersion": "981"}}, SYSTEM_CRITICAL
+    )
     assert (target.ref, target.uid, target.resource_version) == ("n/p", "u-7", "981")
 
 

@@ -48,6 +48,8 @@ class KarpenterNodes(StrEnum):
     REBALANCE_ONLY = "rebalance-only"
 
 
+# the highest priority a pod can have (the system-node-critical class's)
+SYSTEM_NODE_CRITICAL_PRIORITY = 2_000_001_000
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 
 
@@ -91,6 +93,17 @@ class Settings:
     scheduled_change_lead_seconds: int = 3600
     # the Auto Scaling lifecycle hook this stack completes; others are not ours (empty: none)
     lifecycle_hook_name: str = ""
+    # pods at or above this priority (and the system-*-critical classes) are critical: drained
+    # after the others. The kubelet's graceful node shutdown takes scheduling.SystemCriticalPriority.
+    critical_pod_priority: int = 2_000_000_000
+    # the most of the time left before a certain end that is kept for the critical pods' grace
+    # periods, in percent (the rest is the ordinary pods'), as the kubelet keeps
+    # shutdownGracePeriodCriticalPods of its shutdownGracePeriod
+    critical_pod_share: int = 50
+    # before a lifecycle action is completed or a Capacity Block's instances terminate, wait at most
+    # this long for the node's VolumeAttachments to go (one step of a durable function: within its
+    # 180 s Timeout); 0: only tell what is still attached
+    volume_detach_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +136,11 @@ class Settings:
                 env, "SCHEDULED_CHANGE_LEAD_SECONDS", cls.scheduled_change_lead_seconds, 0, 7 * 86400
             ),
             lifecycle_hook_name=_optional(env, "LIFECYCLE_HOOK_NAME", _HOOK_NAME, "a lifecycle hook name"),
+            critical_pod_priority=_int(
+                env, "CRITICAL_POD_PRIORITY", cls.critical_pod_priority, 1, SYSTEM_NODE_CRITICAL_PRIORITY
+            ),
+            critical_pod_share=_int(env, "CRITICAL_POD_SHARE", cls.critical_pod_share, 0, 90),
+            volume_detach_seconds=_int(env, "VOLUME_DETACH_SECONDS", cls.volume_detach_seconds, 0, 120),
         )
 
 

@@ -35,6 +35,7 @@ from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedE
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.instance import InstanceFacts, Presence
 from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
+from serverless_nth.kube.volumes import wait_for_detach
 from serverless_nth.long_drain_each import PAUSE, ROUND_SECONDS, lease_holder
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import drain_starts_at, event_taint, long_drain_deadline, long_drain_turns_at
@@ -227,6 +228,20 @@ class LongDrains:
             release_lease(api, found, holder)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
+
+    def detach_volumes(self, event: InterruptionEvent, node: str, end: float | None) -> dict[str, Any]:
+        """A step before the instance is let go (an action completed, a Capacity Block's instances
+        terminating): wait, VolumeDetachSeconds at most and never past ``end``, until no
+        VolumeAttachment names the node; what is still attached is told (``volumes_still_attached``)."""
+        started = self.clock()
+        until = min(started + self.settings.volume_detach_seconds, end if end is not None else float("inf"))
+        attached = wait_for_detach(self.service.kube(), node, until, clock=self.clock)
+        if attached:
+            report.count(Metric.VOLUMES_STILL_ATTACHED, len(attached))
+        found = self.service.get_node(node) if attached else None
+        if found is not None:
+            report.volumes_still_attached(self.service.kube(), event, found, attached)
+        return {"attached": attached, "waited_seconds": round(self.clock() - started, 3)}
 
     def pending_action(self, event: InterruptionEvent) -> dict[str, Any]:
         """The hook's limits, and whether the action still waits: a heartbeat answers that (a late

@@ -118,4 +118,6 @@ class Metric:
     LIFECYCLE_ACTIONS_COMPLETED = "LifecycleActionsCompleted"
     # the action ended before this product completed it (its timeout, or someone else)
     LIFECYCLE_ACTIONS_LOST = "LifecycleActionsLost"
+    # VolumeAttachments still naming a node when the instance was let go (VolumeDetachSeconds ran out)
+    VOLUMES_STILL_ATTACHED = "VolumesStillAttached"
     ERRORS = "Errors"  # emitted alone, with the dimension "stage"

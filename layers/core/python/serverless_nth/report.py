@@ -194,6 +194,10 @@ def drain_summary(drain: DrainResult, started_after: float) -> dict[str, Any]:
         "blocked": drain.count(PodFate.BLOCKED) + drain.count(PodFate.WOULD_BLOCK),
         "failed": drain.count(PodFate.FAILED),
         "multiple_pdbs": drain.count(PodFate.MULTIPLE_PDBS),
+        "critical_held": drain.count(PodFate.CRITICAL_HELD),
+        "critical_after_seconds": None
+        if drain.critical_after_seconds is None
+        else round(drain.critical_after_seconds, 3),
         "skipped": drain.skipped,
         "remaining": drain.remaining,
         "pdb_refusals": drain.pdb_refusals,
@@ -264,6 +268,14 @@ def long_drain_finished(api: KubeApi, event: InterruptionEvent, node: Node, rema
         text += f" after {rounds} rounds: {', '.join(remaining[:10])}"
     reason = "DrainIncomplete" if remaining else "DrainCompleted"
     record_event(api, node_ref(node.name, node.uid), event.event_id, reason, text, warning=bool(remaining))
+
+
+def volumes_still_attached(api: KubeApi, event: InterruptionEvent, node: Node, attached: list[str]) -> None:
+    """What was still attached when the instance was let go: a Warning Event on the node and a log
+    line; the next pod to use one of these volumes may wait for a forced detach."""
+    note = f"{DESCRIPTIONS[event.kind]} for {event.instance_id}: still attached: {', '.join(attached[:10])}"
+    record_event(api, node_ref(node.name, node.uid), event.event_id, "VolumesStillAttached", note, warning=True)
+    logger.warning("volumes still attached to the node", extra={"attached": attached, "node": node.name})
 
 
 def drain_metrics(drain: DrainResult) -> None:

@@ -306,6 +306,8 @@ class Service:
             dry_run=settings.dry_run,
             stuck_after_seconds=settings.skip_wait_for_delete_seconds,
             request_timeout_seconds=settings.request_timeout_seconds,
+            critical_priority=settings.critical_pod_priority,
+            critical_share_percent=settings.critical_pod_share,
         )
         with tracer.provider.in_subsegment("Drain"):
             return Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(

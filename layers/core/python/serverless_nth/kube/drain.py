@@ -4,12 +4,14 @@ Evictions go through the Eviction API (policy/v1) so PodDisruptionBudgets are ho
 once with bounded concurrency; a 429 is retried honouring Retry-After, and a temporary failure
 (401, 5xx, a lost connection) with backoff, until the drain's time is up; which pods are left
 alone is decided in ``kube/pods.py``; grace periods are capped to the time left before a deadline
-that is still ahead, and never below GRACE_FLOOR_SECONDS; then the drain waits until the evicted
-pods are gone or its time is up, and says what remains and why.
+that is still ahead, and never below GRACE_FLOOR_SECONDS; ordinary pods go first and critical
+ones once they are gone (``Drainer._ordinary_first``); then the drain waits until the evicted pods
+are gone or its time is up, and says what remains and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -29,6 +31,7 @@ from serverless_nth.kube.evict import (
 )
 from serverless_nth.kube.pods import (
     PodToEvict,
+    critical_reserve,
     deletion_time,
     list_node_pods,
     orphaned_daemonset_pods,
@@ -40,6 +43,10 @@ from serverless_nth.kube.pods import (
 # at most FAST_POLL_WINDOW_SECONDS after it: a kubelet may take longer than the grace period)
 FAST_POLL_SECONDS = 0.2
 FAST_POLL_WINDOW_SECONDS = 5.0
+# before a certain end, the ordinary pods' grace periods end this long before the critical pods'
+# time begins: a kubelet reports a pod gone a moment after its grace period (kwok, 100 pods
+# evicted within 1 s: the last one 0.1 s after the critical pods' time, with no such gap)
+SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -56,6 +63,9 @@ class DrainResult:
     evictions_answered_seconds: float = 0.0
     duration_seconds: float = 0.0
     completed: bool = False  # every pod to evict was gone (or not to be waited for) in time
+    # from drain start until the critical pods' evictions began (after the ordinary pods); None:
+    # no critical pods beside ordinary ones, or they were held
+    critical_after_seconds: float | None = None
     errors: list[str] = field(default_factory=list)
     # the pods evicted or deleted by this drain, with the grace period each was given
     removed: list[tuple[PodToEvict, PodFate, int]] = field(default_factory=list)
@@ -93,6 +103,8 @@ class Drainer:
         self.log = log
         self.clock = clock
         self.evictor = Evictor(api, options, log, clock)
+        # when the longest grace period given so far runs out (clock time)
+        self._last_gone = 0.0
 
     def ends_at(self) -> float:
         """When the drain stops retrying: its stop_by, or sooner the deadline less the margin."""
@@ -106,18 +118,19 @@ class Drainer:
         started = self.clock()
         result = DrainResult()
         targets = self._targets(node_name, result)
-        to_send = [t for t in targets if self._needs_eviction(t)]
-        for target in targets:
-            if target not in to_send:
-                result.pods[target.ref] = PodFate.ALREADY_TERMINATING
-        if to_send:
-            self._evict_all(to_send, result, started)
+        ordinary = [t for t in targets if not t.critical]
+        critical = [t for t in targets if t.critical]
+        held: list[PodToEvict] = []
+        if ordinary and critical:
+            held = self._ordinary_first(node_name, ordinary, critical, result, started)
+        else:
+            self._evict(targets, result, started)
         if targets and not self.options.dry_run:
-            last_gone = started + result.evictions_answered_seconds + max((g for _, _, g in result.removed), default=0)
             # no eviction can move a pod that several budgets select: not waited for, still there
-            movable = [t for t in targets if result.pods.get(t.ref) is not PodFate.MULTIPLE_PDBS]
+            movable = [t for t in targets if t not in held and result.pods.get(t.ref) is not PodFate.MULTIPLE_PDBS]
             stay = sorted(t.ref for t in targets if t not in movable)
-            result.remaining = sorted(self._wait_until_gone(node_name, movable, result, last_gone) + stay)
+            left = self._wait_until_gone(node_name, movable, result, self._last_gone, self.options.stop_by)
+            result.remaining = sorted(left + stay)
             for ref in result.remaining:
                 result.pods.setdefault(ref, PodFate.BLOCKED)
         result.completed = (
@@ -125,6 +138,55 @@ class Drainer:
         )
         result.duration_seconds = self.clock() - started
         return result
+
+    def _ordinary_first(
+        self,
+        node_name: str,
+        ordinary: list[PodToEvict],
+        critical: list[PodToEvict],
+        result: DrainResult,
+        started: float,
+    ) -> list[PodToEvict]:
+        """The ordinary pods, then the critical ones once the ordinary ones are gone, as Karpenter's
+        terminator (groupPodsByPriority) and the kubelet's graceful node shutdown order them. Before
+        a certain end the critical pods keep their share of the time (``critical_reserve``): the
+        ordinary pods' grace periods, retries and deletes past a PDB end that much sooner, and the
+        critical pods go then at the latest, with the ordinary pods still refused by a PDB retried
+        beside them until the end. Without one, the critical pods wait for the ordinary ones as long
+        as the drain lasts; they are returned when that was too long (``PodFate.CRITICAL_HELD``)."""
+        whole = self.evictor
+        reserve = critical_reserve(critical, whole.seconds_left(), self.options.critical_share_percent)
+        switch_at = self.ends_at()
+        if reserve is not None and self.options.deadline is not None:
+            switch_at = min(self.options.stop_by, self.options.deadline - self.options.margin_seconds - reserve)
+            ends = self.options.deadline - reserve - SETTLE_SECONDS
+            self.evictor = Evictor(self.api, dataclasses.replace(self.options, deadline=ends), self.log, self.clock)
+        self._evict(ordinary, result, started)
+        self.evictor = whole
+        if not self.options.dry_run:
+            movable = [t for t in ordinary if result.pods.get(t.ref) is not PodFate.MULTIPLE_PDBS]
+            if self._wait_until_gone(node_name, movable, result, self._last_gone, switch_at) and reserve is None:
+                for target in critical:
+                    result.pods[target.ref] = PodFate.CRITICAL_HELD
+                return critical
+        result.critical_after_seconds = self.clock() - started
+        again = [t for t in ordinary if result.pods.get(t.ref) in (PodFate.BLOCKED, PodFate.FAILED)]
+        for target in again:
+            del result.pods[target.ref]
+        self._evict(critical + again, result, started)
+        return []
+
+    def _evict(self, targets: list[PodToEvict], result: DrainResult, started: float) -> None:
+        to_send = [t for t in targets if self._needs_eviction(t)]
+        for target in targets:
+            if target not in to_send:
+                result.pods[target.ref] = PodFate.ALREADY_TERMINATING
+        removed_before = len(result.removed)
+        if to_send:
+            self._evict_all(to_send, result, started)
+        graces = [g for _, _, g in result.removed[removed_before:]]
+        answered = started + result.evictions_answered_seconds
+        self._last_gone = max(self._last_gone, answered + max(graces, default=0))
 
     def _targets(self, node_name: str, result: DrainResult) -> list[PodToEvict]:
         pods = list_node_pods(self.api, node_name, give_up_at=self.options.stop_by)
@@ -141,7 +203,7 @@ class Drainer:
                 if reason == "stuck-terminating":
                     result.pods[_ref(pod)] = PodFate.STUCK_TERMINATING
                 continue
-            target = to_evict(pod)
+            target = to_evict(pod, self.options.critical_priority)
             orphan = id(pod) in orphans
             targets.append(target)
             result.emptydir_pods += target.has_emptydir
@@ -248,10 +310,10 @@ class Drainer:
         states.pop(pod.ref, None)
 
     def _wait_until_gone(
-        self, node_name: str, targets: list[PodToEvict], result: DrainResult, last_gone: float
+        self, node_name: str, targets: list[PodToEvict], result: DrainResult, last_gone: float, end: float
     ) -> list[str]:
         """Polls the node's pods until none of the targets is left (or is left only because its
-        deletion is stuck) or the drain's time is up. Around ``last_gone``, when the longest grace
+        deletion is stuck) or ``end``, at the latest the drain's. Around ``last_gone``, when the longest grace
         period given runs out, it polls every FAST_POLL_SECONDS instead, so the drain's end is seen
         when it happens, not up to a poll interval later."""
         wanted = {t.uid: t.ref for t in targets}
@@ -269,7 +331,7 @@ class Drainer:
                     result.pods[ref] = PodFate.STUCK_TERMINATING
                     del wanted[uid]
             left = sorted(ref for uid, ref in wanted.items() if uid in present)
-            end = self.options.stop_by
+            end = min(end, self.options.stop_by)
             if not left or now >= end:
                 return left
             interval = self.options.poll_interval_seconds

@@ -61,6 +61,9 @@ class PodFate(StrEnum):
     FAILED = "failed"  # errors (permission, an API server that kept failing) until the time was up
     WOULD_EVICT = "would-evict"  # dry run: the server accepted an eviction with dryRun=All
     WOULD_BLOCK = "would-block"  # dry run: a PDB would refuse it now
+    # a critical pod not evicted: ordinary pods were still on the node when the drain's time was up
+    # (no certain end; the next round of a long drain tries again)
+    CRITICAL_HELD = "critical-held"
 
 
 # fates that leave nothing for the drain to do
@@ -91,6 +94,10 @@ class DrainOptions:
     # a pod whose deletion ended longer ago than this is not waited for
     stuck_after_seconds: float = 30.0
     request_timeout_seconds: float = 10.0
+    # pods at or above this priority are critical (Settings.critical_pod_priority)
+    critical_priority: int = 2_000_000_000
+    # of the time left before a certain deadline, the most kept for critical pods (Settings.critical_pod_share)
+    critical_share_percent: int = 50
 
 
 @dataclass
@@ -220,7 +227,8 @@ class Evictor:
             )
         except KubeApiError as exc:
             return Attempt(None, wait=BACKOFF_FIRST, error=str(exc))
-        current = [to_evict(item) for item in page.get("items", []) if item["metadata"].get("uid") == pod.uid]
+        items = [item for item in page.get("items", []) if item["metadata"].get("uid") == pod.uid]
+        current = [to_evict(item, self.options.critical_priority) for item in items]
         if not current:
             return Attempt(PodFate.GONE)
         if current[0].deleting_since is not None:

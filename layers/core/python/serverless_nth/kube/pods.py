@@ -13,6 +13,9 @@ from serverless_nth.kube.client import KubeApi, KubeApiError, NotFound, path
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 DEFAULT_GRACE_SECONDS = 30
+# Priority classes whose pods are critical whatever their priority value (Karpenter's
+# groupPodsByPriority, pkg/controllers/node/termination/terminator/terminator.go, names these two)
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 # No pod is ever sent a shorter grace period. The API server reads 0 as "remove the object now"
 # (a force delete, whatever the kubelet is doing), and a truncated 0.9 s would become that.
 GRACE_FLOOR_SECONDS = 1
@@ -29,6 +32,8 @@ class PodToEvict:
     has_controller: bool
     # time.time() of metadata.deletionTimestamp when listed: someone else is already deleting it
     deleting_since: float | None = None
+    # a critical pod leaves after the others (``is_critical``)
+    critical: bool = False
 
     @property
     def ref(self) -> str:
@@ -76,7 +81,18 @@ def skip_reason(pod: dict[str, Any], now: float, stuck_after_seconds: float) -> 
     return None
 
 
-def to_evict(pod: dict[str, Any]) -> PodToEvict:
+def is_critical(spec: dict[str, Any], critical_priority: int) -> bool:
+    """A pod that cluster services depend on: a system-*-critical priority class, or a priority at
+    or above ``critical_priority`` (the kubelet's graceful node shutdown groups pods from
+    scheduling.SystemCriticalPriority, 2000000000, as its critical ones: migrateConfig in
+    pkg/kubelet/nodeshutdown)."""
+    if spec.get("priorityClassName") in CRITICAL_PRIORITY_CLASSES:
+        return True
+    priority = spec.get("priority")
+    return isinstance(priority, int) and priority >= critical_priority
+
+
+def to_evict(pod: dict[str, Any], critical_priority: int) -> PodToEvict:
     metadata, spec = pod["metadata"], pod.get("spec", {})
     grace = spec.get("terminationGracePeriodSeconds")
     return PodToEvict(
@@ -88,6 +104,7 @@ def to_evict(pod: dict[str, Any]) -> PodToEvict:
         has_emptydir=any("emptyDir" in v for v in spec.get("volumes") or ()),
         has_controller=any(o.get("controller") for o in metadata.get("ownerReferences") or ()),
         deleting_since=deletion_time(pod),
+        critical=is_critical(spec, critical_priority),
     )
 
 
@@ -98,6 +115,17 @@ def grace_period(own_seconds: int, seconds_left: float | None) -> int:
     if seconds_left is None:
         return grace
     return max(GRACE_FLOOR_SECONDS, min(grace, int(seconds_left)))
+
+
+def critical_reserve(critical: list[PodToEvict], seconds_left: float | None, share_percent: int) -> float | None:
+    """Seconds kept at the end of a certain deadline for the critical pods: their longest grace
+    period and a second for the eviction's round trip, but at most ``share_percent`` of the
+    ``seconds_left`` (the kubelet keeps shutdownGracePeriodCriticalPods of its shutdown time the
+    same way, and gives each group its own time, in order). None without a deadline."""
+    if seconds_left is None:
+        return None
+    longest = max((max(t.grace_seconds, GRACE_FLOOR_SECONDS) for t in critical), default=0) + 1
+    return max(0.0, min(float(longest), seconds_left * share_percent / 100))
 
 
 def list_node_pods(api: KubeApi, node_name: str, give_up_at: float | None = None) -> list[dict[str, Any]]:
