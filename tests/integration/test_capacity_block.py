@@ -105,6 +105,9 @@ def test_a_warning_cordons_every_node_of_the_reservation_at_once_and_drains_each
     assert "until-lead-time" not in order  # drained at once: the block's end is 40 minutes away
     assert not named(result, f"drain-{foreign.instance_id}")
     for node in ours:
+        # once drained, the node's VolumeAttachments are waited for before its instance terminates
+        detached = named(result, f"volumes-{node.instance_id}")
+        assert [op["result"]["v"]["attached"]["v"] for op in detached] == [[]], detached  # the SDK types its JSON
         unschedulable, taints = node_state(scenes, node.node_name)
         assert unschedulable
         assert TAINT in taints, taints

@@ -130,6 +130,9 @@ def drain_each(
                     ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
                 )
                 del draining[instance_id]
+                if kind is EventKind.CAPACITY_BLOCK_EXPIRY and last["completed"]:
+                    # the instance terminates: its volumes should be free for the next pod first
+                    drains.step(ctx, f"volumes-{instance_id}", kind, drains.detach_volumes, event, node, ends)
         rounds += 1
     failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
     if failed:
