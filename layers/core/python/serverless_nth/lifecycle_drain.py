@@ -1,0 +1,125 @@
+"""The Auto Scaling terminate lifecycle action's long drain: cordon, drain with heartbeats for as
+long as the node needs, then complete the action once. A durable workflow built on the shared
+steps of ``long_drain.LongDrains`` (see there for what makes each step safe to run again)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_durable_execution_sdk_python import DurableContext
+
+from serverless_nth import report
+from serverless_nth.events import lifecycle_action
+from serverless_nth.events.model import InterruptionEvent
+from serverless_nth.long_drain import LongDrains
+from serverless_nth.long_drain_each import PAUSE, lease_holder
+from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.report import Outcome
+
+# Heartbeats at half the hook's HeartbeatTimeout, so one late re-invocation still fits; the action
+# is completed this long before the hook's global timeout would end it.
+HEARTBEAT_SHARE = 0.5
+GLOBAL_MARGIN_SECONDS = 60
+
+
+def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
+    """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
+    event = lifecycle_action.normalise(raw)
+    ref = event.lifecycle
+    assert ref is not None  # lifecycle_action always sets it
+    kind, settings = event.kind, drains.settings
+    holder = lease_holder(ctx, event)
+    result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
+    if ref.hook != settings.lifecycle_hook_name:
+        # never complete another owner's hook: only its owner knows when its work is done
+        drains.step(ctx, "not-our-hook", kind, lambda: not_ours(drains, event))
+        return {**result, "outcome": Outcome.NOT_OUR_HOOK}
+
+    if drains.service.foreign(event, account):
+        # before any call that changes something: no heartbeat, no completion (told by the sequence)
+        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+        return {**result, "outcome": prepared["outcome"]}
+    hook = drains.step(ctx, "hook", kind, pending_action, drains, event)
+    if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
+        return {**result, "outcome": hook["outcome"]}
+    prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+    result["outcome"] = prepared["outcome"]
+    if prepared["outcome"] in (Outcome.DUPLICATE, Outcome.HELD_BY_ANOTHER_EVENT):
+        return result  # the lease's holder drains (and, for a duplicate, completes)
+    if settings.dry_run:
+        return result  # changes nothing: no heartbeat, no completion; the hook's own timeout decides
+    interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
+    last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
+    while prepared["drain_due"]:
+        stop_by = min(last_beat + interval, end)
+        last = drains.step(ctx, f"drain-{rounds}", kind, drains.drain_round, event, prepared["node"], holder, stop_by)
+        rounds += 1
+        if last["completed"] or last["at"] >= end:
+            break
+        beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
+        if beat is None:  # expired or completed elsewhere: the group has gone on without us
+            break
+        last_beat = beat
+        ctx.wait(PAUSE, name=f"pause-{rounds}")
+    if last:
+        finished = {**last, "rounds": rounds}
+        result["outcome"] = drains.step(
+            ctx, "drained", kind, lambda: drains.finish(event, prepared["node"], holder, finished)
+        )
+    if last and beat is None:
+        return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
+    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event))
+    return {**result, "rounds": rounds, "completed": completed}
+
+
+def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
+    assert event.lifecycle is not None
+    if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
+        logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
+        metrics.add_dimension("outcome", Outcome.ACTION_ENDED)
+        report.count(Metric.LIFECYCLE_ACTIONS_LOST)
+        return None
+    report.count(Metric.LIFECYCLE_HEARTBEATS)
+    return drains.clock()
+
+
+def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
+    """CONTINUE: for a terminate action both results terminate the instance, and CONTINUE lets the
+    group's other hooks run. False when the action had already ended (a lost answer, an expiry)."""
+    assert event.lifecycle is not None
+    completed = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
+    metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if completed else Outcome.ACTION_ENDED)
+    report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
+    logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
+    return completed
+
+
+def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, Any]:
+    """The hook's limits, and whether the action still waits: a heartbeat answers that (a late
+    duplicate finds the action completed by the first delivery, a replay finds it expired)."""
+    assert event.lifecycle is not None
+    found = drains.actions.limits(event.lifecycle)
+    if found is None:
+        metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
+        report.count(Metric.EVENTS_IGNORED)
+        return {"outcome": Outcome.HOOK_NOT_FOUND}
+    # a heartbeat delays the termination: a dry run leaves the group's timing alone
+    if not drains.settings.dry_run:
+        if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
+            metrics.add_dimension("outcome", Outcome.OUTDATED)
+            report.count(Metric.EVENTS_OUTDATED)
+            logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
+            return {"outcome": Outcome.OUTDATED}
+        report.count(Metric.LIFECYCLE_HEARTBEATS)
+    end = event.time.timestamp() + found.global_seconds
+    return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": drains.clock()}
+
+
+def not_ours(drains: LongDrains, event: InterruptionEvent) -> None:
+    assert event.lifecycle is not None
+    metrics.add_dimension("outcome", Outcome.NOT_OUR_HOOK)
+    report.count(Metric.EVENTS_IGNORED)
+    logger.info(
+        "not this stack's lifecycle hook: left to its owner",
+        extra={"hook": event.lifecycle.hook, "ours": drains.settings.lifecycle_hook_name},
+    )
