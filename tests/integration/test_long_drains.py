@@ -90,7 +90,7 @@ def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_t
     node = scenes.core.read_node(group.node_name)
     assert "serverless-nth/drain-lease" not in (node.metadata.annotations or {})
     assert len(named(result, "drain-")) >= 2
-    assert [op["name"] for op in steps(result)][:2] == ["hook", "cordon"]
+    assert [op["name"] for op in steps(result)][:3] == ["event-time", "hook", "cordon"]
     assert "LifecycleHeartbeats" in result.output
     assert "LifecycleActionsCompleted" in result.output
 
@@ -279,3 +279,21 @@ def test_a_lifecycle_event_of_another_region_changes_nothing(cluster_env: dict[s
     assert group.calls("CompleteLifecycleAction") == []
     (action,) = group.actions()
     assert action["state"] == "pending"
+
+
+def test_a_lifecycle_event_stamped_ahead_gets_no_heartbeat(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    """Checks before side effects (issue 20.8): the envelope's time is checked before the first
+    heartbeat. A time ahead of now (only a forger writes one) changes nothing: no heartbeat, no
+    cordon, no completion; the event is counted as malformed and the group's own timeout decides."""
+    group = NodeGroup(cluster_env, scenes)
+    event = group.scale_in()
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    result = deliver(LIFECYCLE, event, cluster_env)
+    assert result.result["status"] == "SUCCEEDED", result.output[-3000:]
+    assert result.result["result"]["outcome"] == "malformed", result.result
+    assert group.calls("RecordLifecycleActionHeartbeat") == []
+    assert group.calls("CompleteLifecycleAction") == []
+    (action,) = group.actions()
+    assert action["state"] == "pending"
+    assert node_state(scenes, group.node_name) == (False, {})
+    assert "MalformedEvents" in {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}

@@ -9,6 +9,7 @@ from typing import Any
 from aws_durable_execution_sdk_python import DurableContext
 
 from serverless_nth import report
+from serverless_nth.aws.autoscaling import Completion
 from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.long_drain import LongDrains
@@ -30,15 +31,18 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     kind, settings = event.kind, drains.settings
     holder = lease_holder(ctx, event)
     result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
+    # Before any call that changes something (a heartbeat, a cordon, a completion), what the
+    # event alone says: its time (a replay older than 15 days, a forged time ahead), its account
+    # and region (a shared bus, a forger), and the hook's owner.
+    if drains.step(ctx, "event-time", kind, drains.too_old, event, "asg-lifecycle"):
+        return {**result, "outcome": Outcome.MALFORMED}
+    if drains.service.foreign(event, account):  # told by the sequence, which changes nothing for it
+        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
+        return {**result, "outcome": prepared["outcome"]}
     if ref.hook != settings.lifecycle_hook_name:
         # never complete another owner's hook: only its owner knows when its work is done
         drains.step(ctx, "not-our-hook", kind, lambda: not_ours(drains, event))
         return {**result, "outcome": Outcome.NOT_OUR_HOOK}
-
-    if drains.service.foreign(event, account):
-        # before any call that changes something: no heartbeat, no completion (told by the sequence)
-        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
-        return {**result, "outcome": prepared["outcome"]}
     hook = drains.step(ctx, "hook", kind, pending_action, drains, event)
     if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
         return {**result, "outcome": hook["outcome"]}
@@ -68,30 +72,44 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         )
     if last and beat is None:
         return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
-    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event))
+    # the action cannot have expired before this moment: a completion that finds it ended earlier
+    # was answered for, by an earlier send of this execution (see _complete)
+    alive_until = min(last_beat + hook["heartbeat"], hook["end"])
+    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event, alive_until))
     return {**result, "rounds": rounds, "completed": completed}
 
 
 def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
     assert event.lifecycle is not None
+    sent = drains.clock()  # the action's new HeartbeatTimeout counts from no earlier than this
     if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
         logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
         metrics.add_dimension("outcome", Outcome.ACTION_ENDED)
         report.count(Metric.LIFECYCLE_ACTIONS_LOST)
         return None
     report.count(Metric.LIFECYCLE_HEARTBEATS)
-    return drains.clock()
+    return sent
 
 
-def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
+def _complete(drains: LongDrains, event: InterruptionEvent, alive_until: float) -> bool:
     """CONTINUE: for a terminate action both results terminate the instance, and CONTINUE lets the
-    group's other hooks run. False when the action had already ended (a lost answer, an expiry)."""
+    group's other hooks run. False when the action had already ended (an expiry, an operator).
+
+    A CompleteLifecycleAction cannot be sent twice: once it took effect, a second send answers "No
+    active Lifecycle Action found". So when an earlier send of this execution may have gone through
+    (botocore resent the request, or this step runs again after a failed attempt) and the action
+    could not have expired yet (``alive_until``: the last heartbeat plus HeartbeatTimeout, capped by
+    the global timeout), that answer means this execution completed it, not that it was lost."""
     assert event.lifecycle is not None
-    completed = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
-    metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if completed else Outcome.ACTION_ENDED)
-    report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
-    logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
-    return completed
+    answer = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
+    resent = answer is Completion.ENDED_AFTER_RESEND or (answer is Completion.ENDED and drains.attempt > 1)
+    ours = answer is Completion.COMPLETED or (resent and drains.clock() < alive_until)
+    if ours and answer is not Completion.COMPLETED:
+        logger.info("an earlier send of this execution completed the lifecycle action; its answer was lost")
+    metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if ours else Outcome.ACTION_ENDED)
+    report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if ours else Metric.LIFECYCLE_ACTIONS_LOST)
+    logger.info("lifecycle action completed: CONTINUE" if ours else "lifecycle action had already ended")
+    return ours
 
 
 def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, Any]:
@@ -103,6 +121,7 @@ def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, An
         metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
         report.count(Metric.EVENTS_IGNORED)
         return {"outcome": Outcome.HOOK_NOT_FOUND}
+    sent = drains.clock()
     # a heartbeat delays the termination: a dry run leaves the group's timing alone
     if not drains.settings.dry_run:
         if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
@@ -112,7 +131,7 @@ def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, An
             return {"outcome": Outcome.OUTDATED}
         report.count(Metric.LIFECYCLE_HEARTBEATS)
     end = event.time.timestamp() + found.global_seconds
-    return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": drains.clock()}
+    return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": sent}
 
 
 def not_ours(drains: LongDrains, event: InterruptionEvent) -> None:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
+from aws_durable_execution_sdk_python.types import StepContext
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
@@ -63,13 +64,15 @@ class LongDrains:
     actions: LifecycleActions
     settings: Settings
     clock: Callable[[], float] = time.time
+    attempt: int = 1  # of the step that runs now (1: its first), set by ``step``
 
     def step(self, ctx: DurableContext, name: str, kind: EventKind, work: Callable[..., T], *args: Any) -> T:
         """One checkpointed step. Its metrics are flushed at its end with its own dimensions (the
         event's kind, and the outcome the step set, else ``in-progress``), so they are told once:
         a replay returns the step's checkpoint without running it."""
 
-        def run(_: Any) -> T:
+        def run(context: StepContext) -> T:
+            self.attempt = context.attempt
             try:
                 return work(*args)
             except HandlerError as exc:
