@@ -7,14 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from aws_durable_execution_sdk_python import DurableContext
+from aws_durable_execution_sdk_python.config import Duration
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import Completion
+from serverless_nth.errors import TemporaryError
 from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import InterruptionEvent
+from serverless_nth.kube.client import longest_failure
 from serverless_nth.long_drain import LongDrains
-from serverless_nth.long_drain_each import PAUSE, lease_holder
+from serverless_nth.long_drain_each import lease_holder
 from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.policy import next_pause
 from serverless_nth.report import Outcome
 
 # Heartbeats at half the hook's HeartbeatTimeout, so one late re-invocation still fits; the action
@@ -53,18 +57,25 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     if settings.dry_run:
         return result  # changes nothing: no heartbeat, no completion; the hook's own timeout decides
     interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
-    last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
+    last_beat, rounds, beat, pause = hook["at"], 0, hook["at"], 0.0
+    # a round that fails holds the next heartbeat for its pause and its failing request: together
+    # no longer than the interval
+    longest_pause = interval - longest_failure(settings.request_timeout_seconds)
+    last: dict[str, Any] = {}
     while prepared["drain_due"]:
         stop_by = min(last_beat + interval, end)
-        last = drains.step(ctx, f"drain-{rounds}", kind, drains.drain_round, event, prepared["node"], holder, stop_by)
+        name = f"drain-{rounds}"
+        this = drains.step(ctx, name, kind, _round, drains, event, prepared["node"], holder, stop_by, name)
         rounds += 1
+        last = {**last, **this}  # a failed round keeps what the last one that ran saw
         if last["completed"] or last["at"] >= end:
             break
         beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
         if beat is None:  # expired or completed elsewhere: the group has gone on without us
             break
         last_beat = beat
-        ctx.wait(PAUSE, name=f"pause-{rounds}")
+        pause = next_pause(pause, changed="failed" not in this, ceiling=longest_pause)
+        ctx.wait(Duration.from_seconds(round(pause)), name=f"pause-{rounds}")
     if last:
         finished = {**last, "rounds": rounds}
         result["outcome"] = drains.step(
@@ -77,6 +88,20 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     alive_until = min(last_beat + hook["heartbeat"], hook["end"])
     completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event, alive_until))
     return {**result, "rounds": rounds, "completed": completed}
+
+
+def _round(
+    drains: LongDrains, event: InterruptionEvent, node: str, holder: str, stop_by: float, name: str
+) -> dict[str, Any]:
+    """A drain round whose API trouble is told (an error with its stage, as a failed step is) and
+    not retried inside the step: the step's retries back off 2 s to 60 s, and while they did, no
+    heartbeat went out, so a hook with a short HeartbeatTimeout expired during an API brownout.
+    The loop sends the heartbeat, pauses, and runs the next round instead."""
+    try:
+        return drains.drain_round(event, node, holder, stop_by)
+    except TemporaryError as exc:
+        drains.tell_failed(name, exc.stage, True)
+        return {"completed": False, "failed": str(exc), "at": drains.clock()}
 
 
 def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:

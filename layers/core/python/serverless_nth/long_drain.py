@@ -78,13 +78,13 @@ class LongDrains:
             except HandlerError as exc:
                 # told here, with its stage: the SDK keeps only the message of an error that
                 # escapes a step. Each failed attempt counts, as each failed invocation does.
-                self._failed(name, exc.stage, isinstance(exc, TemporaryError))
+                self.tell_failed(name, exc.stage, isinstance(exc, TemporaryError))
                 raise
             except MalformedEvent:
-                self._failed(name, "parse", False)
+                self.tell_failed(name, "parse", False)
                 raise
             except Exception:  # a failure nobody foresaw still has a stage
-                self._failed(name, "internal", True)
+                self.tell_failed(name, "internal", True)
                 raise
             finally:
                 if metrics.metric_set:
@@ -95,7 +95,8 @@ class LongDrains:
 
         return ctx.step(run, name=name, config=_STEP)
 
-    def _failed(self, step: str, stage: str, retryable: bool) -> None:
+    def tell_failed(self, step: str, stage: str, retryable: bool) -> None:
+        """A failed attempt of a step: an error counted with its stage, and logged with its traceback."""
         count_error(self.settings.cluster_name, stage)
         logger.exception("step failed", extra={"step": step, "stage": stage, "retryable": retryable})
 
@@ -166,11 +167,16 @@ class LongDrains:
         outcome = Outcome.DRAINED if last.get("completed") else Outcome.DRAIN_INCOMPLETE
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_dimension("outcome", outcome)
-        found = self.service.get_node(node)
-        if found is not None:
-            api = self.service.kube()
-            report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
-            release_lease(api, found, holder)
+        try:
+            found = self.service.get_node(node)
+            if found is not None:
+                api = self.service.kube()
+                report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
+                release_lease(api, found, holder)
+        except TemporaryError as exc:
+            # told, and not retried: what follows (a lifecycle action's completion) matters more
+            # than the node's Event, and a lease not let go goes stale on its own
+            self.tell_failed("drained", exc.stage, True)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
 

@@ -266,3 +266,14 @@ def drain_starts_at(event: InterruptionEvent, settings: Settings) -> datetime.da
 
 def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
     return moment if moment > now else None
+
+
+def next_pause(previous: float, changed: bool, ceiling: float, first: float = 1.0) -> float:
+    """The pause before a long drain's next round: ``first`` after a round that changed something
+    on the node, else twice the previous one, up to ``ceiling`` (what a lifecycle drain's heartbeat
+    interval leaves), never below ``first``. A round that changed nothing (a budget still refusing,
+    the API server failing) is likely to change nothing soon, and each round costs operations in
+    the execution's history."""
+    if changed:
+        return first
+    return max(first, min(ceiling, 2 * previous))
