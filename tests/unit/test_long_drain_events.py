@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from serverless_nth.config import ConfigError, KarpenterNodes, Settings
+from serverless_nth.config import ConfigError, KarpenterNodes, Settings, UnfinishedDrainResult
 from serverless_nth.events import EventKind, InterruptionEvent, MalformedEvent, lifecycle_action, scheduled_change
 from serverless_nth.instance import Presence
-from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, drain_starts_at, event_taint, for_node
+from serverless_nth.policy import (
+    OUT_OF_SERVICE_KEY,
+    Basis,
+    decide,
+    drain_starts_at,
+    event_taint,
+    for_node,
+    unfinished_drain_result,
+)
 from tests.eventfiles import load_event
 
 T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
@@ -204,3 +212,26 @@ def test_long_drain_settings_are_validated_at_init() -> None:
     for key, value in (("SCHEDULED_CHANGE_LEAD_SECONDS", "-1"), ("LIFECYCLE_HOOK_NAME", "has spaces")):
         with pytest.raises(ConfigError, match=key):
             Settings.from_env({"CLUSTER_NAME": "c", key: value})
+
+
+def test_the_unfinished_drain_result_is_validated_at_init() -> None:
+    settings = Settings.from_env({"CLUSTER_NAME": "c", "UNFINISHED_DRAIN_RESULT": "ABANDON"})
+    assert settings.unfinished_drain_result is UnfinishedDrainResult.ABANDON
+    assert Settings.from_env({"CLUSTER_NAME": "c"}).unfinished_drain_result is UnfinishedDrainResult.AUTO
+    with pytest.raises(ConfigError, match="UNFINISHED_DRAIN_RESULT"):
+        Settings.from_env({"CLUSTER_NAME": "c", "UNFINISHED_DRAIN_RESULT": "abandon-please"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "retains", "expected"),
+    [
+        (UnfinishedDrainResult.AUTO, False, "CONTINUE"),
+        (UnfinishedDrainResult.AUTO, True, "ABANDON"),
+        (UnfinishedDrainResult.CONTINUE, True, "CONTINUE"),
+        (UnfinishedDrainResult.ABANDON, False, "ABANDON"),
+    ],
+)
+def test_an_unfinished_drain_is_abandoned_where_the_group_keeps_it_or_the_user_says(
+    setting: UnfinishedDrainResult, retains: bool, expected: str
+) -> None:
+    assert unfinished_drain_result(setting, retains) == expected

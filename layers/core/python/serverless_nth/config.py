@@ -48,6 +48,16 @@ class KarpenterNodes(StrEnum):
     REBALANCE_ONLY = "rebalance-only"
 
 
+class UnfinishedDrainResult(StrEnum):
+    """How a lifecycle action whose drain could not finish is completed."""
+
+    # CONTINUE, unless the group retains abandoned instances (its InstanceLifecyclePolicy's
+    # TerminateHookAbandon is retain): then ABANDON, so the group keeps the instance for inspection
+    AUTO = "auto"
+    CONTINUE = "CONTINUE"
+    ABANDON = "ABANDON"
+
+
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 
 
@@ -91,6 +101,7 @@ class Settings:
     scheduled_change_lead_seconds: int = 3600
     # the Auto Scaling lifecycle hook this stack completes; others are not ours (empty: none)
     lifecycle_hook_name: str = ""
+    unfinished_drain_result: UnfinishedDrainResult = UnfinishedDrainResult.AUTO
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +134,9 @@ class Settings:
                 env, "SCHEDULED_CHANGE_LEAD_SECONDS", cls.scheduled_change_lead_seconds, 0, 7 * 86400
             ),
             lifecycle_hook_name=_optional(env, "LIFECYCLE_HOOK_NAME", _HOOK_NAME, "a lifecycle hook name"),
+            unfinished_drain_result=_enum(
+                env, "UNFINISHED_DRAIN_RESULT", UnfinishedDrainResult, cls.unfinished_drain_result
+            ),
         )
 
 

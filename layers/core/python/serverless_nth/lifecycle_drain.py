@@ -11,14 +11,15 @@ from aws_durable_execution_sdk_python.config import Duration
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import Completion
-from serverless_nth.errors import TemporaryError
+from serverless_nth.config import UnfinishedDrainResult
+from serverless_nth.errors import PermanentError, TemporaryError
 from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.kube.client import longest_failure
 from serverless_nth.long_drain import LongDrains
 from serverless_nth.long_drain_each import lease_holder
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import next_pause
+from serverless_nth.policy import next_pause, unfinished_drain_result
 from serverless_nth.report import Outcome
 
 # Heartbeats at half the hook's HeartbeatTimeout, so one late re-invocation still fits; the action
@@ -28,7 +29,7 @@ GLOBAL_MARGIN_SECONDS = 60
 
 
 def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
-    """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
+    """Cordon, drain with heartbeats, then complete exactly once (never, for a hook not ours)."""
     event = lifecycle_action.normalise(raw)
     ref = event.lifecycle
     assert ref is not None  # lifecycle_action always sets it
@@ -86,7 +87,8 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     # the action cannot have expired before this moment: a completion that finds it ended earlier
     # was answered for, by an earlier send of this execution (see _complete)
     alive_until = min(last_beat + hook["heartbeat"], hook["end"])
-    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event, alive_until))
+    unfinished = bool(last) and not last["completed"]
+    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event, alive_until, unfinished))
     return {**result, "rounds": rounds, "completed": completed}
 
 
@@ -116,25 +118,46 @@ def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
     return sent
 
 
-def _complete(drains: LongDrains, event: InterruptionEvent, alive_until: float) -> bool:
-    """CONTINUE: for a terminate action both results terminate the instance, and CONTINUE lets the
-    group's other hooks run. False when the action had already ended (an expiry, an operator).
+def _complete(drains: LongDrains, event: InterruptionEvent, alive_until: float, unfinished: bool) -> bool:
+    """CONTINUE once the node is drained (or has nothing to drain). For a drain that could not
+    finish, the result ``UnfinishedDrainResult`` says (``policy.unfinished_drain_result``): for a
+    terminate action both results terminate the instance unless the group retains abandoned ones,
+    and CONTINUE lets the group's other hooks run. False when the action had already ended (an
+    expiry, an operator).
 
     A CompleteLifecycleAction cannot be sent twice: once it took effect, a second send answers "No
     active Lifecycle Action found". So when an earlier send of this execution may have gone through
     (botocore resent the request, or this step runs again after a failed attempt) and the action
     could not have expired yet (``alive_until``: the last heartbeat plus HeartbeatTimeout, capped by
     the global timeout), that answer means this execution completed it, not that it was lost."""
-    assert event.lifecycle is not None
-    answer = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
+    ref = event.lifecycle
+    assert ref is not None
+    setting, result = drains.settings.unfinished_drain_result, "CONTINUE"
+    if unfinished:
+        retains = setting is UnfinishedDrainResult.AUTO and _retains_abandoned(drains, ref.group)
+        result = unfinished_drain_result(setting, retains)
+    answer = drains.actions.complete(ref, event.instance_id, result)
     resent = answer is Completion.ENDED_AFTER_RESEND or (answer is Completion.ENDED and drains.attempt > 1)
     ours = answer is Completion.COMPLETED or (resent and drains.clock() < alive_until)
     if ours and answer is not Completion.COMPLETED:
         logger.info("an earlier send of this execution completed the lifecycle action; its answer was lost")
     metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if ours else Outcome.ACTION_ENDED)
     report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if ours else Metric.LIFECYCLE_ACTIONS_LOST)
-    logger.info("lifecycle action completed: CONTINUE" if ours else "lifecycle action had already ended")
+    if ours:
+        logger.info(f"lifecycle action completed: {result}", extra={"unfinished": unfinished})
+    else:
+        logger.info("lifecycle action had already ended")
     return ours
+
+
+def _retains_abandoned(drains: LongDrains, group: str) -> bool:
+    """Whether the group keeps abandoned instances; False (CONTINUE) when Auto Scaling cannot say
+    (a permission missing), so that a missing answer never changes how the action ends."""
+    try:
+        return drains.actions.retains_abandoned(group)
+    except PermanentError as exc:
+        logger.warning("the group's instance lifecycle policy could not be read", extra={"reason": str(exc)})
+        return False
 
 
 def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from serverless_nth.config import KarpenterNodes, Settings, TaintEffect
+from serverless_nth.config import KarpenterNodes, Settings, TaintEffect, UnfinishedDrainResult
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence
 
@@ -277,3 +277,13 @@ def next_pause(previous: float, changed: bool, ceiling: float, first: float = 1.
     if changed:
         return first
     return max(first, min(ceiling, 2 * previous))
+
+
+def unfinished_drain_result(setting: UnfinishedDrainResult, group_retains: bool) -> str:
+    """The LifecycleActionResult for a terminate action whose drain could not finish. ``auto``:
+    ABANDON only where it keeps the instance (the group's instance lifecycle policy retains on
+    TerminateHookAbandon), else CONTINUE, which terminates it as ABANDON would and lets the
+    group's other terminate hooks run."""
+    if setting is UnfinishedDrainResult.AUTO:
+        return "ABANDON" if group_retains else "CONTINUE"
+    return setting.value

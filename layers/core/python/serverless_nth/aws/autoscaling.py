@@ -61,6 +61,18 @@ class LifecycleActions:
                 )
         return None
 
+    def retains_abandoned(self, group: str) -> bool:
+        """Whether the group keeps an instance whose terminate action is abandoned: its
+        InstanceLifecyclePolicy's RetentionTriggers.TerminateHookAbandon is ``retain`` (botocore's
+        model: "Set to retain to move instances to a retained state")."""
+        reply = self._call(
+            "DescribeAutoScalingGroups", self._client.describe_auto_scaling_groups, AutoScalingGroupNames=[group]
+        )
+        for found in (reply.body or {}).get("AutoScalingGroups", []):
+            triggers = found.get("InstanceLifecyclePolicy", {}).get("RetentionTriggers", {})
+            return bool(triggers.get("TerminateHookAbandon") == "retain")
+        return False
+
     def heartbeat(self, ref: LifecycleHookRef, instance_id: str) -> bool:
         """Restarts the hook's heartbeat timeout; False when the action is no longer pending."""
         reply = self._on_action(
