@@ -68,6 +68,9 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         name = f"drain-{rounds}"
         this = drains.step(ctx, name, kind, _round, drains, event, prepared["node"], holder, stop_by, name)
         rounds += 1
+        # changed: the round ran and left other pods than the one before (the first round always)
+        before = last.get("remaining")
+        changed = "failed" not in this and (before is None or sorted(this["remaining"]) != sorted(before))
         last = {**last, **this}  # a failed round keeps what the last one that ran saw
         if last["completed"] or last["at"] >= end:
             break
@@ -75,7 +78,9 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         if beat is None:  # expired or completed elsewhere: the group has gone on without us
             break
         last_beat = beat
-        pause = next_pause(pause, changed="failed" not in this, ceiling=longest_pause)
+        # while nothing changes, the pause grows towards the interval: each round adds operations
+        # to the execution's history, which every invocation replays (issue 20.10)
+        pause = next_pause(pause, changed, ceiling=longest_pause)
         ctx.wait(Duration.from_seconds(round(pause)), name=f"pause-{rounds}")
     if last:
         finished = {**last, "rounds": rounds}
