@@ -176,7 +176,8 @@ class LongDrains:
         except TemporaryError as exc:
             # told, and not retried: what follows (a lifecycle action's completion) matters more
             # than the node's Event, and a lease not let go goes stale on its own
-            self.tell_failed("drained", exc.stage, True)
+            step = "drained" if event.lifecycle is not None else f"drained-{event.instance_id}"
+            self.tell_failed(step, exc.stage, True)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
 
