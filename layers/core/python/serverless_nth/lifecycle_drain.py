@@ -71,7 +71,7 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
         # changed: the round ran and left other pods than the one before (the first round always)
         before = last.get("remaining")
         changed = "failed" not in this and (before is None or sorted(this["remaining"]) != sorted(before))
-        last = {**last, **this}  # a failed round keeps what the last one that ran saw
+        last = {**last, **this} if "failed" in this else this  # a failed round keeps what the last saw
         if last["completed"] or last["at"] >= end:
             break
         beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
