@@ -7,6 +7,9 @@ the handlers decide from that state (a stopping instance is certainly going; a s
 pods). Here an instance stays in the transitional state for ``seconds`` (the supervisor's
 LOCALEKS_EC2_TRANSITION_SECONDS, 8 by default) and then reaches the final state, with the state
 codes EC2 documents.
+
+moto's StartInstances keeps the first LaunchTime; EC2's is "the time that the instance was last
+launched" (boto3's EC2.Instance.launch_time), so a start here sets it to the time of the start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def install(seconds: float) -> None:
         return
     Instance.stop = _passing_through(Instance.stop, "stopping", "stopped", seconds)  # type: ignore[method-assign]
     Instance.terminate = _passing_through(Instance.terminate, "shutting-down", "terminated", seconds)  # type: ignore[method-assign]
+    Instance.start = _relaunching(Instance.start)  # type: ignore[method-assign]
     Instance._localeks_transitions = True  # type: ignore[attr-defined]
 
 
@@ -44,6 +48,18 @@ def _passing_through(
         return previous
 
     return change
+
+
+def _relaunching(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def start(instance: Any) -> Any:
+        from moto.core.utils import utcnow
+
+        previous = original(instance)
+        if previous.name != "running":  # a start of a running instance launches nothing
+            instance.launch_time = utcnow()
+        return previous
+
+    return start
 
 
 def _finish(instance: Any, transitional: str, final: str) -> None:

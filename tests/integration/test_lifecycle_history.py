@@ -19,7 +19,7 @@ from localeks.invoke import invoke
 from localeks.scenes import Scenes
 from serverless_nth.kube.client import longest_failure
 from serverless_nth.lifecycle_drain import GLOBAL_MARGIN_SECONDS, HEARTBEAT_SHARE
-from serverless_nth.long_drain import ROUND_SECONDS
+from serverless_nth.long_drain_each import ROUND_SECONDS
 from serverless_nth.policy import next_pause
 from tests.integration.long_drains import LIFECYCLE, scale_in_under_budget, steps
 

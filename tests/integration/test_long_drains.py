@@ -178,6 +178,11 @@ def test_a_health_event_for_three_instances_cordons_all_at_once_and_drains_each_
     # all three cordoned before the wait, every drain after it
     assert len(cordons) == 3, order
     assert max(cordons) < wait < min(drains), order
+    # one round per invocation, whatever the number of instances: every round is followed by a wait
+    # (a new invocation), so no invocation runs the rounds of several nodes held by their PDBs
+    ops = steps(result)
+    for i in drains:
+        assert ops[i + 1]["type"] == "WAIT", order[i : i + 2]
     waited = next(op for op in steps(result) if op["name"] == "until-lead-time")
     # the wait ends at the window's start minus the lead time (the runner's clock skips it)
     assert abs(waited["scheduled_end"] - (time.time() + starts_in - lead)) < 120, waited

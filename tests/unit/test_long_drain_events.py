@@ -144,8 +144,9 @@ def test_health_start_times_in_either_format(text: str, expected: datetime.datet
         lambda d: d.update(eventTypeCategory="issue"),
         lambda d: d.update(startTime="next tuesday"),
         lambda d: d.update(startTime="2026-12-09 10:00:00"),
-        lambda d: d.pop("startTime"),
         lambda d: d.pop("affectedEntities"),
+        lambda d: d.update(statusCode="canceled"),
+        lambda d: d.update(eventArn="not an arn"),
         lambda d: d.update(affectedEntities="i-0123456789abcdef0"),
         lambda d: d.update(eventTypeCode="lower case"),
     ],
@@ -235,3 +236,40 @@ def test_an_unfinished_drain_is_abandoned_where_the_group_keeps_it_or_the_user_s
     setting: UnfinishedDrainResult, retains: bool, expected: str
 ) -> None:
     assert unfinished_drain_result(setting, retains) == expected
+
+
+def test_a_health_event_carries_its_arn_and_status_and_a_missing_start_is_a_gentle_drain_now() -> None:
+    upcoming = scheduled_change.normalise(health_event([I1], statusCode="upcoming")).events[0]
+    assert upcoming.health is not None
+    assert upcoming.health.status == "upcoming"
+    assert upcoming.drain_key == upcoming.health.event_arn != upcoming.event_id
+    # Karpenter's fixtures have neither startTime nor eventTypeCode: the safe reading, not malformed
+    bare = health_event([I1])
+    for field in ("startTime", "eventTypeCode", "statusCode"):
+        bare["detail"].pop(field, None)
+    event = scheduled_change.normalise(bare).events[0]
+    assert event.ends_at is None
+    assert event.health is not None
+    assert event.health.status == ""
+    settings = Settings(cluster_name="c")
+    assert drain_starts_at(event, settings) == event.time  # drains at once
+    action = decide(event, settings, Presence.LIVE, T0)
+    assert action.drain
+    assert action.deadline is None
+    assert action.wait_until is None
+
+
+@pytest.mark.parametrize("presence", list(Presence))
+def test_a_closed_health_event_undoes_on_a_live_instance_and_never_drains(presence: Presence) -> None:
+    event = scheduled_change.normalise(health_event([I1], statusCode="closed")).events[0]
+    action = decide(event, Settings(cluster_name="c"), presence, T0)
+    if presence is Presence.LIVE:
+        assert action.restore
+        assert not action.drain
+        assert not action.cordon
+        assert action.basis is Basis.MAINTENANCE_ENDED
+    else:  # the maintenance took the instance: its pods are dead or dying, as for any gone instance
+        assert not action.restore
+        assert action.cordon
+    open_event = scheduled_change.normalise(health_event([I1], statusCode="open")).events[0]
+    assert not decide(open_event, Settings(cluster_name="c"), presence, T0).restore

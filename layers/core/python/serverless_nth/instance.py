@@ -3,6 +3,7 @@ share. A neutral module, so that neither adapter (``aws/``, ``kube/``) imports t
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -43,6 +44,9 @@ class InstanceFacts:
     state: str  # EC2's State.Name now: pending, running, stopping, stopped, shutting-down, terminated
     lifecycle: str  # "spot", "scheduled", "capacity-block" or "on-demand"
     tags: dict[str, str] = field(default_factory=dict)
+    # EC2's LaunchTime, "the time that the instance was last launched": a start after a stop
+    # moves it, so an instance started again since an event is told apart from one that waited
+    launched_at: datetime.datetime | None = None
 
     @property
     def provider_id(self) -> str:
@@ -51,6 +55,10 @@ class InstanceFacts:
     @property
     def presence(self) -> Presence:
         return presence(self.state)
+
+    def restarted_since(self, moment: datetime.datetime) -> bool:
+        """Launched (a start after a stop) after ``moment``: not the run that an event named."""
+        return self.launched_at is not None and self.launched_at > moment
 
     def cluster_names(self) -> set[str]:
         """The EKS clusters that the instance's tags name (empty when the tags name none)."""

@@ -16,8 +16,9 @@ from serverless_nth.errors import PermanentError, TemporaryError
 from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.kube.client import longest_failure
+from serverless_nth.kube.lease import LeaseClaim
 from serverless_nth.long_drain import LongDrains
-from serverless_nth.long_drain_each import lease_holder
+from serverless_nth.long_drain_each import ROUND_SECONDS, lease_holder
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import next_pause, unfinished_drain_result
 from serverless_nth.report import Outcome
@@ -62,17 +63,24 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     # a round that fails holds the next heartbeat for its pause and its failing request: together
     # no longer than the interval
     longest_pause = interval - longest_failure(settings.request_timeout_seconds)
+    # the lease is promised past a round's end for the heartbeat, the longest pause and the next
+    # invocation's start: a pause that grew must not let another execution take the node over
+    next_round_within = max(2 * ROUND_SECONDS, longest_pause + ROUND_SECONDS)
     last: dict[str, Any] = {}
     while prepared["drain_due"]:
         stop_by = min(last_beat + interval, end)
         name = f"drain-{rounds}"
-        this = drains.step(ctx, name, kind, _round, drains, event, prepared["node"], holder, stop_by, name)
+        this = drains.step(
+            ctx, name, kind, _round, drains, event, prepared["node"], holder, stop_by, next_round_within, name
+        )
         rounds += 1
         # changed: the round ran and left other pods than the one before (the first round always)
         before = last.get("remaining")
         changed = "failed" not in this and (before is None or sorted(this["remaining"]) != sorted(before))
         last = {**last, **this} if "failed" in this else this  # a failed round keeps what the last saw
-        if last["completed"] or last["at"] >= end:
+        if last.get("stopped") and last["stopped"] != Outcome.MARKS_REMOVED:
+            return {**result, "outcome": last["stopped"], "rounds": rounds}  # the lease's holder completes
+        if last["completed"] or last["at"] >= end or last.get("stopped"):
             break
         beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
         if beat is None:  # expired or completed elsewhere: the group has gone on without us
@@ -98,14 +106,20 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
 
 
 def _round(
-    drains: LongDrains, event: InterruptionEvent, node: str, holder: str, stop_by: float, name: str
+    drains: LongDrains,
+    event: InterruptionEvent,
+    node: str,
+    holder: LeaseClaim,
+    stop_by: float,
+    next_round_within: float,
+    name: str,
 ) -> dict[str, Any]:
     """A drain round whose API trouble is told (an error with its stage, as a failed step is) and
     not retried inside the step: the step's retries back off 2 s to 60 s, and while they did, no
     heartbeat went out, so a hook with a short HeartbeatTimeout expired during an API brownout.
     The loop sends the heartbeat, pauses, and runs the next round instead."""
     try:
-        return drains.drain_round(event, node, holder, stop_by)
+        return drains.drain_round(event, node, holder, stop_by, next_round_within)
     except TemporaryError as exc:
         drains.tell_failed(name, exc.stage, True)
         return {"completed": False, "failed": str(exc), "at": drains.clock()}

@@ -32,9 +32,11 @@ from serverless_nth.entrypoint import count_error, count_malformed
 from serverless_nth.errors import HandlerError, PermanentError, TemporaryError
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
-from serverless_nth.kube.lease import hold_lease, release_lease
+from serverless_nth.instance import InstanceFacts, Presence
+from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
+from serverless_nth.long_drain_each import ROUND_SECONDS
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import long_drain_deadline, long_drain_turns_at
+from serverless_nth.policy import drain_starts_at, event_taint, long_drain_deadline, long_drain_turns_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -51,8 +53,6 @@ _STEP = StepConfig(
         )
     )
 )
-# Scheduled change: a drain round lasts at most this long; the nodes of one event take turns.
-ROUND_SECONDS = 60
 IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics before it ends
 
 
@@ -116,31 +116,75 @@ class LongDrains:
         metrics.add_dimension("outcome", Outcome.NOT_AN_INSTANCE)
         report.count(Metric.EVENTS_IGNORED, len(entities))
 
-    def prepare(self, event: InterruptionEvent, holder: str, account: str | None) -> dict[str, Any]:
-        """The sequence up to the cordon, then the node's drain lease: a duplicate execution of the
-        same event finds the lease held and leaves the drain (and the completion) to its holder."""
+    def prepare(self, event: InterruptionEvent, holder: LeaseClaim, account: str | None) -> dict[str, Any]:
+        """The sequence up to the cordon, then the node's drain lease, promised until the drain
+        starts: a duplicate execution of the same event finds the lease held, however long the
+        holder waits, and leaves the drain (and the completion) to its holder; a newer version of
+        the same Health event takes it over."""
         check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
         result = self.service.handle(event, account=account, drain=False)
         due = result.drain_due and bool(result.node) and not self.settings.dry_run
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
         node = self.service.get_node(result.node) if due and result.node else None
         if node is not None:
-            other = hold_lease(self.service.kube(), node, holder, self.clock(), self._stale_after(event))
-            if other:
-                # a duplicate delivery of this event, or another event's drain (a Health change and
-                # a scale-in of the same instance): told apart by the event id in the lease
-                duplicate = other.rsplit(" ", 1)[-1] == event.event_id
-                logger.info("another execution drains this node", extra={"holder": other, "node": result.node})
-                report.count(Metric.DUPLICATE_DRAINS if duplicate else Metric.EVENTS_IGNORED)
-                outcome = Outcome.DUPLICATE if duplicate else Outcome.HELD_BY_ANOTHER_EVENT
-                prepared.update(outcome=outcome, drain_due=False)
+            prepared["boot_id"] = node.boot_id  # a reboot maintenance hands the node back after a new boot
+            now = self.clock()
+            starts = max(now, drain_starts_at(event, self.settings).timestamp())
+            held = hold_lease(self.service.kube(), node, holder, now, starts + 2 * ROUND_SECONDS)
+            if held is not None:
+                prepared.update(outcome=self.tell_held(held, result.node), drain_due=False)
         return prepared
 
-    def drain_round(self, event: InterruptionEvent, node: str, holder: str, stop_by: float | None) -> dict[str, Any]:
-        """One round: the lease renewed, then the drain for ROUND_SECONDS at most, until ``stop_by``
-        and not past the event's predicted end while that is ahead."""
+    def tell_held(self, held: Held, node: str | None) -> str:
+        """Another execution drains this node: a duplicate delivery of this event, a newer version
+        of the same Health event, or another event's drain (a Health change and a scale-in of the
+        same instance), told apart by the claim in the lease."""
+        logger.info("another execution drains this node", extra={"holder": held.holder, "why": held.why, "node": node})
+        report.count(Metric.DUPLICATE_DRAINS if held.why is Refusal.DUPLICATE else Metric.EVENTS_IGNORED)
+        return str(held.why)
+
+    def recheck(self, event: InterruptionEvent, node: str, account: str | None) -> dict[str, Any]:
+        """After a wait, before the first round: EC2 says what is now. Gone: the dead-node treatment
+        (the sequence again: marked out of service, no drain). Stopped and started since the event
+        (its LaunchTime moved), or no longer the node of the instance the event named: nothing to
+        drain, and what this product added for the old run is undone."""
+        instance = self.service.instances.describe(event.instance_id)
+        if instance is not None and instance.restarted_since(event.time):
+            found = self.service.get_node(node)
+            if found is not None:
+                self.service.restore_marks(event, found, instance.launched_at or event.time)
+            return self._stopped(Outcome.INSTANCE_RESTARTED, "the instance was stopped and started since the event")
+        if instance is None or instance.presence is not Presence.LIVE or not self._still_the_node(node, instance):
+            result = self.service.handle(event, account=account, drain=False)
+            return {"outcome": result.outcome, "drain_due": result.drain_due and result.node == node}
+        return {"outcome": "", "drain_due": True}
+
+    def _still_the_node(self, node: str, instance: InstanceFacts) -> bool:
+        found = self.service.get_node(node)
+        return found is not None and found.is_instance(instance)
+
+    def _stopped(self, outcome: str, why: str) -> dict[str, Any]:
+        metrics.add_dimension("outcome", outcome)
+        report.count(Metric.EVENTS_OUTDATED)
+        logger.info(f"nothing to drain: {why}", extra={"outcome": outcome})
+        return {"outcome": outcome, "drain_due": False}
+
+    def drain_round(
+        self,
+        event: InterruptionEvent,
+        node: str,
+        holder: LeaseClaim,
+        stop_by: float | None,
+        next_round_within: float = 2 * ROUND_SECONDS,
+        round_seconds: float = ROUND_SECONDS,
+    ) -> dict[str, Any]:
+        """One round: the lease renewed (promised until this round's end and ``next_round_within``),
+        then the drain for ``round_seconds`` at most, until ``stop_by`` and not past the event's
+        predicted end while that is ahead. No round drains a node whose lease another execution
+        holds now (a newer version of the same drain, a live duplicate), or from which our taint
+        was removed (a return to running, a closed Health event, an operator): ``stopped`` says why."""
         now = self.clock()
-        limits = [now + ROUND_SECONDS] + ([stop_by] if stop_by is not None else [])
+        limits = [now + round_seconds] + ([stop_by] if stop_by is not None else [])
         # the event's end counts while it is ahead: a window that began before the event was
         # handled leaves one full round, not none
         if event.ends_at is not None and event.ends_at.timestamp() > now:
@@ -157,12 +201,19 @@ class LongDrains:
         found = self.service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
+        if not found.has_taint_key(event_taint(event, self.settings).key):
+            stopped = self._stopped(Outcome.MARKS_REMOVED, "this product's taint is no longer on the node")
+            return {"completed": False, "remaining": [], "at": self.clock(), "stopped": stopped["outcome"]}
         self.service.tell_if_uncordoned(event, found)
-        hold_lease(self.service.kube(), found, holder, self.clock(), self._stale_after(event))
+        held = hold_lease(self.service.kube(), found, holder, self.clock(), stop_by + next_round_within)
+        if held is not None:
+            outcome = self.tell_held(held, node)
+            metrics.add_dimension("outcome", outcome)
+            return {"completed": False, "remaining": [], "at": self.clock(), "stopped": outcome}
         drain = self.service.drain_round(event, found, stop_by, deadline.timestamp() if deadline else None)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
 
-    def finish(self, event: InterruptionEvent, node: str, holder: str, last: dict[str, Any]) -> str:
+    def finish(self, event: InterruptionEvent, node: str, holder: LeaseClaim, last: dict[str, Any]) -> str:
         """The drain's outcome, told once: metric, the node's Event; the lease let go."""
         outcome = Outcome.DRAINED if last.get("completed") else Outcome.DRAIN_INCOMPLETE
         metrics.add_dimension("event_kind", event.kind.value)
@@ -195,8 +246,3 @@ class LongDrains:
 
     def seconds_until(self, moment: datetime.datetime) -> float:
         return max(0.0, moment.timestamp() - self.clock())
-
-    def _stale_after(self, event: InterruptionEvent) -> float:
-        """A lease not renewed for this long belongs to an execution that died: another may take
-        the node over (a replay from the dead-letter queue, say)."""
-        return 3 * ROUND_SECONDS if event.lifecycle is None else 4 * ROUND_SECONDS

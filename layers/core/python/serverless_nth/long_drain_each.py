@@ -19,6 +19,7 @@ from serverless_nth.errors import TemporaryError
 from serverless_nth.events import capacity_block
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
+from serverless_nth.kube.lease import LeaseClaim
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import drain_starts_at
 from serverless_nth.report import Outcome, count
@@ -26,14 +27,27 @@ from serverless_nth.report import Outcome, count
 if TYPE_CHECKING:
     from serverless_nth.long_drain import LongDrains
 
+# a round of a long drain lasts at most this long (long_drain.py)
+ROUND_SECONDS = 60
+
 # Between rounds the execution waits (no compute is paid) and the next round is a new invocation,
-# so no invocation comes near Lambda's 15 minutes however long the drain lasts.
+# so no invocation comes near its timeout however long the drain lasts or however many instances
+# the event names: every round of every instance is followed by a wait, so one invocation runs one
+# round (ROUND_SECONDS at most) and the steps around it.
 PAUSE = Duration.from_seconds(1)
+# The instances of one event share a minute: each round lasts ROUND_SECONDS / instances, at least
+# this, so that a pass over many PDB-held nodes stays near a minute and a freed budget is seen soon.
+MIN_ROUND_SECONDS = 10
+# A drain without an end (a Health event without startTime: drained gently at once) stops trying
+# this long after the event; its node stays cordoned and tainted, as after a drain that the window
+# ended, and the outcome says drain-incomplete.
+NO_END_DRAIN = datetime.timedelta(hours=24)
 
 
-def lease_holder(ctx: DurableContext, event: InterruptionEvent) -> str:
-    """Who holds a node's drain lease: the execution, and the event it handles (its last word)."""
-    return f"{ctx.execution_context.durable_execution_arn} {event.event_id}"
+def lease_holder(ctx: DurableContext, event: InterruptionEvent) -> LeaseClaim:
+    """The drain lease's claim of this execution for ``event`` (kube/lease.py)."""
+    arn = ctx.execution_context.durable_execution_arn
+    return LeaseClaim(arn, event.event_id, event.drain_key, event.time.astimezone(datetime.UTC).isoformat())
 
 
 def drain_each(
@@ -43,14 +57,18 @@ def drain_each(
     events: list[InterruptionEvent],
     account: str | None,
     failure: type[TemporaryError],
+    boots: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Cordon every instance (``cordon-<id>``), wait until the drain starts (``until-lead-time``),
-    then a round per instance in turn (``drain-<id>-<n>``) until its node is empty or the event's
-    end, its outcome told once (``drained-<id>``). Returns the outcome per instance and the rounds."""
+    read EC2 again for each (``recheck-<id>``), then a round per instance in turn
+    (``drain-<id>-<n>``), each followed by a wait, until its node is empty, the event's end, or the
+    round finds the drain is no longer this execution's; its outcome told once (``drained-<id>``).
+    Returns the outcome per instance and the rounds; ``boots`` gets each drained instance's node
+    and the node's boot id when it was cordoned."""
     outcomes: dict[str, str] = {}
     if not events:
         return outcomes, 0
-    holder = lease_holder(ctx, events[0])  # one event id for all its instances
+    holder = lease_holder(ctx, events[0])  # one event, one claim for all its instances
     draining: dict[str, tuple[InterruptionEvent, str]] = {}
     for event in events:
         try:
@@ -61,33 +79,58 @@ def drain_each(
         outcomes[event.instance_id] = prepared["outcome"]
         if prepared["drain_due"]:
             draining[event.instance_id] = (event, prepared["node"])
+            if boots is not None:
+                boots[event.instance_id] = (prepared["node"], prepared.get("boot_id", ""))
     if draining:
         first = next(iter(draining.values()))[0]
         wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
         if wait >= 1:
             ctx.wait(Duration.from_seconds(wait), name="until-lead-time")
-    last: dict[str, dict[str, Any]] = {}
+            for instance_id, (event, node) in list(draining.items()):
+                try:
+                    now = drains.step(ctx, f"recheck-{instance_id}", kind, drains.recheck, event, node, account)
+                except StepError as exc:
+                    now = {"outcome": f"{Outcome.ERROR}: {exc}", "drain_due": False}
+                if not now["drain_due"]:
+                    outcomes[instance_id] = now["outcome"]
+                    del draining[instance_id]
     rounds = 0
     while draining:
+        # every other instance has a round before this one's next: the lease is promised for that
+        next_round_within = len(draining) * (ROUND_SECONDS + PAUSE.to_seconds()) + ROUND_SECONDS
+        share = max(MIN_ROUND_SECONDS, ROUND_SECONDS / len(draining))
         for instance_id, (event, node) in list(draining.items()):
-            ends = event.ends_at.timestamp() if event.ends_at else 0.0
+            ends = (event.ends_at or event.time + NO_END_DRAIN).timestamp()
             try:
-                last[instance_id] = drains.step(
-                    ctx, f"drain-{instance_id}-{rounds}", kind, drains.drain_round, event, node, holder, None
+                last: dict[str, Any] | None = drains.step(
+                    ctx,
+                    f"drain-{instance_id}-{rounds}",
+                    kind,
+                    drains.drain_round,
+                    event,
+                    node,
+                    holder,
+                    None,
+                    next_round_within,
+                    share,
                 )
             except StepError as exc:
                 outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"
                 del draining[instance_id]
+                last = None
+            ctx.wait(PAUSE, name=f"pause-{instance_id}-{rounds}")
+            if last is None:
                 continue
-            if last[instance_id]["completed"] or last[instance_id]["at"] >= ends:
-                finished = {**last[instance_id], "rounds": rounds + 1}
+            if last.get("stopped"):
+                outcomes[instance_id] = last["stopped"]  # another drives it, or it is ours no more
+                del draining[instance_id]
+            elif last["completed"] or last["at"] >= ends:
+                finished = {**last, "rounds": rounds + 1}
                 outcomes[instance_id] = drains.step(
                     ctx, f"drained-{instance_id}", kind, drains.finish, event, node, holder, finished
                 )
                 del draining[instance_id]
         rounds += 1
-        if draining:
-            ctx.wait(PAUSE, name=f"pause-{rounds}")
     failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
     if failed:
         raise failure(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")

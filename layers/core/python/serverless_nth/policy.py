@@ -66,6 +66,7 @@ class Basis(StrEnum):
     OUTDATED = "outdated"  # EC2 has left the reported state behind: nothing to do
     NOT_HANDLED = "not-handled"  # pending events
     CAME_BACK = "came-back"  # running again: undo what this product added
+    MAINTENANCE_ENDED = "maintenance-ended"  # a closed Health event, the instance live: undo as CAME_BACK
     SUPERSEDED = "superseded"  # a `running` event older than the event that holds the node: nothing undone
     NOT_MANAGED = "not-managed"  # the instance lacks Settings.managed_tag
     OPTED_OUT = "opted-out"  # the node's serverless-nth/ignore label
@@ -133,6 +134,10 @@ def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now
         if presence is Presence.LIVE:
             return Action(False, (), False, None, None, basis=Basis.CAME_BACK, restore=True)
         return _no_action(Basis.OUTDATED)  # stopped again since
+    if event.health is not None and event.health.closed and presence is Presence.LIVE:
+        # the maintenance is over and the instance runs: nothing to drain, and what an earlier
+        # status of the event did is undone (an operator's cordon stays); a gone one is still dead
+        return Action(False, (), False, None, None, basis=Basis.MAINTENANCE_ENDED, restore=True)
     action = _decide(event, settings, presence, now)
     if settings.exclude_from_load_balancers and _pods_leave(action, presence):
         action = dataclasses.replace(action, exclude_from_lb=True)

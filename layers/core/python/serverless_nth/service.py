@@ -230,11 +230,25 @@ class Service:
         if cordon.taints_added:
             metrics.add_metric(name=Metric.NODES_TAINTED, unit=MetricUnit.Count, value=1)
 
-    def _restore(self, api: KubeApi, event: InterruptionEvent, node: Node, result: HandlerResult) -> None:
+    def restore_marks(self, event: InterruptionEvent, node: Node, since: datetime.datetime) -> None:
+        """What this product added to ``node`` (as just read) for events older than ``since`` (an
+        instance launched again then) undone, as a return to running undoes it."""
+        result = HandlerResult(Outcome.IGNORED, event.kind.value, event.instance_id, self.settings.cluster_name)
+        self._restore(self.kube(), event, node, result, since)
+
+    def _restore(
+        self,
+        api: KubeApi,
+        event: InterruptionEvent,
+        node: Node,
+        result: HandlerResult,
+        since: datetime.datetime | None = None,
+    ) -> None:
         """The instance runs again: undo what this product added, and only that, unless an event
-        newer than this one holds the node (this `running` event is late or replayed)."""
+        newer than this one (or than ``since``) holds the node (this `running` event is late or
+        replayed)."""
         with tracer.provider.in_subsegment("Restore"):
-            restored = restore(api, node, self.settings.dry_run, event.time)
+            restored = restore(api, node, self.settings.dry_run, since or event.time)
         if restored.held_since:
             result.basis = Basis.SUPERSEDED.value
             why = f"an event of {restored.held_since}, newer than this one, holds the node"

@@ -37,6 +37,7 @@ class Ec2Instances:
                         state=instance.get("State", {}).get("Name", ""),
                         lifecycle=instance.get("InstanceLifecycle", "on-demand"),
                         tags={t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])},
+                        launched_at=instance.get("LaunchTime"),
                     )
         return None
 

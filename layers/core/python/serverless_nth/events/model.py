@@ -40,6 +40,20 @@ class LifecycleHookRef:
 
 
 @dataclass(frozen=True)
+class HealthRef:
+    """What follows an AWS Health event through its life: Health sends the same ``event_arn`` again
+    as ``status`` moves from ``upcoming`` to ``open`` to ``closed``, and when the window moves."""
+
+    event_arn: str
+    status: str  # upcoming, open or closed; "" when the event does not say (treated as open)
+    type_code: str
+
+    @property
+    def closed(self) -> bool:
+        return self.status == "closed"
+
+
+@dataclass(frozen=True)
 class InterruptionEvent:
     kind: EventKind
     event_id: str
@@ -53,3 +67,11 @@ class InterruptionEvent:
     ends_at: datetime.datetime | None = None
     # the Auto Scaling lifecycle action to heartbeat and complete (asg-terminating only)
     lifecycle: LifecycleHookRef | None = None
+    # the AWS Health event it comes from (scheduled-change only)
+    health: HealthRef | None = None
+
+    @property
+    def drain_key(self) -> str:
+        """What one logical drain is about: a Health event's ARN (every status update and reschedule
+        of it is the same drain), else the event itself."""
+        return self.health.event_arn if self.health and self.health.event_arn else self.event_id

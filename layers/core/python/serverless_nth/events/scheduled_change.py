@@ -8,6 +8,7 @@ instances in ``affectedEntities``; each becomes its own InterruptionEvent and it
      "detail": {"eventArn": "arn:aws:health:us-east-1::event/EC2/...", "service": "EC2",
                 "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
                 "eventTypeCategory": "scheduledChange", "eventScopeCode": "ACCOUNT_SPECIFIC",
+                "statusCode": "upcoming",
                 "communicationId": "...-1", "startTime": "Fri, 11 Dec 2026 06:00:00 GMT",
                 "endTime": "Fri, 11 Dec 2026 08:00:00 GMT", "eventRegion": "us-east-1",
                 "eventDescription": [{"language": "en_US", "latestDescription": "..."}],
@@ -21,6 +22,11 @@ pkg/controllers/interruption/messages/scheduledchange reads the same fields.) He
 MAX_START_AHEAD after the event. Entities that are not instances (a Dedicated Host ``h-...``, an
 entity without a value) are not this product's business: they are left out, one by one, and told
 (``HealthChange.left_out``), never a reason to drop the instances the event does name.
+
+Health sends the same ``eventArn`` again as ``statusCode`` moves from ``upcoming`` to ``open`` to
+``closed`` and when the window moves (``HealthRef``; what each status does is the policy's and the
+drain lease's). ``startTime``, ``eventTypeCode`` and ``statusCode`` may be missing (Karpenter's
+fixtures have no ``startTime``): read the safe way, a gentle drain at once, never malformed.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, Field
 
-from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
+from serverless_nth.events.model import EventKind, HealthRef, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import INSTANCE_ID, RFC3339, parse_eventbridge, rfc3339_time
 
 SOURCE = "aws.health"
@@ -53,8 +59,12 @@ MAX_START_AHEAD = datetime.timedelta(days=30)
 class ScheduledChangeDetail(BaseModel):
     service: Literal["EC2"]
     category: Literal["scheduledChange"] = Field(alias="eventTypeCategory")
-    type_code: str = Field(alias="eventTypeCode", pattern=r"^[A-Z0-9_]{1,100}$")
-    start_time: str = Field(alias="startTime", min_length=1, max_length=64)
+    # optional, as Karpenter's fixtures have neither: a missing field is read the safe way (no
+    # start time: drain gently now; no status: open), never a reason to drop the event
+    type_code: str = Field("", alias="eventTypeCode", pattern=r"^[A-Z0-9_]{0,100}$")
+    start_time: str | None = Field(None, alias="startTime", min_length=1, max_length=64)
+    status: Literal["upcoming", "open", "closed"] | None = Field(None, alias="statusCode")
+    event_arn: str = Field("", alias="eventArn", pattern=r"^arn:[-a-z]+:health:[-a-z0-9]*::event/\S{1,1500}$|^$")
     # read one by one: an odd entity is left out and told, not a reason to drop the event
     affected_entities: list[Any] = Field(alias="affectedEntities", max_length=MAX_ENTITIES)
 
@@ -85,15 +95,17 @@ def start_time(text: str) -> datetime.datetime:
 def normalise(event: Any) -> HealthChange:
     """One InterruptionEvent per instance the event names, and the entities left out."""
     parsed = parse_eventbridge(event, ScheduledChangeEvent, SOURCE, DETAIL_TYPE)
-    starts = start_time(parsed.detail.start_time)
-    if starts > parsed.time + MAX_START_AHEAD:
+    detail = parsed.detail
+    starts = start_time(detail.start_time) if detail.start_time is not None else None
+    if starts is not None and starts > parsed.time + MAX_START_AHEAD:
         raise MalformedEvent(
             f"invalid {DETAIL_TYPE}: startTime {starts.isoformat()} is more than {MAX_START_AHEAD.days} days "
             "after the event"
         )
     instances: dict[str, None] = {}
     left_out: list[str] = []
-    for entity in parsed.detail.affected_entities:
+    health = HealthRef(detail.event_arn, detail.status or "", detail.type_code)
+    for entity in detail.affected_entities:
         value = entity.get("entityValue") if isinstance(entity, dict) else None
         if isinstance(value, str) and _INSTANCE.fullmatch(value):
             instances[value] = None
@@ -107,8 +119,9 @@ def normalise(event: Any) -> HealthChange:
             region=parsed.region,
             account=parsed.account,
             time=parsed.time,
-            detail=parsed.detail.type_code,
+            detail=detail.type_code,
             ends_at=starts,
+            health=health,
         )
         for instance_id in instances
     ]
