@@ -9,14 +9,16 @@ functions and the local EKS and answer wrongly on purpose, and the pause of a co
   request is forwarded and served, then the connection is closed without a reply), and a 2xx whose
   body is not JSON (the request served, its answer replaced).
 - ``AwsFaultProxy``: an HTTP proxy in front of moto. It throttles EC2 actions
-  (``RequestLimitExceeded``, as EC2 answers) and rewrites DescribeCluster's endpoint to a
-  ``KubeFaultProxy``.
+  (``RequestLimitExceeded``, as EC2 answers), loses the answer of an EC2 or Auto Scaling action
+  (the request served by moto, the connection then closed unanswered) and rewrites
+  DescribeCluster's endpoint to a ``KubeFaultProxy``.
 - ``component_pid`` / ``paused``: SIGSTOP and SIGCONT a child of the supervisor (kube-apiserver,
   etcd). The supervisor takes down the whole cluster when a child exits, so a part is paused,
   never killed.
 
 The functions are pointed at the proxies with the SDK's own service-specific endpoint variables
-(``AWS_ENDPOINT_URL_EKS``, ``AWS_ENDPOINT_URL_EC2``; see ``function_env``), so the product code has
+(``AWS_ENDPOINT_URL_EKS``, ``AWS_ENDPOINT_URL_EC2``, ``AWS_ENDPOINT_URL_AUTO_SCALING``; see
+``function_env``), so the product code has
 no test branch and STS (the token's signature) still goes to moto directly.
 """
 
@@ -259,13 +261,15 @@ class _KubeHandler(_Handler):
 # --- moto (EC2, EKS) ------------------------------------------------------------------------
 @dataclass
 class AwsRule:
-    """Throttle an AWS action (``service`` as in the request's credential scope)."""
+    """Throttle an AWS action (``service`` as in the request's credential scope), or with
+    ``lose_answer`` let moto serve it and close the connection without its answer."""
 
     service: str
     action: str
     code: str = "RequestLimitExceeded"
     times: int | None = None
     injected: int = 0
+    lose_answer: bool = False
 
 
 class AwsFaultProxy(_Proxy):
@@ -282,6 +286,12 @@ class AwsFaultProxy(_Proxy):
 
     def throttle(self, action: str, service: str = "ec2", times: int | None = None) -> AwsRule:
         rule = AwsRule(service, action, times=times)
+        with self.book.lock:
+            self.aws_rules.append(rule)
+        return rule
+
+    def lose_answer(self, action: str, service: str, times: int | None = None) -> AwsRule:
+        rule = AwsRule(service, action, code="lost-answer", times=times, lose_answer=True)
         with self.book.lock:
             self.aws_rules.append(rule)
         return rule
@@ -314,13 +324,13 @@ class _AwsHandler(_Handler):
         service = scope.group(1) if scope else ""
         parts = urlsplit(self.path)
         action = ""
-        if service == "ec2":
+        if service in ("ec2", "autoscaling"):  # both speak the query protocol: the action is in the body
             action = (parse_qs(body.decode(errors="replace")).get("Action") or [""])[0]
         elif service == "eks" and self.command == "GET" and parts.path.startswith("/clusters/"):
             action = "DescribeCluster"
         label = f"{service}:{action}" if action else service
         rule = proxy.decide_aws(service, action) if action else None
-        if rule is not None:
+        if rule is not None and not rule.lose_answer:
             error = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
                 f"<Code>{rule.code}</Code><Message>Request limit exceeded.</Message>"
@@ -337,6 +347,11 @@ class _AwsHandler(_Handler):
             response = upstream.getresponse()
             status = response.status
             data = response.read()
+            if rule is not None:  # lose_answer: served by moto; the client never hears of it
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+                return
             if action == "DescribeCluster" and proxy.kube_url and status == 200:
                 reply = json.loads(data)
                 reply["cluster"]["endpoint"] = proxy.kube_url
@@ -346,15 +361,16 @@ class _AwsHandler(_Handler):
             self.close_connection = True
         finally:
             upstream.close()
-            proxy.book.record(Seen(arrived, self.command, label, parts.query, None, status, time.time()))
+            fault = rule.code if rule is not None else None
+            proxy.book.record(Seen(arrived, self.command, label, parts.query, fault, status, time.time()))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
 
 
 def function_env(aws: AwsFaultProxy) -> dict[str, str]:
-    """Environment overrides that send a function's EC2 and EKS calls through ``aws`` (and so its
-    Kubernetes requests through the KubeFaultProxy that ``aws`` names); STS stays on moto."""
-    return {"AWS_ENDPOINT_URL_EC2": aws.url, "AWS_ENDPOINT_URL_EKS": aws.url}
+    """Environment overrides that send a function's EC2, EKS and Auto Scaling calls through ``aws``
+    (and so its Kubernetes requests through the KubeFaultProxy that ``aws`` names); STS stays on moto."""
+    return {"AWS_ENDPOINT_URL_EC2": aws.url, "AWS_ENDPOINT_URL_EKS": aws.url, "AWS_ENDPOINT_URL_AUTO_SCALING": aws.url}
 
 
 # --- pausing a part of the control plane ----------------------------------------------------

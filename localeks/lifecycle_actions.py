@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from localeks import lifecycle_retention
+
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
 MAX_GLOBAL_TIMEOUT = 172800  # 48 h
@@ -179,6 +181,8 @@ def _end(action: Action, state: str, result: str | None, by: str) -> None:
             other.state, other.ended, other.ended_by = "cancelled", action.ended, f"ABANDON of hook {action.hook}"
         others = []
     if not others:
+        if result == "ABANDON" and lifecycle_retention.retained(action.backend, action.group, action.instance_id):
+            return  # the group's instance lifecycle policy keeps the instance (local, see there)
         _proceed(action.backend, action.group, action.instance_id)
 
 

@@ -20,7 +20,14 @@ class NodeGroup:
     """An Auto Scaling group of one instance that is a node of the cluster, with this stack's
     terminate hook (serverless-nth-<cluster>, the template's default)."""
 
-    def __init__(self, cluster_env: dict[str, str], scenes: Scenes, hook: str | None = None, node: bool = True) -> None:
+    def __init__(
+        self,
+        cluster_env: dict[str, str],
+        scenes: Scenes,
+        hook: str | None = None,
+        node: bool = True,
+        heartbeat_timeout: int = HEARTBEAT_TIMEOUT,
+    ) -> None:
         self.env = cluster_env
         self.asg = moto_client(cluster_env, "autoscaling")
         ec2 = moto_client(cluster_env, "ec2")
@@ -41,7 +48,7 @@ class NodeGroup:
             AutoScalingGroupName=self.name,
             LifecycleHookName=self.hook,
             LifecycleTransition=TERMINATING,
-            HeartbeatTimeout=HEARTBEAT_TIMEOUT,
+            HeartbeatTimeout=heartbeat_timeout,
             DefaultResult="CONTINUE",
         )
         group = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])["AutoScalingGroups"][0]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localeks.invoke import Invocation
-from localeks.node_group import NodeGroup
+from localeks.node_group import HEARTBEAT_TIMEOUT, NodeGroup
 from localeks.scenes import Scenes
 from tests.eventfiles import load_event
 
@@ -29,10 +29,16 @@ class Scaling:
 
 
 def scale_in_under_budget(
-    cluster_env: dict[str, str], scenes: Scenes, prefix: str, *, grace: int = 5, max_unavailable: int = 0
+    cluster_env: dict[str, str],
+    scenes: Scenes,
+    prefix: str,
+    *,
+    grace: int = 5,
+    max_unavailable: int = 0,
+    heartbeat_timeout: int = HEARTBEAT_TIMEOUT,
 ) -> Scaling:
     """``max_unavailable`` 0: the budget refuses every eviction until the test changes it."""
-    group = NodeGroup(cluster_env, scenes)
+    group = NodeGroup(cluster_env, scenes, heartbeat_timeout=heartbeat_timeout)
     scenes.worker_node(spot=False)  # room for the replacements
     namespace = scenes.namespace(prefix)
     pods = scenes.deployment(namespace, "api", group.node_name, 2, grace=grace, pdb_max_unavailable=max_unavailable)

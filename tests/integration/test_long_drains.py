@@ -90,7 +90,10 @@ def test_a_lifecycle_action_held_by_a_pdb_is_kept_alive_until_the_budget_frees_t
     node = scenes.core.read_node(group.node_name)
     assert "serverless-nth/drain-lease" not in (node.metadata.annotations or {})
     assert len(named(result, "drain-")) >= 2
-    assert [op["name"] for op in steps(result)][:2] == ["hook", "cordon"]
+    order = [op["name"] for op in steps(result)]
+    assert order[:3] == ["event-time", "hook", "cordon"]
+    # the node is empty: its VolumeAttachments are waited for (none here) before the completion
+    assert order.index("drained") < order.index("volumes") < order.index("complete"), order
     assert "LifecycleHeartbeats" in result.output
     assert "LifecycleActionsCompleted" in result.output
 
@@ -246,11 +249,12 @@ def test_a_lifecycle_action_completed_by_someone_else_mid_drain_stops_the_execut
 
 
 def test_every_metric_of_the_long_drains_was_emitted_by_the_executions_above() -> None:
-    """Runs last: the metrics only long_drain.py emits (tests/integration/test_observability.py
+    """Runs last: the metrics only the long drains emit (tests/integration/test_observability.py
     covers the others) each came out of an execution of this module with a value."""
-    wanted = {name for name, files in names_the_code_emits().items() if "long_drain.py" in files}
-    # the volume-detach step's, which no workflow calls yet: tests/integration/test_volume_detach.py
-    # runs the step against real VolumeAttachments and checks its count
+    ours = {"long_drain.py", "lifecycle_drain.py"}
+    wanted = {name for name, files in names_the_code_emits().items() if set(files) & ours}
+    # the volume-detach step's: tests/integration/test_volume_detach.py runs the step against real
+    # VolumeAttachments and checks its count (none is attached in this module's scenes)
     wanted -= {"VolumesStillAttached"}
     valued = {r["name"] for r in EMITTED if r["value"]}
     assert EMITTED, "run the whole module: this test reads the metrics of the executions above"
@@ -286,3 +290,21 @@ def test_a_lifecycle_event_of_another_region_changes_nothing(cluster_env: dict[s
     assert group.calls("CompleteLifecycleAction") == []
     (action,) = group.actions()
     assert action["state"] == "pending"
+
+
+def test_a_lifecycle_event_stamped_ahead_gets_no_heartbeat(cluster_env: dict[str, str], scenes: Scenes) -> None:
+    """Checks before side effects (issue 20.8): the envelope's time is checked before the first
+    heartbeat. A time ahead of now (only a forger writes one) changes nothing: no heartbeat, no
+    cordon, no completion; the event is counted as malformed and the group's own timeout decides."""
+    group = NodeGroup(cluster_env, scenes)
+    event = group.scale_in()
+    event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+    result = deliver(LIFECYCLE, event, cluster_env)
+    assert result.result["status"] == "SUCCEEDED", result.output[-3000:]
+    assert result.result["result"]["outcome"] == "malformed", result.result
+    assert group.calls("RecordLifecycleActionHeartbeat") == []
+    assert group.calls("CompleteLifecycleAction") == []
+    (action,) = group.actions()
+    assert action["state"] == "pending"
+    assert node_state(scenes, group.node_name) == (False, {})
+    assert "MalformedEvents" in {r["name"] for r in read_emf(result.output.splitlines()) if r["value"]}

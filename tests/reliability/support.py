@@ -47,10 +47,13 @@ class Faults:
         function: str = SPOT,
         params: dict[str, str] | None = None,
         direct: bool = False,
+        env: dict[str, str] | None = None,
     ) -> Invocation:
-        """Runs the function as Lambda would; its EC2 and EKS calls (and so its Kubernetes
-        requests) go through the proxies unless ``direct``."""
-        return invoke(function, event, cluster_env, params, env_overrides=None if direct else function_env(self.aws))
+        """Runs the function as Lambda would; its EC2, EKS and Auto Scaling calls (and so its
+        Kubernetes requests) go through the proxies unless ``direct``; ``env`` is added to its
+        environment (the local runner's, e.g. LOCALEKS_DURABLE_REAL_TIME)."""
+        overrides = {} if direct else function_env(self.aws)
+        return invoke(function, event, cluster_env, params, env_overrides={**overrides, **(env or {})})
 
     def deletes_served(self) -> set[str]:
         """The pods whose DELETE (not an eviction: past the PDB) reached the API server, whether

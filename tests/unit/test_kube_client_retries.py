@@ -4,6 +4,7 @@ tells it to (status codes only: what is retried, how often, and what is not)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from serverless_nth.kube.client import (
     KubeTemporaryError,
     TooManyRequests,
     Unauthorized,
+    longest_failure,
 )
 
 
@@ -189,3 +191,22 @@ def test_no_retry_waits_past_give_up_at(server: tuple[str, Script]) -> None:
     with pytest.raises(TooManyRequests):
         make_api(url, ["t0"]).request("GET", "/api/v1/nodes/n1", give_up_at=time.time() + 1)
     assert time.monotonic() - started < 1
+
+
+def test_a_stalled_api_server_fails_a_request_within_longest_failure() -> None:
+    """A lifecycle drain's pauses leave room for one failing request (issue 20.4): every attempt
+    times out against a server that accepts and never answers, and the error comes within
+    ``longest_failure`` of the request timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepted by the kernel, never answered
+    try:
+        api = KubeApi(f"http://127.0.0.1:{listener.getsockname()[1]}", b"", lambda: "t", lambda: None, 0.3, 4)
+        started = time.monotonic()
+        with pytest.raises(KubeTemporaryError):
+            api.request("GET", "/api/v1/nodes/n1")
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert api.requests_sent == 4
+    assert longest_failure(0.3) - 0.3 < elapsed <= longest_failure(0.3) + 0.5, elapsed

@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from serverless_nth.config import ConfigError, KarpenterNodes, Settings
+from serverless_nth.config import ConfigError, KarpenterNodes, Settings, UnfinishedDrainResult
 from serverless_nth.events import EventKind, InterruptionEvent, MalformedEvent, lifecycle_action, scheduled_change
 from serverless_nth.instance import Presence
-from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, drain_starts_at, event_taint, for_node
+from serverless_nth.policy import (
+    OUT_OF_SERVICE_KEY,
+    Basis,
+    decide,
+    drain_starts_at,
+    event_taint,
+    for_node,
+    unfinished_drain_result,
+)
 from tests.eventfiles import load_event
 
 T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
@@ -207,6 +215,29 @@ def test_long_drain_settings_are_validated_at_init() -> None:
             Settings.from_env({"CLUSTER_NAME": "c", key: value})
 
 
+def test_the_unfinished_drain_result_is_validated_at_init() -> None:
+    settings = Settings.from_env({"CLUSTER_NAME": "c", "UNFINISHED_DRAIN_RESULT": "ABANDON"})
+    assert settings.unfinished_drain_result is UnfinishedDrainResult.ABANDON
+    assert Settings.from_env({"CLUSTER_NAME": "c"}).unfinished_drain_result is UnfinishedDrainResult.AUTO
+    with pytest.raises(ConfigError, match="UNFINISHED_DRAIN_RESULT"):
+        Settings.from_env({"CLUSTER_NAME": "c", "UNFINISHED_DRAIN_RESULT": "abandon-please"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "retains", "expected"),
+    [
+        (UnfinishedDrainResult.AUTO, False, "CONTINUE"),
+        (UnfinishedDrainResult.AUTO, True, "ABANDON"),
+        (UnfinishedDrainResult.CONTINUE, True, "CONTINUE"),
+        (UnfinishedDrainResult.ABANDON, False, "ABANDON"),
+    ],
+)
+def test_an_unfinished_drain_is_abandoned_where_the_group_keeps_it_or_the_user_says(
+    setting: UnfinishedDrainResult, retains: bool, expected: str
+) -> None:
+    assert unfinished_drain_result(setting, retains) == expected
+
+
 def test_a_health_event_carries_its_arn_and_status_and_a_missing_start_is_a_gentle_drain_now() -> None:
     upcoming = scheduled_change.normalise(health_event([I1], statusCode="upcoming")).events[0]
     assert upcoming.health is not None
@@ -242,3 +273,12 @@ def test_a_closed_health_event_undoes_on_a_live_instance_and_never_drains(presen
         assert action.cordon
     open_event = scheduled_change.normalise(health_event([I1], statusCode="open")).events[0]
     assert not decide(open_event, Settings(cluster_name="c"), presence, T0).restore
+
+
+def test_a_reboot_watch_has_a_fixed_number_of_checks_covering_eight_hours() -> None:
+    from serverless_nth.scheduled_drain import BOOT_WATCH, boot_check_pauses
+
+    pauses = boot_check_pauses()
+    assert pauses[:5] == [60, 120, 240, 480, 900]
+    assert sum(pauses) >= BOOT_WATCH.total_seconds() > sum(pauses[:-1])
+    assert len(pauses) == 35  # a bounded history, whatever the clock does during the waits

@@ -8,7 +8,7 @@ import pytest
 from serverless_nth.config import KarpenterNodes, Settings, TaintEffect
 from serverless_nth.events import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence, presence
-from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, for_node, instance_opted_in
+from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, for_node, instance_opted_in, next_pause
 
 T0 = datetime.datetime(2026, 11, 25, 10, 0, tzinfo=datetime.UTC)
 DEFAULTS = Settings(cluster_name="c")
@@ -242,3 +242,21 @@ def test_running_again_is_undone_even_on_an_opted_out_node() -> None:
 )
 def test_managed_tag(tag: str, tags: dict[str, str], handled: bool) -> None:
     assert instance_opted_in(tags, Settings(cluster_name="c", managed_tag=tag)) is handled
+
+
+@pytest.mark.parametrize(
+    ("previous", "changed", "ceiling", "expected"),
+    [
+        (0.0, True, 100.0, 1.0),  # the first pause
+        (0.0, False, 100.0, 1.0),
+        (1.0, False, 100.0, 2.0),  # doubles while nothing changes
+        (64.0, False, 100.0, 100.0),  # up to the ceiling
+        (100.0, False, 100.0, 100.0),
+        (100.0, True, 100.0, 1.0),  # a change: back to the first
+        (8.0, False, -11.4, 1.0),  # no room under the heartbeat interval: never below the first
+    ],
+)
+def test_the_pause_between_rounds_grows_while_nothing_changes(
+    previous: float, changed: bool, ceiling: float, expected: float
+) -> None:
+    assert next_pause(previous, changed, ceiling) == expected

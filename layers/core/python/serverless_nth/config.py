@@ -50,6 +50,18 @@ class KarpenterNodes(StrEnum):
 
 # the highest priority a pod can have (the system-node-critical class's)
 SYSTEM_NODE_CRITICAL_PRIORITY = 2_000_001_000
+
+
+class UnfinishedDrainResult(StrEnum):
+    """How a lifecycle action whose drain could not finish is completed."""
+
+    # CONTINUE, unless the group retains abandoned instances (its InstanceLifecyclePolicy's
+    # TerminateHookAbandon is retain): then ABANDON, so the group keeps the instance for inspection
+    AUTO = "auto"
+    CONTINUE = "CONTINUE"
+    ABANDON = "ABANDON"
+
+
 _CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 
 
@@ -105,6 +117,8 @@ class Settings:
     # 180 s Timeout); 0: only tell what is still attached
     volume_detach_seconds: int = 60
 
+    unfinished_drain_result: UnfinishedDrainResult = UnfinishedDrainResult.AUTO
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
@@ -141,6 +155,9 @@ class Settings:
             ),
             critical_pod_share=_int(env, "CRITICAL_POD_SHARE", cls.critical_pod_share, 0, 90),
             volume_detach_seconds=_int(env, "VOLUME_DETACH_SECONDS", cls.volume_detach_seconds, 0, 120),
+            unfinished_drain_result=_enum(
+                env, "UNFINISHED_DRAIN_RESULT", UnfinishedDrainResult, cls.unfinished_drain_result
+            ),
         )
 
 

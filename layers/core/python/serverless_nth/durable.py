@@ -1,7 +1,7 @@
-"""Turns a long-drain workflow (``long_drain.py``) into the handler of a Lambda durable function:
-the durable execution SDK checkpoints its steps and resumes it, Powertools logs and flushes metrics
-per invocation. Settings and clients are built at init, as ``entrypoint.make_handler`` does; only
-the two durable functions import the SDK."""
+"""Turns a long-drain workflow (``lifecycle_drain.py``, ``scheduled_drain.py``) into the handler of
+a Lambda durable function: the durable execution SDK checkpoints its steps and resumes it,
+Powertools logs and flushes metrics per invocation. Settings and clients are built at init, as
+``entrypoint.make_handler`` does; only the durable functions import the SDK."""
 
 from __future__ import annotations
 

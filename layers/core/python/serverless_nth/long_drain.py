@@ -1,8 +1,7 @@
-"""Drains that last as long as the node needs: an Auto Scaling lifecycle action, an AWS Health
-scheduled change (its workflow in ``scheduled_drain.py``). Each runs as a durable execution
-(``durable.py``): every step below is
-checkpointed, so an invocation that dies resumes at the step it was in, and a step that finished
-is never run again on replay.
+"""Drains that last as long as the node needs: an Auto Scaling lifecycle action (its workflow in
+``lifecycle_drain.py``), an AWS Health scheduled change (its workflow in ``scheduled_drain.py``).
+Each runs as a durable execution (``durable.py``): every step is checkpointed, so an invocation
+that dies resumes at the step it was in, and a step that finished is never run again on replay.
 
 The steps reuse the sequence (``Service.handle`` up to the cordon, then ``Service.drain_round``),
 and each step is idempotent on its own: the cordon writes nothing twice, a drain round lists what
@@ -24,19 +23,19 @@ from typing import Any, TypeVar
 from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
+from aws_durable_execution_sdk_python.types import StepContext
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.config import Settings
 from serverless_nth.entrypoint import count_error, count_malformed
 from serverless_nth.errors import HandlerError, PermanentError, TemporaryError
-from serverless_nth.events import lifecycle_action
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.instance import InstanceFacts, Presence
 from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
 from serverless_nth.kube.volumes import wait_for_detach
-from serverless_nth.long_drain_each import PAUSE, ROUND_SECONDS, lease_holder
+from serverless_nth.long_drain_each import ROUND_SECONDS
 from serverless_nth.observability import Metric, logger, metrics
 from serverless_nth.policy import drain_starts_at, event_taint, long_drain_deadline, long_drain_turns_at
 from serverless_nth.report import Outcome
@@ -55,10 +54,6 @@ _STEP = StepConfig(
         )
     )
 )
-# Lifecycle: heartbeats at half the hook's HeartbeatTimeout, so one late re-invocation still fits;
-# the action is completed this long before the hook's global timeout would end it.
-HEARTBEAT_SHARE = 0.5
-GLOBAL_MARGIN_SECONDS = 60
 IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics before it ends
 
 
@@ -70,25 +65,27 @@ class LongDrains:
     actions: LifecycleActions
     settings: Settings
     clock: Callable[[], float] = time.time
+    attempt: int = 1  # of the step that runs now (1: its first), set by ``step``
 
     def step(self, ctx: DurableContext, name: str, kind: EventKind, work: Callable[..., T], *args: Any) -> T:
         """One checkpointed step. Its metrics are flushed at its end with its own dimensions (the
         event's kind, and the outcome the step set, else ``in-progress``), so they are told once:
         a replay returns the step's checkpoint without running it."""
 
-        def run(_: Any) -> T:
+        def run(context: StepContext) -> T:
+            self.attempt = context.attempt
             try:
                 return work(*args)
             except HandlerError as exc:
                 # told here, with its stage: the SDK keeps only the message of an error that
                 # escapes a step. Each failed attempt counts, as each failed invocation does.
-                self._failed(name, exc.stage, isinstance(exc, TemporaryError))
+                self.tell_failed(name, exc.stage, isinstance(exc, TemporaryError))
                 raise
             except MalformedEvent:
-                self._failed(name, "parse", False)
+                self.tell_failed(name, "parse", False)
                 raise
             except Exception:  # a failure nobody foresaw still has a stage
-                self._failed(name, "internal", True)
+                self.tell_failed(name, "internal", True)
                 raise
             finally:
                 if metrics.metric_set:
@@ -99,7 +96,8 @@ class LongDrains:
 
         return ctx.step(run, name=name, config=_STEP)
 
-    def _failed(self, step: str, stage: str, retryable: bool) -> None:
+    def tell_failed(self, step: str, stage: str, retryable: bool) -> None:
+        """A failed attempt of a step: an error counted with its stage, and logged with its traceback."""
         count_error(self.settings.cluster_name, stage)
         logger.exception("step failed", extra={"step": step, "stage": stage, "retryable": retryable})
 
@@ -221,11 +219,17 @@ class LongDrains:
         outcome = Outcome.DRAINED if last.get("completed") else Outcome.DRAIN_INCOMPLETE
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_dimension("outcome", outcome)
-        found = self.service.get_node(node)
-        if found is not None:
-            api = self.service.kube()
-            report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
-            release_lease(api, found, holder)
+        try:
+            found = self.service.get_node(node)
+            if found is not None:
+                api = self.service.kube()
+                report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
+                release_lease(api, found, holder)
+        except TemporaryError as exc:
+            # told, and not retried: what follows (a lifecycle action's completion) matters more
+            # than the node's Event, and a lease not let go goes stale on its own
+            step = "drained" if event.lifecycle is not None else f"drained-{event.instance_id}"
+            self.tell_failed(step, exc.stage, True)
         report.count(Metric.NODES_DRAINED if last.get("completed") else Metric.DRAINS_INCOMPLETE)
         return outcome
 
@@ -243,35 +247,6 @@ class LongDrains:
             report.volumes_still_attached(self.service.kube(), event, found, attached)
         return {"attached": attached, "waited_seconds": round(self.clock() - started, 3)}
 
-    def pending_action(self, event: InterruptionEvent) -> dict[str, Any]:
-        """The hook's limits, and whether the action still waits: a heartbeat answers that (a late
-        duplicate finds the action completed by the first delivery, a replay finds it expired)."""
-        assert event.lifecycle is not None
-        found = self.actions.limits(event.lifecycle)
-        if found is None:
-            metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
-            report.count(Metric.EVENTS_IGNORED)
-            return {"outcome": Outcome.HOOK_NOT_FOUND}
-        # a heartbeat delays the termination: a dry run leaves the group's timing alone
-        if not self.settings.dry_run:
-            if not self.actions.heartbeat(event.lifecycle, event.instance_id):
-                metrics.add_dimension("outcome", Outcome.OUTDATED)
-                report.count(Metric.EVENTS_OUTDATED)
-                logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
-                return {"outcome": Outcome.OUTDATED}
-            report.count(Metric.LIFECYCLE_HEARTBEATS)
-        end = event.time.timestamp() + found.global_seconds
-        return {"outcome": "", "heartbeat": found.heartbeat_seconds, "end": end, "at": self.clock()}
-
-    def not_ours(self, event: InterruptionEvent) -> None:
-        assert event.lifecycle is not None
-        metrics.add_dimension("outcome", Outcome.NOT_OUR_HOOK)
-        report.count(Metric.EVENTS_IGNORED)
-        logger.info(
-            "not this stack's lifecycle hook: left to its owner",
-            extra={"hook": event.lifecycle.hook, "ours": self.settings.lifecycle_hook_name},
-        )
-
     def _reservation_end(self, event: InterruptionEvent) -> datetime.datetime | None:
         """A Capacity Block's end as EC2 says now (``event.detail`` is its reservation id); unknown
         (None) when EC2 cannot say, so that a permission or API failure changes no drain."""
@@ -286,77 +261,3 @@ class LongDrains:
 
     def seconds_until(self, moment: datetime.datetime) -> float:
         return max(0.0, moment.timestamp() - self.clock())
-
-
-def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | None) -> dict[str, Any]:
-    """Cordon, drain with heartbeats, then CONTINUE exactly once (never, for a hook not ours)."""
-    event = lifecycle_action.normalise(raw)
-    ref = event.lifecycle
-    assert ref is not None  # lifecycle_action always sets it
-    kind, settings = event.kind, drains.settings
-    holder = lease_holder(ctx, event)
-    result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
-    if ref.hook != settings.lifecycle_hook_name:
-        # never complete another owner's hook: only its owner knows when its work is done
-        drains.step(ctx, "not-our-hook", kind, lambda: drains.not_ours(event))
-        return {**result, "outcome": Outcome.NOT_OUR_HOOK}
-
-    if drains.service.foreign(event, account):
-        # before any call that changes something: no heartbeat, no completion (told by the sequence)
-        prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
-        return {**result, "outcome": prepared["outcome"]}
-    hook = drains.step(ctx, "hook", kind, drains.pending_action, event)
-    if hook["outcome"]:  # no such hook, or its action ended already: nothing waits for us
-        return {**result, "outcome": hook["outcome"]}
-    prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
-    result["outcome"] = prepared["outcome"]
-    if prepared["outcome"] in (Outcome.DUPLICATE, Outcome.HELD_BY_ANOTHER_EVENT):
-        return result  # the lease's holder drains (and, for a duplicate, completes)
-    if settings.dry_run:
-        return result  # changes nothing: no heartbeat, no completion; the hook's own timeout decides
-    interval, end = hook["heartbeat"] * HEARTBEAT_SHARE, hook["end"] - GLOBAL_MARGIN_SECONDS
-    last_beat, rounds, last, beat = hook["at"], 0, {}, hook["at"]
-    while prepared["drain_due"]:
-        stop_by = min(last_beat + interval, end)
-        last = drains.step(ctx, f"drain-{rounds}", kind, drains.drain_round, event, prepared["node"], holder, stop_by)
-        rounds += 1
-        if last.get("stopped") and last["stopped"] != Outcome.MARKS_REMOVED:
-            return {**result, "outcome": last["stopped"], "rounds": rounds}  # the lease's holder completes
-        if last["completed"] or last["at"] >= end or last.get("stopped"):
-            break
-        beat = drains.step(ctx, f"heartbeat-{rounds}", kind, lambda: _heartbeat(drains, event))
-        if beat is None:  # expired or completed elsewhere: the group has gone on without us
-            break
-        last_beat = beat
-        ctx.wait(PAUSE, name=f"pause-{rounds}")
-    if last:
-        finished = {**last, "rounds": rounds}
-        result["outcome"] = drains.step(
-            ctx, "drained", kind, lambda: drains.finish(event, prepared["node"], holder, finished)
-        )
-    if last and beat is None:
-        return {**result, "outcome": Outcome.ACTION_ENDED, "rounds": rounds}
-    completed = drains.step(ctx, "complete", kind, lambda: _complete(drains, event))
-    return {**result, "rounds": rounds, "completed": completed}
-
-
-def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
-    assert event.lifecycle is not None
-    if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
-        logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
-        metrics.add_dimension("outcome", Outcome.ACTION_ENDED)
-        report.count(Metric.LIFECYCLE_ACTIONS_LOST)
-        return None
-    report.count(Metric.LIFECYCLE_HEARTBEATS)
-    return drains.clock()
-
-
-def _complete(drains: LongDrains, event: InterruptionEvent) -> bool:
-    """CONTINUE: for a terminate action both results terminate the instance, and CONTINUE lets the
-    group's other hooks run. False when the action had already ended (a lost answer, an expiry)."""
-    assert event.lifecycle is not None
-    completed = drains.actions.complete(event.lifecycle, event.instance_id, "CONTINUE")
-    metrics.add_dimension("outcome", Outcome.ACTION_COMPLETED if completed else Outcome.ACTION_ENDED)
-    report.count(Metric.LIFECYCLE_ACTIONS_COMPLETED if completed else Metric.LIFECYCLE_ACTIONS_LOST)
-    logger.info("lifecycle action completed: CONTINUE" if completed else "lifecycle action had already ended")
-    return completed

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from serverless_nth.config import KarpenterNodes, Settings, TaintEffect
+from serverless_nth.config import KarpenterNodes, Settings, TaintEffect, UnfinishedDrainResult
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence
 
@@ -271,3 +271,24 @@ def drain_starts_at(event: InterruptionEvent, settings: Settings) -> datetime.da
 
 def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.datetime | None:
     return moment if moment > now else None
+
+
+def next_pause(previous: float, changed: bool, ceiling: float, first: float = 1.0) -> float:
+    """The pause before a long drain's next round: ``first`` after a round that changed something
+    on the node, else twice the previous one, up to ``ceiling`` (what a lifecycle drain's heartbeat
+    interval leaves), never below ``first``. A round that changed nothing (a budget still refusing,
+    the API server failing) is likely to change nothing soon, and each round costs operations in
+    the execution's history."""
+    if changed:
+        return first
+    return max(first, min(ceiling, 2 * previous))
+
+
+def unfinished_drain_result(setting: UnfinishedDrainResult, group_retains: bool) -> str:
+    """The LifecycleActionResult for a terminate action whose drain could not finish. ``auto``:
+    ABANDON only where it keeps the instance (the group's instance lifecycle policy retains on
+    TerminateHookAbandon), else CONTINUE, which terminates it as ABANDON would and lets the
+    group's other terminate hooks run."""
+    if setting is UnfinishedDrainResult.AUTO:
+        return "ABANDON" if group_retains else "CONTINUE"
+    return setting.value

@@ -74,8 +74,7 @@ def hand_back(
     wait = drains.step(ctx, "window", kind, drains.seconds_until, starts)
     if wait >= 1:
         ctx.wait(Duration.from_seconds(wait), name="until-window")
-    check, pause = 0, FIRST_BOOT_CHECK
-    while watching:
+    for check, pause in enumerate(boot_check_pauses()):
         for instance_id, (node, boot_id) in list(watching.items()):
             found = drains.step(
                 ctx, f"booted-{instance_id}-{check}", kind, _booted, drains, events[instance_id], node, boot_id
@@ -83,14 +82,25 @@ def hand_back(
             if found:
                 outcomes[instance_id] = found
                 del watching[instance_id]
-        if not watching or drains.step(ctx, f"watch-{check}", kind, drains.seconds_until, starts + BOOT_WATCH) < pause:
+        if not watching:
             break
         ctx.wait(Duration.from_seconds(pause), name=f"boot-check-{check}")
-        check, pause = check + 1, min(2 * pause, LAST_BOOT_CHECK)
     if watching:
         logger.info(
             "no new boot seen: the nodes stay cordoned", extra={"nodes": sorted(n for n, _ in watching.values())}
         )
+
+
+def boot_check_pauses() -> list[int]:
+    """The pauses between a reboot's checks: doubling from FIRST_BOOT_CHECK to LAST_BOOT_CHECK until
+    they cover BOOT_WATCH. A count fixed in advance, not a clock: the steps of an execution never
+    depend on how fast its waits pass (a replay, or the local runner's skipped waits)."""
+    pauses: list[int] = []
+    pause = FIRST_BOOT_CHECK
+    while sum(pauses) < BOOT_WATCH.total_seconds():
+        pauses.append(pause)
+        pause = min(2 * pause, LAST_BOOT_CHECK)
+    return pauses
 
 
 def _booted(drains: LongDrains, event: InterruptionEvent, node: str, boot_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +15,20 @@ _THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "Serv
 # What Auto Scaling answers (ValidationError) for an action that is no longer pending: completed,
 # abandoned, or expired with the hook's DefaultResult
 _NO_ACTIVE_ACTION = "No active Lifecycle Action found"
+
+
+class Completion(StrEnum):
+    COMPLETED = "completed"  # the action waited and this call ended it
+    ENDED = "ended"  # the action no longer waited when the call arrived
+    # no longer waiting, and botocore had sent the call more than once: an earlier send may have
+    # completed it and lost its answer (a CompleteLifecycleAction cannot be sent twice)
+    ENDED_AFTER_RESEND = "ended-after-resend"
+
+
+@dataclass(frozen=True)
+class _Reply:
+    body: dict[str, Any] | None  # None: the action (or the hook) is no longer there
+    resent: bool = False  # botocore sent the request more than once (its retries)
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class LifecycleActions:
             AutoScalingGroupName=ref.group,
             LifecycleHookNames=[ref.hook],
         )
-        for hook in (reply or {}).get("LifecycleHooks", []):
+        for hook in (reply.body or {}).get("LifecycleHooks", []):
             if hook.get("LifecycleHookName") == ref.hook:
                 heartbeat = int(hook.get("HeartbeatTimeout", 3600))
                 return HookLimits(
@@ -46,26 +61,41 @@ class LifecycleActions:
                 )
         return None
 
+    def retains_abandoned(self, group: str) -> bool:
+        """Whether the group keeps an instance whose terminate action is abandoned: its
+        InstanceLifecyclePolicy's RetentionTriggers.TerminateHookAbandon is ``retain`` (botocore's
+        model: "Set to retain to move instances to a retained state")."""
+        reply = self._call(
+            "DescribeAutoScalingGroups", self._client.describe_auto_scaling_groups, AutoScalingGroupNames=[group]
+        )
+        for found in (reply.body or {}).get("AutoScalingGroups", []):
+            triggers = found.get("InstanceLifecyclePolicy", {}).get("RetentionTriggers", {})
+            return bool(triggers.get("TerminateHookAbandon") == "retain")
+        return False
+
     def heartbeat(self, ref: LifecycleHookRef, instance_id: str) -> bool:
         """Restarts the hook's heartbeat timeout; False when the action is no longer pending."""
-        return self._on_action(
+        reply = self._on_action(
             "RecordLifecycleActionHeartbeat", self._client.record_lifecycle_action_heartbeat, ref, instance_id
         )
+        return reply.body is not None
 
-    def complete(self, ref: LifecycleHookRef, instance_id: str, result: str = "CONTINUE") -> bool:
-        """Tells the group to go on; False when the action is no longer pending (completed by an
-        earlier attempt whose answer was lost, or expired)."""
-        return self._on_action(
+    def complete(self, ref: LifecycleHookRef, instance_id: str, result: str) -> Completion:
+        """Tells the group to go on (CONTINUE) or to abandon the instance (ABANDON)."""
+        reply = self._on_action(
             "CompleteLifecycleAction",
             self._client.complete_lifecycle_action,
             ref,
             instance_id,
             LifecycleActionResult=result,
         )
+        if reply.body is not None:
+            return Completion.COMPLETED
+        return Completion.ENDED_AFTER_RESEND if reply.resent else Completion.ENDED
 
-    def _on_action(self, name: str, method: Any, ref: LifecycleHookRef, instance_id: str, **extra: str) -> bool:
-        """One call about the pending action; False when it is no longer pending."""
-        reply = self._call(
+    def _on_action(self, name: str, method: Any, ref: LifecycleHookRef, instance_id: str, **extra: str) -> _Reply:
+        """One call about the pending action."""
+        return self._call(
             name,
             method,
             AutoScalingGroupName=ref.group,
@@ -74,19 +104,17 @@ class LifecycleActions:
             InstanceId=instance_id,
             **extra,
         )
-        return reply is not None
 
-    def _call(self, name: str, method: Any, **kwargs: Any) -> dict[str, Any] | None:
-        """The reply; None when the action (or the hook) is no longer there."""
+    def _call(self, name: str, method: Any, **kwargs: Any) -> _Reply:
         self.requests_sent += 1
         try:
-            reply: dict[str, Any] = method(**kwargs)
-            return reply
+            return _Reply(method(**kwargs))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = str(error.get("Code", "")), str(error.get("Message", ""))
             if code == "ValidationError" and _NO_ACTIVE_ACTION in message:
-                return None
+                # botocore counts its own retries of this request (lost answers, 5xx) here
+                return _Reply(None, resent=exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) > 0)
             if code in _THROTTLED or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                 raise TemporaryError(f"{name}: {code}", stage="lifecycle") from exc
             raise PermanentError(f"{name}: {code}: {message}", stage="lifecycle") from exc

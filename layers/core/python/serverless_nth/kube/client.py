@@ -30,6 +30,13 @@ _RETRY_MAX_BACKOFF_SECONDS = 1.0
 _RETRY_AFTER_MAX_SECONDS = 10.0
 
 
+def longest_failure(timeout_seconds: float) -> float:
+    """How long one request can take before its error is raised, every attempt timing out (a
+    stalled API server) and waiting the backoff between attempts."""
+    backoffs = sum(min(_RETRY_BACKOFF_SECONDS * 2.0**i, _RETRY_MAX_BACKOFF_SECONDS) for i in range(_RETRY_ATTEMPTS - 1))
+    return _RETRY_ATTEMPTS * timeout_seconds + backoffs
+
+
 class KubeApiError(Exception):
     """Mixin data of every API failure: the HTTP status, the server's reason, Retry-After, and the
     cause types of its Status (``details.causes[].type``, e.g. NamespaceTerminating)."""
