@@ -91,6 +91,12 @@ class Settings:
     scheduled_change_lead_seconds: int = 3600
     # the Auto Scaling lifecycle hook this stack completes; others are not ours (empty: none)
     lifecycle_hook_name: str = ""
+    # the instance-status backstop: a status check failed this long (from its ImpairedSince) makes
+    # the instance impaired (Karpenter's threshold); its node is drained too only when asked
+    impaired_seconds: int = 120
+    drain_on_impaired: bool = False
+    # the backstop hands scheduled events to this function, the long-drain starter (empty: none)
+    long_drain_start_function: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,6 +129,11 @@ class Settings:
                 env, "SCHEDULED_CHANGE_LEAD_SECONDS", cls.scheduled_change_lead_seconds, 0, 7 * 86400
             ),
             lifecycle_hook_name=_optional(env, "LIFECYCLE_HOOK_NAME", _HOOK_NAME, "a lifecycle hook name"),
+            impaired_seconds=_int(env, "IMPAIRED_SECONDS", cls.impaired_seconds, 0, 86400),
+            drain_on_impaired=_bool(env, "DRAIN_ON_IMPAIRED", cls.drain_on_impaired),
+            long_drain_start_function=_optional(
+                env, "LONG_DRAIN_START_FUNCTION", _FUNCTION_NAME, "a Lambda function name"
+            ),
         )
 
 

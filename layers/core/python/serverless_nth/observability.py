@@ -118,4 +118,8 @@ class Metric:
     LIFECYCLE_ACTIONS_COMPLETED = "LifecycleActionsCompleted"
     # the action ended before this product completed it (its timeout, or someone else)
     LIFECYCLE_ACTIONS_LOST = "LifecycleActionsLost"
+    # the instance-status backstop: scheduled events it handed to the long drains (no Health event
+    # had cordoned their node), and impaired instances of this cluster it found
+    SCHEDULED_EVENTS_STARTED = "ScheduledEventsStarted"
+    INSTANCES_IMPAIRED = "InstancesImpaired"
     ERRORS = "Errors"  # emitted alone, with the dimension "stage"

@@ -10,7 +10,7 @@ from typing import Any
 from aws_durable_execution_sdk_python import DurableContext
 
 from serverless_nth.errors import TemporaryError
-from serverless_nth.events import scheduled_change
+from serverless_nth.events import instance_status, scheduled_change
 from serverless_nth.events.model import EventKind
 from serverless_nth.long_drain import LongDrains
 from serverless_nth.long_drain_each import drain_each
@@ -21,7 +21,10 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     """Every instance of the event cordoned at once, then drained from its lead time until the
     window starts. One instance's failure neither stops nor repeats the others; the execution
     fails at the end if any did, so that the event is kept for a replay (which is safe)."""
-    change, kind = scheduled_change.normalise(raw), EventKind.SCHEDULED_CHANGE
+    # a Health event, or a scheduled event the instance-status backstop found (the starter's ROUTES)
+    ours = isinstance(raw, dict) and raw.get("source") == instance_status.SOURCE
+    parse = instance_status.normalise if ours else scheduled_change.normalise
+    change, kind = parse(raw), EventKind.SCHEDULED_CHANGE
     events = change.events
     if change.left_out:
         drains.step(ctx, "left-out", kind, drains.tell_left_out, change.left_out)
