@@ -2,7 +2,7 @@
 not an EventBridge event), and the event it hands to the scheduled-change path for a scheduled
 event that never came as an AWS Health event.
 
-One item of ``InstanceStatuses`` (botocore's ec2 model, InstanceStatus; events/instance-status.json):
+One item of ``InstanceStatuses`` (botocore's ec2 model, InstanceStatus):
 
     {"InstanceId": "i-0123456789abcdef0", "AvailabilityZone": "us-east-1a",
      "InstanceState": {"Code": 16, "Name": "running"},
