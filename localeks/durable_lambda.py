@@ -322,9 +322,10 @@ def set_status(endpoint_url: str, arn: str, status: str) -> None:
         pass
 
 
-def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> None:
-    """A durable function as a deploy creates it (DurableConfig, no version yet); its code is never
-    run here (the durable runner runs the real handler in the tests)."""
+def create_durable_function(lambda_client: Any, name: str, role_arn: str, durable: bool = True) -> None:
+    """A durable function as a deploy creates it (DurableConfig, no version yet), or with ``durable``
+    False an ordinary one (what the instance-status backstop invokes); its code is never run here
+    (the tests run the real handler from the records)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
@@ -334,5 +335,5 @@ def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> Non
         Role=role_arn,
         Handler="app.lambda_handler",
         Code={"ZipFile": buffer.getvalue()},
-        DurableConfig={"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14},
+        **({"DurableConfig": {"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14}} if durable else {}),
     )

@@ -24,3 +24,9 @@ def load_event(name: str, *, instance_id: str | None = None, now: bool = False) 
     """``name`` is a file name in events/ without .json, e.g. ``state-change-stopping``."""
     raw = json.loads((EVENTS_DIR / f"{name}.json").read_text())
     return prepare_event(raw, instance_id, now)
+
+
+def schedule_payload() -> dict[str, Any]:
+    """What EventBridge Scheduler hands the instance-status backstop (events/instance-status-check.json)."""
+    loaded: dict[str, Any] = json.loads((EVENTS_DIR / f"{SCHEDULE_PAYLOAD}.json").read_text())
+    return loaded

@@ -17,6 +17,7 @@ from serverless_nth.events import EventKind, MalformedEvent, instance_status
 from serverless_nth.instance import Presence
 from serverless_nth.long_drain_start import ROUTES, execution_name
 from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, for_node
+from serverless_nth.report import DESCRIPTIONS, REASONS
 from tests.eventfiles import load_event
 
 Event = dict[str, Any]
@@ -222,3 +223,10 @@ def test_the_found_instances_are_described_a_hundred_at_a_time_unknown_ones_left
         instances = Ec2Instances(client)
         assert list(instances.describe_many(ids)) == [ids[0]]
     assert instances.requests_sent == 2
+
+
+def test_the_cordon_of_an_impaired_node_is_told_in_a_kubernetes_event_of_its_own() -> None:
+    assert (REASONS[EventKind.INSTANCE_IMPAIRED], DESCRIPTIONS[EventKind.INSTANCE_IMPAIRED]) == (
+        "InstanceImpaired",
+        "EC2 status check failed (instance-status backstop)",
+    )
