@@ -31,6 +31,14 @@ EVERY_SETTING = [
     ("KARPENTER_NODES", "karpenter_nodes", "rebalance-only", KarpenterNodes.REBALANCE_ONLY),
     ("EXCLUDE_FROM_LOAD_BALANCERS", "exclude_from_load_balancers", "false", False),
     ("MANAGED_TAG", "managed_tag", "aws-node-termination-handler/managed", "aws-node-termination-handler/managed"),
+    ("IMPAIRED_SECONDS", "impaired_seconds", "300", 300),
+    ("DRAIN_ON_IMPAIRED", "drain_on_impaired", "true", True),
+    (
+        "LONG_DRAIN_START_FUNCTION",
+        "long_drain_start_function",
+        "stack-LongDrainStart-1A2B",
+        "stack-LongDrainStart-1A2B",
+    ),
 ]
 
 # (variable, lowest, highest, one step below, one step above, the kind the message names)
@@ -42,6 +50,7 @@ RANGES = [
     ("POLL_INTERVAL_SECONDS", "0.05", "10", "0.04", "10.01", "a number"),
     ("REQUEST_TIMEOUT_SECONDS", "1", "60", "0.99", "60.01", "a number"),
     ("SKIP_WAIT_FOR_DELETE_SECONDS", "1", "3600", "0", "3601", "an integer"),
+    ("IMPAIRED_SECONDS", "0", "86400", "-1", "86401", "an integer"),
 ]
 
 
@@ -70,6 +79,9 @@ def test_unset_means_every_documented_default() -> None:
         karpenter_nodes=KarpenterNodes.HANDLE_ALL,
         exclude_from_load_balancers=True,
         managed_tag="",
+        impaired_seconds=120,
+        drain_on_impaired=False,
+        long_drain_start_function="",
     )
 
 
