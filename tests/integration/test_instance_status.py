@@ -5,13 +5,14 @@ handing scheduled events to the long-drain starter (an asynchronous Invoke, reco
 extension localeks/durable_lambda.py), the starter and the durable Health workflow then run on the
 recorded payload.
 
-The backstop reads every instance of the region, so the tests that set statuses run in one worker,
-in order, and each clears what it set."""
+The backstop reads every instance of the region: each pytest-xdist worker has a cluster (and a moto)
+of its own, where tests run one at a time, and each test clears the statuses it set."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +26,8 @@ from localeks.dashboard import read_emf
 from localeks.invoke import Invocation, invoke
 from localeks.scenes import Scenes
 from tests.eventfiles import load_event, schedule_payload
+from tests.integration.long_drains import free_the_budget, named, wait_leased
 from tests.integration.support import node_state, pods_left
-
-pytestmark = pytest.mark.xdist_group("instance-status")
 
 FUNCTION = "InstanceStatusFunction"
 STARTER, SCHEDULED = "LongDrainStartFunction", "ScheduledChangeFunction"
@@ -225,6 +225,49 @@ def test_a_scheduled_event_health_did_not_deliver_starts_one_drain_and_a_later_h
         if before_health.metadata.annotations.get(k) != after_health.metadata.annotations.get(k)
     }
     assert changed <= {"serverless-nth/newest-event-time", "serverless-nth/cordon-attempt"}, changed
+
+
+def test_a_health_event_for_a_node_the_backstop_s_execution_drains_stops_at_once(
+    cluster_env: dict[str, str], scenes: Scenes, statuses: Any
+) -> None:
+    """While the backstop's execution drains (a budget holds), the Health event of the same
+    maintenance names another drain (its eventArn) and finds the node's lease held: it stops, and
+    the node's spec and pods are as the backstop's drain left them."""
+    node = scenes.worker_node(spot=False)
+    scenes.worker_node(spot=False)  # room for the replacements
+    namespace = scenes.namespace("backstop")
+    pods = scenes.deployment(namespace, "api", node.node_name, 2, grace=2, pdb_max_unavailable=0)
+    scenes.wait_pdbs(namespace)
+    (event,) = statuses(node.instance_id, events=[{"Code": "instance-stop", "NotBefore": iso(600)}])["events"]
+    found = instance_status_payload(event, node.instance_id)
+    params = {"ScheduledChangeLeadSeconds": "3600"}  # within the lead time: the drain starts at once
+    done: list[Invocation] = []
+    backstop = threading.Thread(target=lambda: done.append(invoke(SCHEDULED, found, cluster_env, params)), daemon=True)
+    backstop.start()
+    wait_leased(scenes, node.node_name)
+    before = scenes.core.read_node(node.node_name)
+
+    time.sleep(1.1)  # event times have whole seconds
+    health = load_event("scheduled-change", instance_id=node.instance_id, now=True)
+    late = invoke(SCHEDULED, health, cluster_env, params)
+    assert late.result["result"]["outcomes"] == {node.instance_id: "held-by-another-event"}, late.output[-3000:]
+    assert not named(late, "drain-")
+    after = scenes.core.read_node(node.node_name)
+    assert after.spec == before.spec
+    assert set(pods) <= {p.metadata.name for p in scenes.core.list_namespaced_pod(namespace).items}
+
+    free_the_budget(scenes, namespace)
+    backstop.join(timeout=150)
+    assert done, "the backstop's execution did not end"
+    assert done[0].result["result"]["outcomes"] == {node.instance_id: "drained"}, done[0].output[-3000:]
+
+
+def instance_status_payload(event: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    """The event the backstop hands the starter for ``event`` (as the local EC2 recorded it), now."""
+    payload = load_event("instance-scheduled-event", instance_id=instance_id, now=True)
+    payload["id"] = payload["detail"]["instance-event-id"] = event["InstanceEventId"]
+    payload["detail"].update(code=event["Code"], **{"not-before": event["NotBefore"].replace("+00:00", "Z")})
+    return payload
 
 
 def test_a_scheduled_event_whose_node_health_already_cordoned_starts_nothing(
