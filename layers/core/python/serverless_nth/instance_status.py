@@ -36,7 +36,7 @@ from serverless_nth.entrypoint import Handler, account_of, build_service, count_
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import instance_status
 from serverless_nth.events.model import EventKind, InterruptionEvent
-from serverless_nth.instance import InstanceFacts, Presence
+from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
 from serverless_nth.policy import decide, event_taint, for_node, instance_opted_in
@@ -126,11 +126,12 @@ class Backstop:
         """Starts the scheduled-change drain, unless its node is another drain's already or this
         product leaves the node alone (its labels, KarpenterNodes)."""
         event = instance_status.normalise(payload).events[0]
-        node = find_node(self.service.kube(), facts[event.instance_id])
+        instance = facts[event.instance_id]
+        node = find_node(self.service.kube(), instance)
         if not isinstance(node, Node):
             return Outcome.NODE_NOT_FOUND
         settings, now = self.service.settings, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
-        if for_node(decide(event, settings, Presence.LIVE, now), event, node.labels, settings, now).is_noop:
+        if for_node(decide(event, settings, instance.presence, now), event, node.labels, settings, now).is_noop:
             return Outcome.OPTED_OUT
         if node.has_taint_key(event_taint(event, settings).key):
             return ALREADY_DRAINING
