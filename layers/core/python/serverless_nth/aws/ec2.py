@@ -23,8 +23,10 @@ STATUS_QUERIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("system-status.status", ("impaired",)),
     ("event.code", ("instance-reboot", "system-reboot", "system-maintenance", "instance-retirement", "instance-stop")),
 )
-# DescribeInstances takes up to this many instance IDs in one filter value list (as a filter, an
-# unknown ID is no error; as InstanceIds it would fail the whole call with InvalidInstanceID.NotFound)
+# The instances found are described this many a call, by the instance-id filter: as a filter an
+# unknown (long terminated) ID is no error, as InstanceIds it fails the whole call with
+# InvalidInstanceID.NotFound. botocore's model states no limit on a filter's values; 100 is the
+# limit DescribeInstanceStatus itself states for InstanceIds ("Maximum 100 explicitly specified").
 _IDS_PER_CALL = 100
 _THROTTLED = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "Unavailable"}
 
