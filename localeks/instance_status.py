@@ -62,7 +62,7 @@ _NOT_MODELLED = {
     "operator.managed",
     "operator.principal",
     "attached-ebs-status.status",
-    "attached-ebs-status.reachability",
+    "application-status.status",
 }
 _lock = threading.Lock()
 _tokens: dict[str, int] = {}  # NextToken -> the offset it continues from
