@@ -311,3 +311,28 @@ def test_the_calls_per_run_do_not_grow_with_the_fleet(cluster_env: dict[str, str
     # three queries, then one DescribeInstances for the four found (another cluster's: no more)
     assert (busy.result["statuses"], busy.result["ec2_requests"]) == (4, 4)
     ec2.terminate_instances(InstanceIds=fleet)
+
+
+def test_two_runs_before_the_cordon_start_one_execution(
+    cluster_env: dict[str, str], scenes: Scenes, statuses: Any, functions: Any
+) -> None:
+    """A run a minute later that comes before the first execution cordoned the node hands the same
+    EC2 event over again, stamped later: the starter finds its execution name (the InstanceEventId)
+    taken by another payload and starts nothing."""
+    node = scenes.worker_node(spot=False)
+    (event,) = statuses(node.instance_id, events=[{"Code": "instance-reboot", "NotBefore": iso(86400)}])["events"]
+    before = len(queued(cluster_env))
+    check(cluster_env)
+    time.sleep(1.1)  # the next run's event is stamped a second later at least
+    check(cluster_env)
+    payloads = [json.loads(q["Payload"]) for q in queued(cluster_env)[before:]]
+    assert [p["id"] for p in payloads] == [event["InstanceEventId"]] * 2
+    assert payloads[0] != payloads[1]
+    outcomes = [invoke(STARTER, p, cluster_env, env_overrides=OURS).result["outcome"] for p in payloads]
+    assert outcomes == ["started", "name-taken"]
+    executions = [
+        e
+        for e in durable_lambda.executions(cluster_env["AWS_ENDPOINT_URL"])
+        if e["DurableExecutionName"] == event["InstanceEventId"]
+    ]
+    assert len(executions) == 1
