@@ -118,6 +118,79 @@ SCENARIOS = (
             "::test_the_pods_with_emptydir_data_and_without_a_controller_are_counted",
         ),
     ),
+    # the long drains (issue 20): each bug below passed the integration tier before its test
+    Scenario(
+        "stale-lease-never-taken-over",
+        "a drain lease whose holder missed its own promise is never taken over: a replay drains nothing",
+        f"{CORE}/kube/lease.py",
+        "    if now >= until + STALE_MARGIN_SECONDS:\n        return None  # its holder missed its own promise: gone\n",
+        "",
+        (
+            "tests/integration/test_health_followed.py::test_a_replay_takes_over_the_lease_of_an_execution_that_missed_its_own_promise",
+        ),
+    ),
+    Scenario(
+        "round-ignores-the-lease",
+        "a drain round drains whoever holds the node's lease: two executions drain one node",
+        f"{CORE}/long_drain.py",
+        "        held = hold_lease(self.service.kube(), found, holder, self.clock(), stop_by + next_round_within)\n",
+        "        held = None\n",
+        (
+            "tests/integration/test_health_followed.py::test_a_draining_execution_stops_when_a_newer_version_takes_over_and_when_the_event_closes",
+        ),
+    ),
+    Scenario(
+        "one-instance-stops-the-others",
+        "one instance's failed round stops the rounds of every other instance of the Health event",
+        f"{CORE}/long_drain_each.py",
+        "                del draining[instance_id]\n                last = None\n",
+        "                raise\n",
+        (
+            "tests/reliability/test_health_instance_faults.py"
+            "::test_one_instance_failing_for_good_leaves_the_other_drained_and_the_execution_failed",
+        ),
+    ),
+    Scenario(
+        "closed-event-drains",
+        "a closed Health event cordons and drains a running node instead of handing it back",
+        f"{CORE}/policy.py",
+        "    if event.health is not None and event.health.closed and presence is Presence.LIVE:\n",
+        "    if False:\n",
+        (
+            "tests/integration/test_health_followed.py::test_a_closed_event_hands_a_running_node_back_and_leaves_an_operators_cordon",
+        ),
+    ),
+    Scenario(
+        "no-recheck-after-the-wait",
+        "an instance stopped and started during the wait is drained all the same",
+        f"{CORE}/long_drain.py",
+        "        if instance is not None and instance.restarted_since(event.time):\n",
+        "        if False:\n",
+        (
+            "tests/integration/test_health_followed.py::test_an_instance_stopped_and_started_since_the_event_is_not_drained_and_is_handed_back",
+        ),
+    ),
+    Scenario(
+        "reboot-never-handed-back",
+        "after a reboot maintenance the node stays cordoned for good",
+        f"{CORE}/scheduled_drain.py",
+        "    if reboots(events[0]):\n",
+        "    if False:\n",
+        (
+            "tests/integration/test_health_followed.py::test_after_a_reboot_maintenance_the_node_is_handed_back_once_it_booted_again_and_runs",
+        ),
+    ),
+    Scenario(
+        "rounds-share-an-invocation",
+        "the rounds of every instance of a Health event run in one invocation, towards its timeout",
+        f"{CORE}/long_drain_each.py",
+        '            ctx.wait(PAUSE, name=f"pause-{instance_id}-{rounds}")\n',
+        "",
+        (
+            "tests/integration/test_long_drains.py"
+            "::test_a_health_event_for_three_instances_cordons_all_at_once_and_drains_each_at_its_lead_time",
+        ),
+    ),
 )
 
 # What a copy of the work tree leaves out: tools, caches, the local EKS's state, build output.

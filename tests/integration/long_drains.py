@@ -11,6 +11,7 @@ from typing import Any
 from localeks.invoke import Invocation
 from localeks.node_group import NodeGroup
 from localeks.scenes import Scenes
+from tests.eventfiles import load_event
 
 LIFECYCLE = "LifecycleActionFunction"
 SCHEDULED = "ScheduledChangeFunction"
@@ -67,3 +68,19 @@ def wait_leased(scenes: Scenes, node_name: str, timeout: float = 60, settle: flo
             raise TimeoutError(f"no drain lease on {node_name} within {timeout} s")
         time.sleep(0.1)
     time.sleep(settle)
+
+
+def health_event(instances: list[str], starts_in: float, status: str) -> dict[str, Any]:
+    """One version of the sample's Health event (its eventArn), sent now, with an event id of its
+    own. Event times have whole seconds: a version sent a second after the last is newer; and an
+    instance's LaunchTime must come before the event that names it."""
+    time.sleep(1.1)
+    event = load_event("scheduled-change", now=True)
+    start = time.gmtime(time.time() + starts_in)
+    event["detail"].update(
+        startTime=time.strftime("%a, %d %b %Y %H:%M:%S GMT", start),
+        statusCode=status,
+        affectedEntities=[{"entityValue": i} for i in instances],
+    )
+    event["resources"] = list(instances)
+    return event

@@ -129,6 +129,7 @@ class LongDrains:
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
         node = self.service.get_node(result.node) if due and result.node else None
         if node is not None:
+            prepared["boot_id"] = node.boot_id  # a reboot maintenance hands the node back after a new boot
             now = self.clock()
             starts = max(now, drain_starts_at(event, self.settings).timestamp())
             held = hold_lease(self.service.kube(), node, holder, now, starts + 2 * ROUND_SECONDS)
@@ -177,14 +178,15 @@ class LongDrains:
         holder: LeaseClaim,
         stop_by: float | None,
         next_round_within: float = 2 * ROUND_SECONDS,
+        round_seconds: float = ROUND_SECONDS,
     ) -> dict[str, Any]:
         """One round: the lease renewed (promised until this round's end and ``next_round_within``),
-        then the drain for ROUND_SECONDS at most, until ``stop_by`` and not past the event's
+        then the drain for ``round_seconds`` at most, until ``stop_by`` and not past the event's
         predicted end while that is ahead. No round drains a node whose lease another execution
         holds now (a newer version of the same drain, a live duplicate), or from which our taint
         was removed (a return to running, a closed Health event, an operator): ``stopped`` says why."""
         now = self.clock()
-        limits = [now + ROUND_SECONDS] + ([stop_by] if stop_by is not None else [])
+        limits = [now + round_seconds] + ([stop_by] if stop_by is not None else [])
         # the event's end counts while it is ahead: a window that began before the event was
         # handled leaves one full round, not none
         if event.ends_at is not None and event.ends_at.timestamp() > now:

@@ -35,6 +35,9 @@ ROUND_SECONDS = 60
 # the event names: every round of every instance is followed by a wait, so one invocation runs one
 # round (ROUND_SECONDS at most) and the steps around it.
 PAUSE = Duration.from_seconds(1)
+# The instances of one event share a minute: each round lasts ROUND_SECONDS / instances, at least
+# this, so that a pass over many PDB-held nodes stays near a minute and a freed budget is seen soon.
+MIN_ROUND_SECONDS = 10
 # A drain without an end (a Health event without startTime: drained gently at once) stops trying
 # this long after the event; its node stays cordoned and tainted, as after a drain that the window
 # ended, and the outcome says drain-incomplete.
@@ -54,12 +57,14 @@ def drain_each(
     events: list[InterruptionEvent],
     account: str | None,
     failure: type[TemporaryError],
+    boots: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Cordon every instance (``cordon-<id>``), wait until the drain starts (``until-lead-time``),
     read EC2 again for each (``recheck-<id>``), then a round per instance in turn
     (``drain-<id>-<n>``), each followed by a wait, until its node is empty, the event's end, or the
     round finds the drain is no longer this execution's; its outcome told once (``drained-<id>``).
-    Returns the outcome per instance and the rounds."""
+    Returns the outcome per instance and the rounds; ``boots`` gets each drained instance's node
+    and the node's boot id when it was cordoned."""
     outcomes: dict[str, str] = {}
     if not events:
         return outcomes, 0
@@ -74,6 +79,8 @@ def drain_each(
         outcomes[event.instance_id] = prepared["outcome"]
         if prepared["drain_due"]:
             draining[event.instance_id] = (event, prepared["node"])
+            if boots is not None:
+                boots[event.instance_id] = (prepared["node"], prepared.get("boot_id", ""))
     if draining:
         first = next(iter(draining.values()))[0]
         wait = drains.step(ctx, "lead", kind, lambda: drains.seconds_until(drain_starts_at(first, drains.settings)))
@@ -91,6 +98,7 @@ def drain_each(
     while draining:
         # every other instance has a round before this one's next: the lease is promised for that
         next_round_within = len(draining) * (ROUND_SECONDS + PAUSE.to_seconds()) + ROUND_SECONDS
+        share = max(MIN_ROUND_SECONDS, ROUND_SECONDS / len(draining))
         for instance_id, (event, node) in list(draining.items()):
             ends = (event.ends_at or event.time + NO_END_DRAIN).timestamp()
             try:
@@ -104,6 +112,7 @@ def drain_each(
                     holder,
                     None,
                     next_round_within,
+                    share,
                 )
             except StepError as exc:
                 outcomes[instance_id] = f"{Outcome.ERROR}: {exc}"

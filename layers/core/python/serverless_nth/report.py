@@ -73,6 +73,7 @@ class Outcome:
     HELD_BY_ANOTHER_EVENT = "held-by-another-event"  # another event's execution drains the node
     SUPERSEDED = "superseded"  # a newer status or window of the same Health event drives the drain
     MARKS_REMOVED = "marks-removed"  # our taint left the node (a return to running, a closed event, an operator)
+    HANDED_BACK = "handed-back"  # rebooted by a maintenance, running, Ready: our marks undone
     INSTANCE_RESTARTED = "instance-restarted"  # stopped and started since the event: not the run it named
     NOT_AN_INSTANCE = "not-an-instance"  # a Health event's entity that is no EC2 instance: left out
     NOT_OUR_HOOK = "not-our-hook"  # a lifecycle hook of another owner: never completed by us

@@ -39,6 +39,9 @@ class Node:
     taints: tuple[dict[str, Any], ...]
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    # the kubelet's status.nodeInfo.bootID: a new one after every boot of the machine
+    boot_id: str = ""
+    ready: bool = False  # the Ready condition is True
 
     @property
     def cordoned_by(self) -> str:
@@ -63,7 +66,7 @@ class Node:
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> Node:
-        spec = obj.get("spec", {})
+        spec, status = obj.get("spec", {}), obj.get("status") or {}
         return cls(
             name=obj["metadata"]["name"],
             uid=obj["metadata"].get("uid", ""),
@@ -73,6 +76,8 @@ class Node:
             taints=tuple(spec.get("taints") or ()),
             labels={str(k): str(v) for k, v in (obj["metadata"].get("labels") or {}).items()},
             annotations={str(k): str(v) for k, v in (obj["metadata"].get("annotations") or {}).items()},
+            boot_id=str(status.get("nodeInfo", {}).get("bootID", "")),
+            ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ()),
         )
 
     def is_instance(self, instance: InstanceFacts) -> bool:
