@@ -18,6 +18,7 @@ from serverless_nth.instance import Presence
 from serverless_nth.long_drain_start import ROUTES, execution_name
 from serverless_nth.policy import OUT_OF_SERVICE_KEY, Basis, decide, for_node
 from serverless_nth.report import DESCRIPTIONS, REASONS
+from serverless_nth.scheduled_drain import reboots
 from tests.eventfiles import load_event
 
 Event = dict[str, Any]
@@ -230,3 +231,10 @@ def test_the_cordon_of_an_impaired_node_is_told_in_a_kubernetes_event_of_its_own
         "InstanceImpaired",
         "EC2 status check failed (instance-status backstop)",
     )
+
+
+@pytest.mark.parametrize(("code", "hands_back"), [(c, c in ("instance-reboot", "system-reboot")) for c in CODES])
+def test_after_a_reboot_event_the_health_workflow_hands_the_node_back(code: str, hands_back: bool) -> None:
+    found = instance_status.ScheduledEvent(INSTANCE, EVENT_ID, code, T0 + datetime.timedelta(days=1))
+    (event,) = instance_status.normalise(instance_status.payload(found, "123456789012", "us-east-1", T0)).events
+    assert reboots(event) is hands_back

@@ -55,8 +55,11 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
 
 def reboots(event: InterruptionEvent) -> bool:
     """A reboot maintenance (``AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED``,
-    ``AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED``): the instance comes back, the node with it."""
-    return event.health is not None and not event.health.closed and "REBOOT" in event.health.type_code
+    ``AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED``), or a reboot event the instance-status backstop
+    found (no Health event: its code): the instance comes back, the node with it."""
+    if event.health is None:
+        return event.detail in instance_status.REBOOT_CODES
+    return not event.health.closed and "REBOOT" in event.health.type_code
 
 
 def hand_back(

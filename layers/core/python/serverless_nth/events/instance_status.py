@@ -44,6 +44,8 @@ DETAIL_TYPE = "EC2 Instance Scheduled Event"
 # DescribeInstanceStatus's event.code filter values (botocore: EventCode), all of which end or
 # interrupt the instance's run
 SCHEDULED_CODES = ("instance-reboot", "system-reboot", "system-maintenance", "instance-retirement", "instance-stop")
+# the codes after which the instance runs again on its own (the Health workflow hands the node back)
+REBOOT_CODES = ("instance-reboot", "system-reboot")
 _ENDED = ("[Completed]", "[Canceled]")
 _EVENT_ID = r"^instance-event-[0-9a-f]{8,17}$"
 _INSTANCE = re.compile(INSTANCE_ID.strip("^$"), re.ASCII)
