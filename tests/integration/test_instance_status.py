@@ -182,7 +182,9 @@ def test_a_scheduled_event_health_did_not_deliver_starts_one_drain_and_a_later_h
     cluster_env: dict[str, str], scenes: Scenes, statuses: Any, functions: Any
 ) -> None:
     node = scenes.node_with_workloads(spot=False)
-    (event,) = statuses(node.instance_id, events=[{"Code": "system-reboot", "NotBefore": iso(3 * 3600)}])["events"]
+    (event,) = statuses(node.instance_id, events=[{"Code": "instance-retirement", "NotBefore": iso(3 * 3600)}])[
+        "events"
+    ]
     before = len(queued(cluster_env))
 
     first = check(cluster_env)
