@@ -44,7 +44,8 @@ def dashboard_widgets(template: dict[str, Any] | None = None, long_drains: bool 
 
 
 def _text(value: Any, long_drains: bool) -> str:
-    """The body's text: Fn::Join of Fn::Sub strings, and Fn::If on the condition LongDrains."""
+    """The body's text: Fn::Join of Fn::Sub strings, and Fn::If on the condition LongDrains (or
+    InstanceStatusChecks, which needs LongDrains: its widget is drawn with theirs)."""
     if isinstance(value, str):
         return value
     ((key, arg),) = value.items()
@@ -52,7 +53,7 @@ def _text(value: Any, long_drains: bool) -> str:
         return str(arg)
     if key == "Fn::Join":
         return str(arg[0]).join(_text(part, long_drains) for part in arg[1])
-    if key == "Fn::If" and arg[0] == "LongDrains":
+    if key == "Fn::If" and arg[0] in ("LongDrains", "InstanceStatusChecks"):
         return _text(arg[1] if long_drains else arg[2], long_drains)
     raise ValueError(f"the dashboard body uses {key}, which localeks/dashboard.py does not read")
 

@@ -31,8 +31,13 @@ alias)"; a DurableExecutionName on a function that is not durable is InvalidPara
 runner does that in the tests), checkpoints, waits, the execution's end (tests set it with
 ``set_status``), ResourceConflictException for a version an alias references.
 
+- Invoke of an ordinary function with ``InvocationType`` ``Event`` (the instance-status backstop
+  hands a scheduled event to the long-drain starter so) is answered 202 as Lambda answers a queued
+  event, and recorded with its payload instead of run; a test runs the function from the record.
+
 Local-only routes on the moto server, for tests:
 - ``GET  {AWS_ENDPOINT_URL}/moto-api/localeks/lambda/durable-executions`` -> every execution
+- ``GET  {AWS_ENDPOINT_URL}/moto-api/localeks/lambda/queued-invocations`` -> every queued Invoke
 - ``POST {AWS_ENDPOINT_URL}/moto-api/localeks/lambda/durable-executions/status`` with JSON
   ``{"arn": ..., "status": "SUCCEEDED"}`` -> ends (or changes) an execution
 """
@@ -57,6 +62,7 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED", "DELETING"
 _lock = threading.Lock()
 _installed = False
 _executions: list[dict[str, Any]] = []
+_queued_invocations: list[dict[str, Any]] = []  # asynchronous Invokes of ordinary functions
 _highest_version: dict[str, int] = {}  # function ARN (unqualified) -> the highest number ever published
 
 
@@ -129,6 +135,8 @@ def _invoke(original: Any) -> Any:
         except Exception:  # moto's own not-found answer follows, from the original
             return original(self)
         if not getattr(latest, "durable_config", None):
+            if name is None and self.headers.get("X-Amz-Invocation-Type") == "Event":
+                return _queued(latest, self.body)
             if name is None:
                 return original(self)
             return _error(400, "InvalidParameterValueException", f"{latest.function_name} is not a durable function")
@@ -177,6 +185,20 @@ def _invoke(original: Any) -> Any:
         return 202, headers, ""
 
     return invoke
+
+
+def _queued(function: Any, body: Any) -> tuple[int, dict[str, str], str]:
+    """An asynchronous Invoke of an ordinary function: queued, as Lambda answers it (202, no body),
+    and recorded instead of run (moto would run it in Docker); a test runs it from the record."""
+    payload = body if isinstance(body, str) else (body or b"").decode()
+    with _lock:
+        _queued_invocations.append({"FunctionName": function.function_name, "Payload": payload, "At": _now()})
+    return 202, {"status": "202", "X-Amzn-RequestId": str(uuid.uuid4())}, ""
+
+
+def _route_queued(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    with _lock:
+        return 200, {"content-type": "application/json"}, json.dumps(_queued_invocations)
 
 
 def _delete_function(original: Any) -> Any:
@@ -270,6 +292,7 @@ def install() -> None:
         ] = _list_executions
         urls.url_paths["{0}" + ROUTE + "/durable-executions"] = _route_executions
         urls.url_paths["{0}" + ROUTE + "/durable-executions/status"] = _route_status
+        urls.url_paths["{0}" + ROUTE + "/queued-invocations"] = _route_queued
         _installed = True
 
 
@@ -278,6 +301,12 @@ def install() -> None:
 
 def executions(endpoint_url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}{ROUTE}/durable-executions", timeout=10) as answer:
+        found: list[dict[str, Any]] = json.load(answer)
+        return found
+
+
+def queued_invocations(endpoint_url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{endpoint_url.rstrip('/')}{ROUTE}/queued-invocations", timeout=10) as answer:
         found: list[dict[str, Any]] = json.load(answer)
         return found
 
@@ -293,9 +322,10 @@ def set_status(endpoint_url: str, arn: str, status: str) -> None:
         pass
 
 
-def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> None:
-    """A durable function as a deploy creates it (DurableConfig, no version yet); its code is never
-    run here (the durable runner runs the real handler in the tests)."""
+def create_durable_function(lambda_client: Any, name: str, role_arn: str, durable: bool = True) -> None:
+    """A durable function as a deploy creates it (DurableConfig, no version yet), or with ``durable``
+    False an ordinary one (what the instance-status backstop invokes); its code is never run here
+    (the tests run the real handler from the records)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
@@ -305,5 +335,5 @@ def create_durable_function(lambda_client: Any, name: str, role_arn: str) -> Non
         Role=role_arn,
         Handler="app.lambda_handler",
         Code={"ZipFile": buffer.getvalue()},
-        DurableConfig={"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14},
+        **({"DurableConfig": {"ExecutionTimeout": 180000, "RetentionPeriodInDays": 14}} if durable else {}),
     )

@@ -60,13 +60,14 @@ def prepare_event(event: dict[str, Any], instance_id: str | None = None, now: bo
 def restamp(event: dict[str, Any], when: datetime.datetime) -> None:
     """Sets the event's ``time``; the times the detail names (a capacity reservation's
     instance-termination-time, a Capacity Block's end-date, a Health event's startTime and
-    endTime) move with it, keeping their distance."""
+    endTime, the instance-status backstop's scheduled event's not-before) move with it, keeping their distance."""
     stamp, rfc1123 = "%Y-%m-%dT%H:%M:%SZ", "%a, %d %b %Y %H:%M:%S GMT"
     was = _rfc3339(event["time"])
     detail = event.get("detail", {})
     for key, form in (
         ("instance-termination-time", stamp),
         ("end-date", stamp),
+        ("not-before", stamp),
         ("startTime", rfc1123),
         ("endTime", rfc1123),
     ):

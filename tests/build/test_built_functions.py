@@ -38,7 +38,7 @@ from localeks.invoke import role_credentials
 from localeks.scenes import Scenes
 from localeks.template import function_spec, load_template
 from serverless_nth.aws.clients import AWS_SERVICES
-from tests.eventfiles import load_event
+from tests.eventfiles import load_event, schedule_payload
 
 REPO = Path(__file__).resolve().parents[2]
 DURABLE_RUNNER = "aws_durable_execution_sdk_python_testing"
@@ -223,3 +223,10 @@ def test_long_drain_start_function(cluster_env: dict[str, str], build: Path, dep
     finally:
         for name in ("LifecycleActionFunction", "ScheduledChangeFunction"):
             client.delete_function(FunctionName=name)
+
+
+def test_instance_status_function(cluster_env: dict[str, str], build: Path, deps: Path) -> None:
+    """The backstop, built: its three DescribeInstanceStatus queries on the layer's cut-down EC2 model
+    (a cluster where no instance is impaired or has an event: nothing else is called)."""
+    result = invoke_built("InstanceStatusFunction", schedule_payload(), cluster_env, build, deps)
+    assert (result["statuses"], result["ec2_requests"], result["outcomes"]) == (0, 3, {}), result

@@ -184,6 +184,15 @@ class Stack:
     def rule_targets(self, rule: str) -> list[Any]:
         return [t["Arn"] for t in self.resources[rule]["Properties"]["Targets"]]
 
+    def schedules(self) -> dict[str, dict[str, Any]]:
+        """EventBridge Scheduler schedules (SAM's ScheduleV2: the instance-status backstop's)."""
+        return self.of_type("AWS::Scheduler::Schedule")
+
+    def invocations(self) -> list[tuple[str, Any]]:
+        """(rule or schedule, the ARN it invokes): everything from outside that invokes a function."""
+        found = [(rule, arn) for rule in self.rules() for arn in self.rule_targets(rule)]
+        return found + [(name, s["Properties"]["Target"]["Arn"]) for name, s in self.schedules().items()]
+
     def follow(self, arn: Any) -> Target:
         """The function, and the version if any, that an ARN expression invokes."""
         if isinstance(arn, dict) and "Fn::GetAtt" in arn:

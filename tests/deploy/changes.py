@@ -15,7 +15,8 @@ from typing import Any
 from localeks.template import load_template
 
 # What `sam deploy --guided` asks for; samconfig.toml's local invokes use the same cluster name.
-BASE_PARAMETERS = {"ClusterName": "my-cluster"}
+# the optional instance-status backstop on, so that its function and schedule are checked too
+BASE_PARAMETERS = {"ClusterName": "my-cluster", "InstanceStatusChecks": "true"}
 
 # Parameters whose other valid value cannot be derived from AllowedValues or a Number's range.
 ALTERNATIVES: dict[str, dict[str, str]] = {
@@ -29,6 +30,7 @@ ALTERNATIVES: dict[str, dict[str, str]] = {
     "VpcSecurityGroupIds": {"VpcSecurityGroupIds": "sg-0123456789abcdef0"},
     "ManagedTag": {"ManagedTag": "aws-node-termination-handler/managed"},
     "LifecycleHookName": {"LifecycleHookName": "drain-before-terminate"},
+    "InstanceStatusSchedule": {"InstanceStatusSchedule": "rate(5 minutes)"},
 }
 
 

@@ -80,8 +80,7 @@ def test_async_settings_sit_on_the_invoked_qualifier(stack: Stack) -> None:
         function = props["FunctionName"]["Ref"]
         invoked = {
             stack.qualifier(arn) or "$LATEST"
-            for rule in stack.rules()
-            for arn in stack.rule_targets(rule)
+            for _, arn in stack.invocations()
             if stack.follow(arn).function == function
         }
         assert invoked == {props["Qualifier"]}, f"{key}: async settings on {props['Qualifier']}, invoked as {invoked}"

@@ -112,3 +112,31 @@ def test_no_snapstart_where_the_rules_invoke_latest(deploys: dict[str, Stack]) -
             if target.version is None:
                 snap = stack.function_config(target.function).get("SnapStart", {})
                 assert snap.get("ApplyOn", "None") == "None", f"{name}: {rule} invokes $LATEST, SnapStart {snap}"
+
+
+def test_the_backstop_s_schedule_may_invoke_exactly_its_function_whose_failures_reach_the_queue(
+    deploys: dict[str, Stack],
+) -> None:
+    """The instance-status backstop (InstanceStatusChecks=true in the baseline): Scheduler invokes
+    with the schedule's own role, which may invoke the function and nothing else; the function's
+    async settings (no retry: the next run is the retry) send a failed run to the on-failure queue;
+    its one Lambda permission is to invoke the long-drain starter."""
+    stack = deploys["baseline"]
+    (schedule,) = stack.schedules().values()
+    target = schedule["Properties"]["Target"]
+    assert stack.follow(target["Arn"]).function == "InstanceStatusFunction"
+    role = stack.resources[target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [("lambda:InvokeFunction", target["Arn"])]
+    (config,) = [
+        c["Properties"]
+        for c in stack.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": "InstanceStatusFunction"}
+    ]
+    assert (config["Qualifier"], config["MaximumRetryAttempts"]) == ("$LATEST", 0)
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["FailedInvocationQueue", "Arn"]}
+    policy = stack.resources["InstanceStatusPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert [(s["Action"], s["Resource"]) for s in policy] == [
+        ("ec2:DescribeInstanceStatus", "*"),
+        ("lambda:InvokeFunction", {"Fn::GetAtt": ["LongDrainStartFunction", "Arn"]}),
+    ]

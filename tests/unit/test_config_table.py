@@ -34,6 +34,14 @@ EVERY_SETTING = [
     ("CRITICAL_POD_PRIORITY", "critical_pod_priority", "1000000000", 1_000_000_000),
     ("CRITICAL_POD_SHARE", "critical_pod_share", "25", 25),
     ("VOLUME_DETACH_SECONDS", "volume_detach_seconds", "90", 90),
+    ("IMPAIRED_SECONDS", "impaired_seconds", "300", 300),
+    ("DRAIN_ON_IMPAIRED", "drain_on_impaired", "true", True),
+    (
+        "LONG_DRAIN_START_FUNCTION",
+        "long_drain_start_function",
+        "stack-LongDrainStart-1A2B",
+        "stack-LongDrainStart-1A2B",
+    ),
 ]
 
 # (variable, lowest, highest, one step below, one step above, the kind the message names)
@@ -50,6 +58,7 @@ RANGES = [
     ("CRITICAL_POD_SHARE", "0", "90", "-1", "91", "an integer"),
     # one step of a durable function, within its 180 s Timeout
     ("VOLUME_DETACH_SECONDS", "0", "120", "-1", "121", "an integer"),
+    ("IMPAIRED_SECONDS", "0", "86400", "-1", "86401", "an integer"),
 ]
 
 
@@ -81,6 +90,9 @@ def test_unset_means_every_documented_default() -> None:
         critical_pod_priority=2_000_000_000,
         critical_pod_share=50,
         volume_detach_seconds=60,
+        impaired_seconds=120,
+        drain_on_impaired=False,
+        long_drain_start_function="",
     )
 
 

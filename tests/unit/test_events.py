@@ -8,6 +8,7 @@ from serverless_nth.events import (
     MalformedEvent,
     capacity_block,
     capacity_reservation,
+    instance_status,
     interruption_warning,
     lifecycle_action,
     rebalance_recommendation,
@@ -27,6 +28,8 @@ NORMALISERS = {
     "scheduled-change": lambda e: scheduled_change.normalise(e).events[0],
     # a Capacity Block warning names its reservation; the workflow lists the instances
     "capacity-block-expiry": lambda e: capacity_block.normalise(e).instance("i-0123456789abcdef0"),
+    # what the instance-status backstop hands the long-drain starter for a scheduled event
+    "instance-scheduled-event": lambda e: instance_status.normalise(e).events[0],
 }
 
 

@@ -118,6 +118,12 @@ class Settings:
     volume_detach_seconds: int = 60
 
     unfinished_drain_result: UnfinishedDrainResult = UnfinishedDrainResult.AUTO
+    # the instance-status backstop: a status check failed this long (from its ImpairedSince) makes
+    # the instance impaired (Karpenter's threshold); its node is drained too only when asked
+    impaired_seconds: int = 120
+    drain_on_impaired: bool = False
+    # the backstop hands scheduled events to this function, the long-drain starter (empty: none)
+    long_drain_start_function: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +163,11 @@ class Settings:
             volume_detach_seconds=_int(env, "VOLUME_DETACH_SECONDS", cls.volume_detach_seconds, 0, 120),
             unfinished_drain_result=_enum(
                 env, "UNFINISHED_DRAIN_RESULT", UnfinishedDrainResult, cls.unfinished_drain_result
+            ),
+            impaired_seconds=_int(env, "IMPAIRED_SECONDS", cls.impaired_seconds, 0, 86400),
+            drain_on_impaired=_bool(env, "DRAIN_ON_IMPAIRED", cls.drain_on_impaired),
+            long_drain_start_function=_optional(
+                env, "LONG_DRAIN_START_FUNCTION", _FUNCTION_NAME, "a Lambda function name"
             ),
         )
 

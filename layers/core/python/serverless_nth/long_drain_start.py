@@ -1,6 +1,6 @@
 """The long-drain starter: the ordinary function that EventBridge invokes for the long-drain event
 kinds (Auto Scaling terminate lifecycle actions, AWS Health scheduled changes, Capacity Block
-expiration warnings; ``ROUTES``). It starts the
+expiration warnings; the instance-status backstop's scheduled events; ``ROUTES``). It starts the
 durable execution that drains, on a published version, so that:
 
 - EventBridge never targets a durable function: those need a qualified ARN, and Lambda takes no
@@ -30,7 +30,7 @@ from serverless_nth.aws.durable_functions import DurableFunctions, ExecutionName
 from serverless_nth.config import StarterSettings
 from serverless_nth.entrypoint import Handler, count_error, count_malformed
 from serverless_nth.errors import HandlerError, TemporaryError
-from serverless_nth.events import capacity_block, lifecycle_action, scheduled_change
+from serverless_nth.events import capacity_block, instance_status, lifecycle_action, scheduled_change
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.observability import logger, metrics
 from serverless_nth.report import Outcome
@@ -41,6 +41,8 @@ from serverless_nth.report import Outcome
 ROUTES: dict[tuple[str, str], tuple[Callable[[Any], object], str]] = {
     (lifecycle_action.SOURCE, lifecycle_action.DETAIL_TYPE): (lifecycle_action.normalise, "LIFECYCLE_ACTION_FUNCTION"),
     (scheduled_change.SOURCE, scheduled_change.DETAIL_TYPE): (scheduled_change.normalise, "SCHEDULED_CHANGE_FUNCTION"),
+    # a scheduled event the instance-status backstop found (instance_status.py): the Health workflow
+    (instance_status.SOURCE, instance_status.DETAIL_TYPE): (instance_status.normalise, "SCHEDULED_CHANGE_FUNCTION"),
     **{
         (capacity_block.SOURCE, detail_type): (capacity_block.normalise, "CAPACITY_BLOCK_FUNCTION")
         for detail_type in capacity_block.DETAIL_TYPES

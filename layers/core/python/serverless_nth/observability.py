@@ -120,4 +120,8 @@ class Metric:
     LIFECYCLE_ACTIONS_LOST = "LifecycleActionsLost"
     # VolumeAttachments still naming a node when the instance was let go (VolumeDetachSeconds ran out)
     VOLUMES_STILL_ATTACHED = "VolumesStillAttached"
+    # the instance-status backstop: scheduled events it handed to the long drains (no Health event
+    # had cordoned their node), and impaired instances of this cluster it found
+    SCHEDULED_EVENTS_STARTED = "ScheduledEventsStarted"
+    INSTANCES_IMPAIRED = "InstancesImpaired"
     ERRORS = "Errors"  # emitted alone, with the dimension "stage"

@@ -44,6 +44,7 @@ _KARPENTER_HANDLES = (
     EventKind.INSTANCE_TERMINATED,
     EventKind.SCHEDULED_CHANGE,  # Karpenter's interruption queue takes AWS Health events too
     EventKind.CAPACITY_BLOCK_EXPIRY,  # Karpenter drains a reserved node from end-date - 40 min itself
+    EventKind.INSTANCE_IMPAIRED,  # Karpenter's instancestatus controller (v1.12+) replaces its own nodes
 )
 # Events whose drain may last as long as the node needs (a durable execution runs it in rounds):
 # nothing caps a grace period and every PDB is respected, since the instance waits for us (a
@@ -161,6 +162,11 @@ def _decide(event: InterruptionEvent, settings: Settings, presence: Presence, no
         return Action(True, tuple(taints), drain=False, deadline=None, wait_until=None, basis=basis)
     if event.kind is EventKind.CAPACITY_BLOCK_EXPIRY:
         return _capacity_block(event, taint, presence, now)
+    if event.kind is EventKind.INSTANCE_IMPAIRED:
+        # Not certain to go: EC2 may recover it, and this product never terminates an instance it
+        # does not own. Off the schedule at once; drained only on request, and then gently (own
+        # grace periods, every PDB respected). Out of service only once EC2 says it is gone (above).
+        return Action(True, (taint,), settings.drain_on_impaired, deadline=None, wait_until=None)
     if event.kind in LONG_DRAIN_KINDS:
         ends = _ahead(event.ends_at, now) if event.ends_at else None
         basis = Basis.PAST_DEADLINE if event.ends_at and ends is None else Basis.EVENT

@@ -33,6 +33,7 @@ REASONS = {
     EventKind.ASG_TERMINATING: "AutoScalingTerminating",
     EventKind.SCHEDULED_CHANGE: "ScheduledChange",
     EventKind.CAPACITY_BLOCK_EXPIRY: "CapacityBlockExpiry",
+    EventKind.INSTANCE_IMPAIRED: "InstanceImpaired",
 }
 DESCRIPTIONS = {
     EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
@@ -46,6 +47,7 @@ DESCRIPTIONS = {
     EventKind.ASG_TERMINATING: "Auto Scaling terminate lifecycle action",
     EventKind.SCHEDULED_CHANGE: "AWS Health scheduled change",
     EventKind.CAPACITY_BLOCK_EXPIRY: "EC2 Capacity Block expiration warning",
+    EventKind.INSTANCE_IMPAIRED: "EC2 status check failed (instance-status backstop)",
 }
 
 

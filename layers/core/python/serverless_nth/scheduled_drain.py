@@ -13,7 +13,7 @@ from aws_durable_execution_sdk_python import DurableContext
 from aws_durable_execution_sdk_python.config import Duration
 
 from serverless_nth.errors import TemporaryError
-from serverless_nth.events import scheduled_change
+from serverless_nth.events import instance_status, scheduled_change
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import Presence
 from serverless_nth.long_drain import LongDrains
@@ -35,7 +35,10 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     """Every instance of the event cordoned at once, then drained from its lead time until the
     window starts. One instance's failure neither stops nor repeats the others; the execution
     fails at the end if any did, so that the event is kept for a replay (which is safe)."""
-    change, kind = scheduled_change.normalise(raw), EventKind.SCHEDULED_CHANGE
+    # a Health event, or a scheduled event the instance-status backstop found (the starter's ROUTES)
+    ours = isinstance(raw, dict) and raw.get("source") == instance_status.SOURCE
+    parse = instance_status.normalise if ours else scheduled_change.normalise
+    change, kind = parse(raw), EventKind.SCHEDULED_CHANGE
     events = change.events
     if change.left_out:
         drains.step(ctx, "left-out", kind, drains.tell_left_out, change.left_out)
@@ -52,8 +55,11 @@ def scheduled(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
 
 def reboots(event: InterruptionEvent) -> bool:
     """A reboot maintenance (``AWS_EC2_SYSTEM_REBOOT_MAINTENANCE_SCHEDULED``,
-    ``AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED``): the instance comes back, the node with it."""
-    return event.health is not None and not event.health.closed and "REBOOT" in event.health.type_code
+    ``AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED``), or a reboot event the instance-status backstop
+    found (no Health event: its code): the instance comes back, the node with it."""
+    if event.health is None:
+        return event.detail in instance_status.REBOOT_CODES
+    return not event.health.closed and "REBOOT" in event.health.type_code
 
 
 def hand_back(

@@ -21,13 +21,16 @@ from botocore.session import Session, get_session
 
 # service -> the operations called (the model is cut down to them), or None for the whole model
 AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
-    # instance facts: state, private DNS name, zone, tags; a Capacity Block's instances and its current end
-    "ec2": ("DescribeInstances", "DescribeCapacityReservations"),
+    # instance facts: state, private DNS name, zone, tags; a Capacity Block's instances and its current
+    # end; the instance-status backstop's impaired checks and scheduled events
+    "ec2": ("DescribeInstances", "DescribeCapacityReservations", "DescribeInstanceStatus"),
     "eks": None,  # DescribeCluster: endpoint and CA
     "sts": None,  # GetCallerIdentity, presigned locally: the EKS token
     "sns": None,  # Publish: the notification per handled event
     "autoscaling": None,  # lifecycle hooks (Auto Scaling lifecycle termination)
-    "lambda": None,  # the durable execution SDK's checkpoints; the long-drain starter (PublishVersion, Invoke, ...)
+    # the durable execution SDK's checkpoints; the long-drain starter (PublishVersion, Invoke, ...);
+    # the instance-status backstop's Invoke of the starter
+    "lambda": None,
 }
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)

@@ -28,6 +28,9 @@ class EventKind(StrEnum):
     # EC2 Capacity Block expiration warning: the reservation's instances begin to terminate 10
     # minutes after it, and are gone by its end-date (one event per reservation)
     CAPACITY_BLOCK_EXPIRY = "capacity-block-expiry"
+    # an instance whose EC2 status check has failed for Settings.impaired_seconds (the
+    # instance-status backstop): maybe lost, maybe recovered by EC2; never ours to terminate
+    INSTANCE_IMPAIRED = "instance-impaired"
 
 
 @dataclass(frozen=True)
