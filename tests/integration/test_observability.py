@@ -38,7 +38,9 @@ REBALANCE = "RebalanceRecommendationFunction"
 # metrics from this file only; they need an Auto Scaling group and the durable execution runner,
 # which tests/integration/test_long_drains.py drives, so their runs belong there, not here. Left out
 # by file (read from the source), never by name: a new metric anywhere else must come out below.
-ELSEWHERE = {"long_drain.py", "lifecycle_drain.py"}
+# The instance-status backstop's runs need its local DescribeInstanceStatus scenes:
+# tests/integration/test_instance_status.py checks its metrics.
+ELSEWHERE = {"long_drain.py", "lifecycle_drain.py", "instance_status.py"}
 Run = tuple[dict[str, Any], Invocation]  # the event, and what the function did with it
 
 
