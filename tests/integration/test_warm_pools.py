@@ -72,3 +72,11 @@ def test_a_node_back_from_the_warm_pool_is_handed_back(
     assert (back.result["outcome"], back.result["basis"]) == ("restored", "came-back"), back.result
     # ours: uncordoned and untainted; the operator's cordon is not ours to undo
     assert node_state(scenes, group.node_name) == (operator_cordon, {})
+
+    # and round again: nothing of the first trip (drain lease, marks) keeps the next scale-in from draining
+    group.asg.set_desired_capacity(AutoScalingGroupName=group.name, DesiredCapacity=0)
+    second = next(a for a in group.actions() if a["state"] == "pending")
+    again = invoke(LIFECYCLE, second["event"], cluster_env)
+    assert again.result["status"] == "SUCCEEDED", again.output[-3000:]
+    assert again.result["result"]["outcome"] == "drained", again.result["result"]
+    assert node_state(scenes, group.node_name) == (True, {TAINT: "NoSchedule"})
