@@ -98,3 +98,35 @@ def test_another_launch_needs_nothing() -> None:
     action = decide(_return(EventKind.INSTANCE_LAUNCHED), Settings(cluster_name="c"), Presence.LIVE, T0)
     assert action.is_noop
     assert action.basis is Basis.NOT_HANDLED
+
+
+def _matches(pattern: dict, event: dict) -> bool:  # type: ignore[type-arg]
+    """EventBridge's matching for what this rule uses: a list of exact values per field, nested
+    objects for detail; `account`'s !Ref is this account, which the samples' is taken to be."""
+    for key, wanted in pattern.items():
+        if key == "account":
+            continue
+        if isinstance(wanted, dict):
+            if not isinstance(event.get(key), dict) or not _matches(wanted, event[key]):
+                return False
+        elif event.get(key) not in wanted:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("origin", "destination", "delivered"),
+    [
+        ("WarmPool", "AutoScalingGroup", True),
+        ("EC2", "AutoScalingGroup", False),
+        ("EC2", "WarmPool", False),
+        ("WarmPool", "EC2", False),
+    ],
+)
+def test_the_rule_delivers_only_launches_from_the_warm_pool(origin: str, destination: str, delivered: bool) -> None:
+    from localeks.template import load_template
+
+    function = load_template()["Resources"]["WarmPoolReturnFunction"]["Properties"]
+    pattern = function["Events"]["Rule"]["Properties"]["Pattern"]
+    assert _matches(pattern, launch(Origin=origin, Destination=destination)) is delivered
+    assert not _matches(pattern, load_event("asg-lifecycle-action"))
