@@ -18,8 +18,8 @@ module (installed by localeks.autoscaling.install):
 - a scale-out (SetDesiredCapacity, UpdateAutoScalingGroup, a scaling policy) takes ``Warmed:Running``
   instances back first, oldest first (``Pending`` -> ``InService``), and records the "EC2 Instance
   Launch Successful" event Auto Scaling sends for each, with ``Origin`` ``WarmPool`` and
-  ``Destination`` ``AutoScalingGroup`` (the user guide's warm-pool events page: every warm-pool
-  event carries the two); moto launches the rest. Nothing delivers the event: tests read it from
+  ``Destination`` ``AutoScalingGroup`` (the user guide's warm-pool events page has rules filter
+  warm-pool events on the two); moto launches the rest. Nothing delivers the event: tests read it from
   ``GET {AWS_ENDPOINT_URL}/moto-api/localeks/autoscaling/warm-pools`` (``launch_events`` and every
   lifecycle ``transitions``), or with ``warm_pool_record(endpoint_url)`` below.
 
