@@ -16,9 +16,11 @@ them (docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-event-refer
 ``Origin`` and ``Destination``, each ``EC2``, ``AutoScalingGroup`` or ``WarmPool``: the user guide's
 "Warm pool example events and patterns" (warm-pools-eventbridge-events.html) has rules for
 warm-pool events filter on these two ``detail`` fields, and the AWS CDK's generated pattern for this
-detail-type (aws_cdk.mixins_preview.aws_autoscaling.events.EC2InstanceLaunchSuccessful) lists them. An instance scaled in to a Running warm pool was cordoned,
-tainted and drained by the terminate lifecycle action (its Destination was ``WarmPool``); it comes
-back without a stop and start, so no EC2 ``running`` state change undoes that: this event does.
+detail-type (aws_cdk.mixins_preview.aws_autoscaling.events.EC2InstanceLaunchSuccessful) lists them.
+
+An instance scaled in to a Running warm pool was cordoned, tainted and drained by the terminate
+lifecycle action (its Destination was ``WarmPool``); it comes back without a stop and start, so no
+EC2 ``running`` state change undoes that: this event does.
 Any other launch (``Origin`` ``EC2``, or into the pool) is a valid event that needs nothing.
 """
 
