@@ -86,8 +86,8 @@ capacity arithmetic, no hooks); the instance in Terminating:Wait keeps moto's
 ``aws:autoscaling:groupName`` tag, as on AWS, but TerminateInstanceInAutoScalingGroup without hooks
 still drops it (moto's detach);
 an instance lifecycle policy's retention of an abandoned instance is modelled in
-localeks/lifecycle_retention.py; launch hooks (Pending:Wait), warm pools (Origin/Destination) and
-SNS/SQS notification targets
+localeks/lifecycle_retention.py, and a Running warm pool that reuses instances on scale-in in
+localeks/warm_pools.py; launch hooks (Pending:Wait) and SNS/SQS notification targets
 (and their TEST_NOTIFICATION) are not modelled; an EC2 TerminateInstances of a waiting instance
 leaves its action pending until it ends; a PutLifecycleHook on an existing hook replaces it
 rather than updating only the given fields.
@@ -102,7 +102,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from localeks import lifecycle_actions, lifecycle_retention
+from localeks import lifecycle_actions, lifecycle_retention, warm_pools
 from localeks.lifecycle_actions import (  # noqa: F401 (the names callers and tests use from here)
     DETAIL_TYPE,
     MAX_GLOBAL_TIMEOUT,
@@ -296,6 +296,7 @@ def install(resolution: float = 0.2) -> None:
         AutoScalingBackend.delete_lifecycle_hook = _delete_hook(AutoScalingBackend.delete_lifecycle_hook)  # type: ignore[method-assign]
         FakeAutoScalingGroup.set_desired_capacity = _set_desired_capacity(FakeAutoScalingGroup.set_desired_capacity)  # type: ignore[method-assign]
         lifecycle_retention.install()
+        warm_pools.install()
 
         urls.url_paths["{0}" + ROUTE + "/lifecycle-actions"] = _route_actions
         urls.url_paths["{0}" + ROUTE + "/calls"] = _route_calls

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from localeks import lifecycle_retention
+from localeks import lifecycle_retention, warm_pools
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 DETAIL_TYPE = "EC2 Instance-terminate Lifecycle Action"
@@ -120,8 +120,9 @@ def _event(group: Any, hook: Any, instance_id: str, token: str, at: float) -> di
     metadata = getattr(hook, "notification_metadata", None)
     if metadata:
         detail["NotificationMetadata"] = metadata
-    # the user guide's example and events captured from AWS carry these for a plain scale-in
-    detail.update(Origin="AutoScalingGroup", Destination="EC2")
+    # the user guide's example and events captured from AWS carry these for a plain scale-in; a
+    # group that reuses instances returns them to its warm pool (localeks/warm_pools.py)
+    detail.update(Origin="AutoScalingGroup", Destination="WarmPool" if warm_pools.reuses(group) else "EC2")
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -183,6 +184,8 @@ def _end(action: Action, state: str, result: str | None, by: str) -> None:
     if not others:
         if result == "ABANDON" and lifecycle_retention.retained(action.backend, action.group, action.instance_id):
             return  # the group's instance lifecycle policy keeps the instance (local, see there)
+        if result == "CONTINUE" and warm_pools.warmed(action.backend, action.group, action.instance_id, action.ended):
+            return  # back to the group's warm pool, still running (local, see there)
         _proceed(action.backend, action.group, action.instance_id)
 
 

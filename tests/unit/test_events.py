@@ -8,6 +8,7 @@ from serverless_nth.events import (
     MalformedEvent,
     capacity_block,
     capacity_reservation,
+    instance_launch,
     instance_status,
     interruption_warning,
     lifecycle_action,
@@ -24,6 +25,7 @@ NORMALISERS = {
     "capacity-reservation-interruption": capacity_reservation.normalise,
     "rebalance-recommendation": rebalance_recommendation.normalise,
     "asg-lifecycle-action": lifecycle_action.normalise,
+    "asg-launch-from-warm-pool": instance_launch.normalise,
     # a Health event names several instances; the sample names one
     "scheduled-change": lambda e: scheduled_change.normalise(e).events[0],
     # a Capacity Block warning names its reservation; the workflow lists the instances
@@ -57,6 +59,7 @@ def test_every_sample_event_parses(path) -> None:  # type: ignore[no-untyped-def
         ("state-change-stopped", EventKind.INSTANCE_STOPPED),
         ("state-change-shutting-down", EventKind.INSTANCE_SHUTTING_DOWN),
         ("state-change-terminated", EventKind.INSTANCE_TERMINATED),
+        ("asg-launch-from-warm-pool", EventKind.WARM_POOL_RETURN),
     ],
 )
 def test_each_event_maps_to_its_kind(name: str, kind: EventKind) -> None:

@@ -54,6 +54,8 @@ LONG_DRAIN_KINDS = (EventKind.ASG_TERMINATING, EventKind.SCHEDULED_CHANGE)
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 _GONE_KINDS = (EventKind.INSTANCE_STOPPED, EventKind.INSTANCE_TERMINATED)
 _GOING_KINDS = (EventKind.INSTANCE_STOPPING, EventKind.INSTANCE_SHUTTING_DOWN)
+# back in service: running again, or out of a Running warm pool (no stop, so no `running` event)
+_BACK_KINDS = (EventKind.INSTANCE_RUNNING, EventKind.WARM_POOL_RETURN)
 
 
 class Basis(StrEnum):
@@ -119,7 +121,7 @@ def event_taint(event: InterruptionEvent, settings: Settings) -> Taint:
 
 def ignores(event: InterruptionEvent) -> bool:
     """Events that need nothing at all, decided before any request is sent."""
-    return event.kind is EventKind.INSTANCE_PENDING
+    return event.kind in (EventKind.INSTANCE_PENDING, EventKind.INSTANCE_LAUNCHED)
 
 
 def instance_opted_in(tags: dict[str, str], settings: Settings) -> bool:
@@ -131,7 +133,7 @@ def decide(event: InterruptionEvent, settings: Settings, presence: Presence, now
     """``presence``: what EC2's current state means (instance.presence); ``now``: timezone-aware."""
     if ignores(event):
         return _no_action(Basis.NOT_HANDLED)
-    if event.kind is EventKind.INSTANCE_RUNNING:
+    if event.kind in _BACK_KINDS:
         if presence is Presence.LIVE:
             return Action(False, (), False, None, None, basis=Basis.CAME_BACK, restore=True)
         return _no_action(Basis.OUTDATED)  # stopped again since

@@ -34,6 +34,7 @@ REASONS = {
     EventKind.SCHEDULED_CHANGE: "ScheduledChange",
     EventKind.CAPACITY_BLOCK_EXPIRY: "CapacityBlockExpiry",
     EventKind.INSTANCE_IMPAIRED: "InstanceImpaired",
+    EventKind.WARM_POOL_RETURN: "WarmPoolReturn",
 }
 DESCRIPTIONS = {
     EventKind.SPOT_INTERRUPTION: "EC2 Spot interruption warning",
@@ -48,6 +49,7 @@ DESCRIPTIONS = {
     EventKind.SCHEDULED_CHANGE: "AWS Health scheduled change",
     EventKind.CAPACITY_BLOCK_EXPIRY: "EC2 Capacity Block expiration warning",
     EventKind.INSTANCE_IMPAIRED: "EC2 status check failed (instance-status backstop)",
+    EventKind.WARM_POOL_RETURN: "Auto Scaling launch from the warm pool",
 }
 
 

@@ -31,6 +31,11 @@ class EventKind(StrEnum):
     # an instance whose EC2 status check has failed for Settings.impaired_seconds (the
     # instance-status backstop): maybe lost, maybe recovered by EC2; never ours to terminate
     INSTANCE_IMPAIRED = "instance-impaired"
+    # an Auto Scaling launch into service from a warm pool: the instance never stopped, so what
+    # the terminate lifecycle action that put it there did to its node is undone here
+    WARM_POOL_RETURN = "warm-pool-return"
+    # any other Auto Scaling launch: nothing to do
+    INSTANCE_LAUNCHED = "instance-launched"
 
 
 @dataclass(frozen=True)
