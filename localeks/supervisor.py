@@ -94,7 +94,7 @@ class Supervisor:
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
         from moto.server import ThreadedMotoServer
 
-        from localeks import autoscaling, capacity_reservations, durable_lambda, ec2_states
+        from localeks import autoscaling, capacity_reservations, describe_cache, durable_lambda, ec2_states
 
         # stopping / shutting-down, as EC2 reports them, for long enough that a test can act meanwhile
         ec2_states.install(seconds=float(os.environ.get("LOCALEKS_EC2_TRANSITION_SECONDS", "8")))
@@ -104,6 +104,9 @@ class Supervisor:
         durable_lambda.install()
         # instances launched into a Capacity Reservation, and the capacity-reservation-id filter
         capacity_reservations.install()
+        # DescribeInstances by id answered from moto's own answer while nothing changed (a wave of
+        # 1,000 events: the local EC2 is one process)
+        describe_cache.install()
 
         # a wave of events: werkzeug's listen queue of 128 overflowed (448 of 1,000 cordons failed
         # at DescribeInstances in make bench, connect timeouts)
