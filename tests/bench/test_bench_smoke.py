@@ -48,6 +48,9 @@ REQUIRED = [
     "cordon_p99_s_4_in_flight",
     "cordon_p99_s_8_in_flight",
     "harness_dispatch_p99_s_8_in_flight",
+    # issue 23: APF's 429s in the Spot burst without and with k8s/flowcontrol.yaml
+    "burst_apf_rejected",
+    "burst_apf_rejected_with_flowcontrol",
 ]
 
 
@@ -83,3 +86,11 @@ def test_bench_smoke_run_writes_every_figure(cluster_env: dict[str, str], tmp_pa
     table = (tmp_path / "latest.md").read_text()
     assert "kubectl drain" in table
     assert "overhead over the floor" in table
+    # issue 23: the same Spot burst with k8s/flowcontrol.yaml (its requests in the manifest's flow
+    # schema, not global-default), and the API server's own latency for the functions' requests
+    spot, spot_apf = burst["large"]["drain"], burst["large"]["drain_flowcontrol"]
+    assert spot_apf["outcomes"] == {"drained": 4}
+    assert set(spot["apiserver_view"]["apf_execution"]) == {"global-default"}
+    assert set(spot_apf["apiserver_view"]["apf_execution"]) == {"serverless-nth"}
+    assert spot["apiserver_view"]["request_latency"]["POST pods/eviction"]["count"] >= 4 * 2
+    assert "| POST pods/eviction |" in table
