@@ -39,9 +39,8 @@ def counters(cluster_env: dict[str, str]) -> dict[str, float]:
     text = apiserver_metrics.scrape(cluster_env)
     out: dict[str, float] = {}
     for schema in FUNCTION_SCHEMAS:
-        out[f"{schema}/dispatched"] = apiserver_metrics.total(
-            text, "apiserver_flowcontrol_dispatched_requests_total", lambda x, s=schema: x["flow_schema"] == s
-        )
+        dispatched = apiserver_metrics.samples(text, "apiserver_flowcontrol_dispatched_requests_total")
+        out[f"{schema}/dispatched"] = sum(value for labels, value in dispatched if labels["flow_schema"] == schema)
         for labels, value in apiserver_metrics.samples(text, "apiserver_flowcontrol_rejected_requests_total"):
             if labels["flow_schema"] == schema:
                 key = f"{schema}/rejected/{labels['reason']}"
