@@ -252,12 +252,10 @@ def bench_burst(cluster_env: dict[str, str], state: Path, size: dict[str, Any]) 
             pool = seed_pool(cluster_env, with_pods + cordon_n, size["burst_pods"], label, with_pods)
             sample, drained = pool[:sample_n], pool[sample_n : sample_n + drain_n]
             drained_apf, cordoned = pool[sample_n + drain_n : with_pods], pool[with_pods:]
+            seed_s = round(time.monotonic() - started, 1)
             workers.warm_ec2(pool)
             per_worker = -(-cordon_n // size["workers"])  # every event in flight
-            out: dict[str, Any] = {
-                "cluster_nodes": cluster_nodes(cluster_env),
-                "seed_s": round(time.monotonic() - started, 1),
-            }
+            out: dict[str, Any] = {"cluster_nodes": cluster_nodes(cluster_env), "seed_s": seed_s}
             out["harness_only"] = workers.burst("noop", cordoned, per_worker)
             out["cordon"] = workers.burst("cordon", cordoned, per_worker)
             out["sample"] = workers.burst("drain", sample, 1)
