@@ -242,9 +242,7 @@ class Workers:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=self.env["AWS_SESSION_TOKEN"],
         )
-        ids = [t["instance_id"] for t in targets]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda share: describe_cache.warm(ec2, share), [ids[i::4] for i in range(4)]))
+        describe_cache.warm(ec2, [t["instance_id"] for t in targets])
 
 
 def summarise(

@@ -28,6 +28,7 @@ import string
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 _lock = threading.Lock()
@@ -57,10 +58,11 @@ def install() -> None:
     DomainDispatcherApplication._localeks_describe_cache = True  # type: ignore[attr-defined]
 
 
-def warm(ec2: Any, instance_ids: Iterable[str]) -> None:
-    """Asks for each instance once with ``ec2`` (a client with the handlers' credentials)."""
-    for instance_id in instance_ids:
-        ec2.describe_instances(InstanceIds=[instance_id])
+def warm(ec2: Any, instance_ids: list[str], threads: int = 4) -> None:
+    """Asks for each instance once with ``ec2`` (a client with the handlers' credentials), on a
+    few threads (moto renders one at a time anyway)."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda instance_id: ec2.describe_instances(InstanceIds=[instance_id]), instance_ids))
 
 
 def _answering(original: Callable[[Any, dict[str, Any], Any], Iterable[bytes]]) -> Any:
