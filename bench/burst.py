@@ -32,8 +32,11 @@ from typing import Any
 
 from kubernetes import client, config
 
+from bench import apiserver
 from bench.burst_worker import _serve
 from bench.common import apiserver_metrics, cluster_cpu, function_environment, metrics_delta
+from localeks import describe_cache
+from localeks.apiserver_metrics import scrape
 from localeks.cluster import moto_client
 from localeks.progress import Counter, Progress
 
@@ -172,7 +175,7 @@ class Workers:
 
     def __init__(self, cluster_env: dict[str, str], state: str, count: int) -> None:
         self.cluster_env, self.state = cluster_env, state
-        env = function_environment(cluster_env, POLL_INTERVAL_SECONDS="1.0")
+        self.env = env = function_environment(cluster_env, POLL_INTERVAL_SECONDS="1.0")
         ctx = multiprocessing.get_context("spawn")
         started = time.monotonic()
         self.conns, self.procs = [], []
@@ -205,22 +208,41 @@ class Workers:
         for conn, share in zip(self.conns, shares, strict=True):  # warmed one worker at a time
             conn.send(("job", mode, share, min(threads, max(1, len(share)))))
             warm.append(conn.recv())
-        before, cpu_before = apiserver_metrics(self.cluster_env), cluster_cpu(self.state)
+        before, cpu_before = scrape(self.cluster_env), cluster_cpu(self.state)
         start_at = time.time() + 0.5
         for conn in self.conns:
             conn.send(("go", start_at))
         done = [c.recv() for c in self.conns]
-        cpu_after, after = cluster_cpu(self.state), apiserver_metrics(self.cluster_env)
+        cpu_after, after = cluster_cpu(self.state), scrape(self.cluster_env)
         events = [e for d in done for e in d["events"]]
-        return summarise(
-            events,
-            start_at,
-            in_flight=min(len(targets), sum(min(threads, max(1, len(s))) for s in shares)),
-            worker_cpu_s=sum(d["cpu_s"] for d in done),
-            warm_cpu_s=sum(w["warm_cpu_s"] for w in warm),
-            apiserver=metrics_delta(before, after),
-            cluster={k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
+        return {
+            **summarise(
+                events,
+                start_at,
+                in_flight=min(len(targets), sum(min(threads, max(1, len(s))) for s in shares)),
+                worker_cpu_s=sum(d["cpu_s"] for d in done),
+                warm_cpu_s=sum(w["warm_cpu_s"] for w in warm),
+                apiserver=metrics_delta(apiserver_metrics(before), apiserver_metrics(after)),
+                cluster={k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
+            ),
+            "apiserver_view": apiserver.summary(before, after),
+        }
+
+    def warm_ec2(self, targets: list[dict[str, str]]) -> None:
+        """The local EC2's answers for these instances made ahead, with the workers' credentials
+        (localeks/describe_cache.py: kept until moto's state changes), so that a burst measures
+        the handlers and the API server, not moto's serializer."""
+        import boto3
+
+        ec2 = boto3.client(
+            "ec2",
+            endpoint_url=self.cluster_env["AWS_ENDPOINT_URL"],
+            region_name=self.cluster_env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=self.env["AWS_SESSION_TOKEN"],
         )
+        describe_cache.warm(ec2, [t["instance_id"] for t in targets])
 
 
 def summarise(

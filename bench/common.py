@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import ssl
 import statistics
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,33 +56,21 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 4) if values else float("nan")
 
 
-def apiserver_metrics(cluster_env: dict[str, str]) -> dict[str, float]:
-    """Request counters from the API server's own /metrics: all requests, requests of the
-    functions' flow (APF flow schema global-default: the functions are neither system users nor
-    service accounts), and requests APF rejected with 429."""
-    kubeconfig = json.loads(Path(cluster_env["KUBECONFIG"]).read_text())
-    token = kubeconfig["users"][0]["user"]["token"]
-    context = ssl.create_default_context(cafile=str(Path(cluster_env["KUBECONFIG"]).parent / "pki" / "ca.crt"))
-    request = urllib.request.Request(
-        cluster_env["LOCALEKS_API_URL"] + "/metrics", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, context=context, timeout=30) as response:
-        text = response.read().decode()
-    totals = {"requests_total": 0.0, "functions_dispatched": 0.0, "apf_rejected": 0.0, "status_429": 0.0}
-    for line in text.splitlines():
-        if line.startswith("apiserver_request_total{"):
-            value = float(line.rsplit(" ", 1)[1])
-            totals["requests_total"] += value
-            if 'code="429"' in line:
-                totals["status_429"] += value
-        elif (
-            line.startswith("apiserver_flowcontrol_dispatched_requests_total{")
-            and 'flow_schema="global-default"' in line
-        ):
-            totals["functions_dispatched"] += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("apiserver_flowcontrol_rejected_requests_total{"):
-            totals["apf_rejected"] += float(line.rsplit(" ", 1)[1])
-    return totals
+def apiserver_metrics(text: str) -> dict[str, float]:
+    """Request counters from a scrape of the API server's own /metrics: all requests, requests of
+    the functions' flows (flow schema global-default, where their identity lands, or the optional
+    manifest's k8s/flowcontrol.yaml), and requests APF rejected with 429."""
+    from localeks.apiserver_metrics import total
+    from localeks.flowcontrol import FUNCTION_SCHEMAS
+
+    return {
+        "requests_total": total(text, "apiserver_request_total"),
+        "functions_dispatched": total(
+            text, "apiserver_flowcontrol_dispatched_requests_total", lambda x: x["flow_schema"] in FUNCTION_SCHEMAS
+        ),
+        "apf_rejected": total(text, "apiserver_flowcontrol_rejected_requests_total"),
+        "status_429": total(text, "apiserver_request_total", lambda x: x.get("code") == "429"),
+    }
 
 
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

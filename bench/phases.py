@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, function_environment, handle, median
+from bench.common import REPO, function_environment, handle, median, warm_service
 from localeks.cluster import Paths, supervisor_alive, up
 from localeks.scenes import Scenes
 
@@ -234,33 +234,44 @@ def bench_burst(cluster_env: dict[str, str], state: Path, size: dict[str, Any]) 
     """Per cluster size: every node's rebalance recommendation in flight at once (cordon only);
     a sample of Spot interruptions, one per worker (the per-event requests and CPU with little
     else running); on the large cluster a burst of Spot interruptions at ``workers x threads`` in
-    flight (cordon, taint, drain). And the harness alone: the same release of every thread with
-    no handler."""
+    flight (cordon, taint, drain), then the same burst on as many other nodes with the optional
+    k8s/flowcontrol.yaml applied. And the harness alone: the same release of every thread with
+    no handler. Each burst reports the API server's own view (bench/apiserver.py)."""
     from bench.burst import Workers, cluster_nodes, seed_pool
+    from localeks import flowcontrol
 
     results: dict[str, Any] = {}
     workers = Workers(cluster_env, str(state), size["workers"])
     results["workers"] = workers.startup
+    probe = warm_service(cluster_env).kube()  # a request as the functions, to see their flow schema
     try:
         for label in ("small", "large"):
             cordon_n, sample_n, drain_n = size[f"burst_{label}"]
             started = time.monotonic()
-            pool = seed_pool(cluster_env, sample_n + drain_n + cordon_n, size["burst_pods"], label, sample_n + drain_n)
+            with_pods = sample_n + 2 * drain_n
+            pool = seed_pool(cluster_env, with_pods + cordon_n, size["burst_pods"], label, with_pods)
             sample, drained = pool[:sample_n], pool[sample_n : sample_n + drain_n]
-            cordoned = pool[sample_n + drain_n :]
+            drained_apf, cordoned = pool[sample_n + drain_n : with_pods], pool[with_pods:]
+            seed_s = round(time.monotonic() - started, 1)
+            workers.warm_ec2(pool)
             per_worker = -(-cordon_n // size["workers"])  # every event in flight
-            out: dict[str, Any] = {
-                "cluster_nodes": cluster_nodes(cluster_env),
-                "seed_s": round(time.monotonic() - started, 1),
-            }
+            out: dict[str, Any] = {"cluster_nodes": cluster_nodes(cluster_env), "seed_s": seed_s}
             out["harness_only"] = workers.burst("noop", cordoned, per_worker)
             out["cordon"] = workers.burst("cordon", cordoned, per_worker)
             out["sample"] = workers.burst("drain", sample, 1)
             if drained:
                 out["drain"] = workers.burst("drain", drained, size["threads"])
+                flowcontrol.apply(cluster_env)
+                try:
+                    flowcontrol.wait_classified(cluster_env, lambda: probe.request("GET", "/version"), flowcontrol.OURS)
+                    out["drain_flowcontrol"] = workers.burst("drain", drained_apf, size["threads"])
+                finally:
+                    flowcontrol.remove(cluster_env)
             results[label] = out
             brief = {
-                k: {x: y for x, y in v.items() if x != "handler_cpu_ms"} if isinstance(v, dict) else v
+                k: {x: y for x, y in v.items() if x not in ("handler_cpu_ms", "apiserver_view")}
+                if isinstance(v, dict)
+                else v
                 for k, v in out.items()
             }
             print(f"bench: burst {label}: {brief}", flush=True)

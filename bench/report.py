@@ -101,7 +101,16 @@ def write_table(r: dict[str, Any], path: Path) -> None:
         f"({small['cluster_nodes']} nodes in the cluster) / {large['cordon']['events']}-node pool ({large['cluster_nodes']}) "
         f"| {small['sample']['requests_per_event']} / {large['sample']['requests_per_event']} "
         f"(x{r['requests_per_event_growth']:.2f}) |",
-        "",
+    ]
+    lines += ["", *burst_lines(burst)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def burst_lines(burst: dict[str, Any]) -> list[str]:
+    """The bursts' table, the Spot burst without and with k8s/flowcontrol.yaml, and the API
+    server's own latency during each burst of the large cluster (also bench/wave.py's report)."""
+    small, large = burst["small"], burst["large"]
+    lines = [
         "| burst | events in flight | event -> cordoned, p50 / p99 | of which the harness's dispatch, p50 / p99 "
         "| requests / event (APF 429 retries) | CPU seconds while it ran |",
         "|---|---|---|---|---|---|",
@@ -121,20 +130,59 @@ def write_table(r: dict[str, Any], path: Path) -> None:
                 f"| {what}, {b['cordon']['events']} nodes | {x['in_flight']} | {cordon} "
                 f"| {x['dispatch_p50_s']:.3f} s / {x['dispatch_p99_s']:.3f} s | {requests} | {_cpu(x)} |"
             )
-    d = large["drain"]
-    lines.append(
-        f"| Spot interruptions: cordon, taint, drain ({d['events']} nodes of {large['cluster_nodes']}) | {d['in_flight']} "
-        f"| {d['event_to_cordon_p50_s']:.2f} s / {d['event_to_cordon_p99_s']:.2f} s "
-        f"| {d['dispatch_p50_s']:.3f} s / {d['dispatch_p99_s']:.3f} s | {d['requests_per_event']} ({d['apf_retries_per_event']}) "
-        f"| {_cpu(d)} |"
+    spot = [("drain", "")] + (
+        [("drain_flowcontrol", ", k8s/flowcontrol.yaml applied")] if "drain_flowcontrol" in large else []
     )
-    lines += [
+    for name, how in spot:
+        d = large[name]
+        lines.append(
+            f"| Spot interruptions: cordon, taint, drain ({d['events']} nodes of {large['cluster_nodes']}{how}) "
+            f"| {d['in_flight']} | {d['event_to_cordon_p50_s']:.2f} s / {d['event_to_cordon_p99_s']:.2f} s "
+            f"| {d['dispatch_p50_s']:.3f} s / {d['dispatch_p99_s']:.3f} s | {d['requests_per_event']} ({d['apf_retries_per_event']}) "
+            f"| {_cpu(d)} |"
+        )
+    lines.append("")
+    for name, how in spot:
+        d = large[name]
+        lines.append(
+            f"Spot interruption burst{how}: {d['events']} events, {d['in_flight']} in flight: all cordoned after "
+            f"{d['all_cordoned_s']:.1f} s, all drained after {d['all_done_s']:.1f} s; outcomes {d['outcomes']}; "
+            f"API priority and fairness answered 429 {d['apf_rejected']:.0f} times "
+            f"(seats of the functions' level at the start: {_seats(d)})."
+        )
+    return [*lines, "", *_latency_lines(large, [("cordon", "cordon wave"), *spot])]
+
+
+def _seats(b: dict[str, Any]) -> str:
+    return ", ".join(f"{level} {n:.0f}" for level, n in b.get("apiserver_view", {}).get("seats_at_start", {}).items())
+
+
+def _latency_lines(large: dict[str, Any], bursts: list[tuple[str, str]]) -> list[str]:
+    named = [(large[name], how.removeprefix(", ") or name.replace("_", " ")) for name, how in bursts if name in large]
+    named = [(b, label) for b, label in named if "apiserver_view" in b]
+    if not named:
+        return []
+    lines = [
+        "The API server's own latency during the bursts (its /metrics before and after; p50 / p99 from the "
+        "histogram's buckets, count of requests), for the kinds of request the functions send, and the "
+        "time their requests waited in API priority and fairness' queues:",
         "",
-        f"Spot interruption burst: {d['events']} events, {d['in_flight']} in flight: all cordoned after "
-        f"{r['burst_all_cordoned_s']:.1f} s, all drained after {r['burst_all_drained_s']:.1f} s; outcomes {d['outcomes']}; "
-        f"API priority and fairness answered 429 {d['apf_rejected']:.0f} times.",
+        "| request | " + " | ".join(label for _, label in named) + " |",
+        "|---|" + "---|" * len(named),
     ]
-    path.write_text("\n".join(lines) + "\n")
+    views = [b["apiserver_view"] for b, _ in named]
+    for part in ("request_latency", "apf_queue_wait", "apf_execution"):
+        keys = sorted({k for v in views for k in v[part]})
+        for key in keys:
+            cells = []
+            for v in views:
+                q = v[part].get(key)
+                cells.append(f"{q['p50_s']:.3f} s / {q['p99_s']:.3f} s ({q['count']:.0f})" if q else "—")
+            what = {"request_latency": "", "apf_queue_wait": "APF queue wait, ", "apf_execution": "APF execution, "}[
+                part
+            ]
+            lines.append(f"| {what}{key} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_chart(r: dict[str, Any], path: Path) -> None:

@@ -171,7 +171,7 @@ def main() -> None:
     cpu_p50, cpu_p99 = cpu_percentiles([small["sample"], large["sample"]])
     cordon_cpu_p50, cordon_cpu_p99 = cpu_percentiles([small["cordon"], large["cordon"]])
     for label in ("small", "large"):
-        for name in ("harness_only", "sample", "cordon", "drain"):
+        for name in ("harness_only", "sample", "cordon", "drain", "drain_flowcontrol"):
             burst[label].get(name, {}).pop("handler_cpu_ms", None)
     n_small, n_large = size["burst_small"][0], size["burst_large"][0]
     in_small, in_large = small["cordon"]["in_flight"], large["cordon"]["in_flight"]
@@ -206,6 +206,10 @@ def main() -> None:
         "burst_in_flight": large["drain"]["in_flight"],
         "burst_all_cordoned_s": large["drain"]["all_cordoned_s"],
         "burst_all_drained_s": large["drain"]["all_done_s"],
+        # the same Spot burst on other nodes with k8s/flowcontrol.yaml applied: APF's 429s without and with
+        "burst_apf_rejected": large["drain"]["apf_rejected"],
+        "burst_apf_rejected_with_flowcontrol": large["drain_flowcontrol"]["apf_rejected"],
+        "burst_all_drained_s_with_flowcontrol": large["drain_flowcontrol"]["all_done_s"],
         # Kubernetes requests per Spot interruption (20 pods drained), one event per worker
         "api_calls_per_event_small_cluster": small["sample"]["kube_requests_per_event"],
         "api_calls_per_event_large_cluster": large["sample"]["kube_requests_per_event"],

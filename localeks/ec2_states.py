@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from localeks import describe_cache
+
 # EC2's InstanceState codes
 _CODES = {"stopping": 64, "stopped": 80, "shutting-down": 32, "terminated": 48}
 
@@ -39,6 +41,7 @@ def _passing_through(
 ) -> Callable[[Any], Any]:
     def change(instance: Any) -> Any:
         previous = original(instance)  # moto's own work (NICs, fleets), ending in the final state
+        describe_cache.changed()  # also when a timer of Auto Scaling's, not a request, ended it
         if previous.name in (transitional, final) or seconds <= 0:
             return previous
         _set(instance, transitional)
@@ -70,3 +73,4 @@ def _finish(instance: Any, transitional: str, final: str) -> None:
 def _set(instance: Any, name: str) -> None:
     instance._state.name = name
     instance._state.code = _CODES[name]
+    describe_cache.changed()  # after the change: an answer rendered meanwhile is not kept

@@ -97,7 +97,14 @@ class Supervisor:
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
         from moto.server import ThreadedMotoServer
 
-        from localeks import autoscaling, capacity_reservations, durable_lambda, ec2_states, instance_status
+        from localeks import (
+            autoscaling,
+            capacity_reservations,
+            describe_cache,
+            durable_lambda,
+            ec2_states,
+            instance_status,
+        )
 
         # stopping / shutting-down, as EC2 reports them, for long enough that a test can act meanwhile
         ec2_states.install(seconds=float(os.environ.get("LOCALEKS_EC2_TRANSITION_SECONDS", "8")))
@@ -109,6 +116,9 @@ class Supervisor:
         capacity_reservations.install()
         # DescribeInstanceStatus with scheduled events, failed checks, its filters and paging
         instance_status.install()
+        # DescribeInstances by id answered from moto's own answer while nothing changed (a wave of
+        # 1,000 events: the local EC2 is one process)
+        describe_cache.install()
 
         # a wave of events: werkzeug's listen queue of 128 overflowed (448 of 1,000 cordons failed
         # at DescribeInstances in make bench, connect timeouts)

@@ -53,6 +53,9 @@ REQUIRED = [
     "order_critical_first_sigterm_s",
     "order_critical_gone_s",
     "order_left_before_deadline_s",
+    # issue 23: APF's 429s in the Spot burst without and with k8s/flowcontrol.yaml
+    "burst_apf_rejected",
+    "burst_apf_rejected_with_flowcontrol",
 ]
 
 
@@ -92,3 +95,11 @@ def test_bench_smoke_run_writes_every_figure(cluster_env: dict[str, str], tmp_pa
     table = (tmp_path / "latest.md").read_text()
     assert "kubectl drain" in table
     assert "overhead over the floor" in table
+    # issue 23: the same Spot burst with k8s/flowcontrol.yaml (its requests in the manifest's flow
+    # schema, not global-default), and the API server's own latency for the functions' requests
+    spot, spot_apf = burst["large"]["drain"], burst["large"]["drain_flowcontrol"]
+    assert spot_apf["outcomes"] == {"drained": 4}
+    assert set(spot["apiserver_view"]["apf_execution"]) == {"global-default"}
+    assert set(spot_apf["apiserver_view"]["apf_execution"]) == {"serverless-nth"}
+    assert spot["apiserver_view"]["request_latency"]["POST pods/eviction"]["count"] >= 4 * 2
+    assert "| POST pods/eviction |" in table
