@@ -282,3 +282,27 @@ def test_a_reboot_watch_has_a_fixed_number_of_checks_covering_eight_hours() -> N
     assert pauses[:5] == [60, 120, 240, 480, 900]
     assert sum(pauses) >= BOOT_WATCH.total_seconds() > sum(pauses[:-1])
     assert len(pauses) == 35  # a bounded history, whatever the clock does during the waits
+
+
+def test_a_week_long_health_hold_costs_hundreds_of_operations_not_tens_of_thousands() -> None:
+    """A model of drain_each's loop for one PDB-held instance (nothing changes after its first
+    round), with the loop's own constants and pause rule: a round of 60 s, the 1 s wait after it,
+    the step that reads the time left, and the idle wait while it grows. Printed for the record."""
+    from serverless_nth.long_drain_each import IDLE_CEILING_SECONDS, PAUSE, ROUND_SECONDS
+    from serverless_nth.policy import next_pause
+
+    def operations(lead: float, grows: bool) -> int:
+        clock, idle, ops, changed = 0.0, 1.0, 0, True
+        while clock < lead:
+            clock += ROUND_SECONDS + PAUSE.to_seconds()
+            ops += 3  # the round, its wait, the time-left step
+            ceiling = min(IDLE_CEILING_SECONDS, max(1.0, (lead - clock) / 4)) if grows else 1.0
+            idle, changed = next_pause(idle, changed, ceiling=ceiling), False
+            if idle > PAUSE.to_seconds():
+                clock, ops = clock + idle, ops + 1
+        return ops
+
+    week = 7 * 86400.0  # ScheduledChangeLeadSeconds' largest value
+    grown, fixed = operations(week, grows=True), operations(week, grows=False)
+    print(f"a week-long hold: {grown} operations with the growing pause, {fixed} without")
+    assert grown < 3000 < 25_000 < fixed

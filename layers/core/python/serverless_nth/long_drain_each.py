@@ -21,7 +21,7 @@ from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedE
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.kube.lease import LeaseClaim
 from serverless_nth.observability import Metric, logger, metrics
-from serverless_nth.policy import drain_starts_at
+from serverless_nth.policy import drain_starts_at, next_pause
 from serverless_nth.report import Outcome, count
 
 if TYPE_CHECKING:
@@ -38,6 +38,11 @@ PAUSE = Duration.from_seconds(1)
 # The instances of one event share a minute: each round lasts ROUND_SECONDS / instances, at least
 # this, so that a pass over many PDB-held nodes stays near a minute and a freed budget is seen soon.
 MIN_ROUND_SECONDS = 10
+# While no round of a pass changes anything on any node (budgets still refusing), the pause after
+# the pass doubles (policy.next_pause), up to this and to a quarter of the time left before the
+# event's end: a week-long lead time held by a PDB costs hundreds of operations, not tens of
+# thousands (AWS's durable execution SDK documents 25,000 at most, docs/long-drains.md)
+IDLE_CEILING_SECONDS = 900
 # A drain without an end (a Health event without startTime: drained gently at once) stops trying
 # this long after the event; its node stays cordoned and tainted, as after a drain that the window
 # ended, and the outcome says drain-incomplete.
@@ -94,10 +99,12 @@ def drain_each(
                 if not now["drain_due"]:
                     outcomes[instance_id] = now["outcome"]
                     del draining[instance_id]
-    rounds = 0
+    rounds, idle, seen = 0, float(PAUSE.to_seconds()), dict[str, list[str]]()
     while draining:
-        # every other instance has a round before this one's next: the lease is promised for that
-        next_round_within = len(draining) * (ROUND_SECONDS + PAUSE.to_seconds()) + ROUND_SECONDS
+        # every other instance has a round before this one's next, and the pass may be followed by
+        # an idle pause: the lease is promised for that
+        next_round_within = len(draining) * (ROUND_SECONDS + PAUSE.to_seconds()) + ROUND_SECONDS + IDLE_CEILING_SECONDS
+        changed = False
         share = max(MIN_ROUND_SECONDS, ROUND_SECONDS / len(draining))
         for instance_id, (event, node) in list(draining.items()):
             ends = (event.ends_at or event.time + NO_END_DRAIN).timestamp()
@@ -121,6 +128,9 @@ def drain_each(
             ctx.wait(PAUSE, name=f"pause-{instance_id}-{rounds}")
             if last is None:
                 continue
+            remaining = sorted(last["remaining"])
+            changed = changed or seen.get(instance_id) != remaining or bool(last["completed"] or last.get("stopped"))
+            seen[instance_id] = remaining
             if last.get("stopped"):
                 outcomes[instance_id] = last["stopped"]  # another drives it, or it is ours no more
                 del draining[instance_id]
@@ -134,6 +144,12 @@ def drain_each(
                     # the instance terminates: its volumes should be free for the next pod first
                     drains.step(ctx, f"volumes-{instance_id}", kind, drains.detach_volumes, event, node, ends)
         rounds += 1
+        if draining and kind is EventKind.SCHEDULED_CHANGE:  # a Capacity Block's 40 minutes never idle
+            window = min((e.ends_at or e.time + NO_END_DRAIN) for e, _ in draining.values())
+            left = drains.step(ctx, f"window-left-{rounds}", kind, drains.seconds_until, window)
+            idle = next_pause(idle, changed, ceiling=min(IDLE_CEILING_SECONDS, max(PAUSE.to_seconds(), left / 4)))
+            if idle > PAUSE.to_seconds():
+                ctx.wait(Duration.from_seconds(round(idle)), name=f"idle-{rounds}")
     failed = sorted(i for i, o in outcomes.items() if o.startswith(Outcome.ERROR))
     if failed:
         raise failure(f"instances not handled: {', '.join(failed)}; the others were: {outcomes}")
