@@ -284,25 +284,70 @@ def test_a_reboot_watch_has_a_fixed_number_of_checks_covering_eight_hours() -> N
     assert len(pauses) == 35  # a bounded history, whatever the clock does during the waits
 
 
-def test_a_week_long_health_hold_costs_hundreds_of_operations_not_tens_of_thousands() -> None:
-    """A model of drain_each's loop for one PDB-held instance (nothing changes after its first
-    round), with the loop's own constants and pause rule: a round of 60 s, the 1 s wait after it,
-    the step that reads the time left, and the idle wait while it grows. Printed for the record."""
-    from serverless_nth.long_drain_each import IDLE_CEILING_SECONDS, PAUSE, ROUND_SECONDS
-    from serverless_nth.policy import next_pause
+class _Ctx:
+    """The durable context as drain_each uses it: its steps run at once, its waits move the clock,
+    and every operation is counted."""
 
-    def operations(lead: float, grows: bool) -> int:
-        clock, idle, ops, changed = 0.0, 1.0, 0, True
-        while clock < lead:
-            clock += ROUND_SECONDS + PAUSE.to_seconds()
-            ops += 3  # the round, its wait, the time-left step
-            ceiling = min(IDLE_CEILING_SECONDS, max(1.0, (lead - clock) / 4)) if grows else 1.0
-            idle, changed = next_pause(idle, changed, ceiling=ceiling), False
-            if idle > PAUSE.to_seconds():
-                clock, ops = clock + idle, ops + 1
-        return ops
+    def __init__(self, clock: list[float]) -> None:
+        self.clock, self.operations, self.waits = clock, 0, []
+        self.execution_context = type("Execution", (), {"durable_execution_arn": "arn:exec"})()
 
-    week = 7 * 86400.0  # ScheduledChangeLeadSeconds' largest value
-    grown, fixed = operations(week, grows=True), operations(week, grows=False)
-    print(f"a week-long hold: {grown} operations with the growing pause, {fixed} without")
-    assert grown < 3000 < 25_000 < fixed
+    def wait(self, duration: Any, name: str) -> None:
+        self.operations += 1
+        self.waits.append((name, duration.to_seconds()))
+        self.clock[0] += duration.to_seconds()
+
+
+class _HeldDrains:
+    """LongDrains' steps for one node whose budget refuses every eviction: each round lasts its 60 s
+    and leaves the same pod."""
+
+    def __init__(self, clock: list[float], lead: float) -> None:
+        self.settings = Settings(cluster_name="c", scheduled_change_lead_seconds=int(lead))
+        self.now = clock
+
+    def step(self, ctx: _Ctx, name: str, kind: EventKind, work: Any, *args: Any) -> Any:
+        ctx.operations += 1
+        return work(*args)
+
+    def prepare(self, event: InterruptionEvent, holder: Any, account: Any) -> dict[str, Any]:
+        return {"outcome": "cordoned", "node": "n", "drain_due": True}
+
+    def seconds_until(self, moment: datetime.datetime) -> float:
+        return max(0.0, moment.timestamp() - self.now[0])
+
+    def drain_round(self, *args: Any) -> dict[str, Any]:
+        self.now[0] += 60
+        return {"completed": False, "remaining": ["ns/api-0"], "at": self.now[0]}
+
+    def finish(self, *args: Any) -> str:
+        return "drain-incomplete"
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_a_week_long_health_hold_costs_hundreds_of_operations_not_tens_of_thousands(
+    idle: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drain_each itself, for a node held by its PDB from the drain's start to a window a week
+    ahead (ScheduledChangeLeadSeconds' largest): the idle wait after each pass that changed nothing
+    grows, and the execution's history stays far below the 25,000 operations AWS's durable
+    execution SDK documents. Without it (the ceiling forced to the 1 s pause), tens of thousands."""
+    from serverless_nth import long_drain_each
+
+    if not idle:
+        monkeypatch.setattr(long_drain_each, "IDLE_CEILING_SECONDS", 1)
+    week = 7 * 86400
+    clock = [T0.timestamp()]
+    event = InterruptionEvent(EventKind.SCHEDULED_CHANGE, "id", I1, "us-east-1", "123456789012", T0, ends_at=at(week))
+    ctx, drains = _Ctx(clock), _HeldDrains(clock, lead=week)
+    outcomes, rounds = long_drain_each.drain_each(drains, ctx, EventKind.SCHEDULED_CHANGE, [event], None, Exception)  # type: ignore[arg-type]
+    assert outcomes == {I1: "drain-incomplete"}
+    idles = [seconds for name, seconds in ctx.waits if name.startswith("idle-")]
+    print(f"a week-long hold, idle waits {'on' if idle else 'off'}: {ctx.operations} operations, {rounds} rounds")
+    if idle:
+        assert idles[:5] == [2, 4, 8, 16, 32]
+        assert max(idles) == long_drain_each.IDLE_CEILING_SECONDS
+        assert ctx.operations < 3000
+    else:
+        assert idles == []
+        assert ctx.operations > 25_000
