@@ -4,11 +4,12 @@ record as the local invoke returns it."""
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from localeks.invoke import Invocation
+from localeks.invoke import Invocation, invoke
 from localeks.node_group import HEARTBEAT_TIMEOUT, NodeGroup
 from localeks.scenes import Scenes
 from tests.eventfiles import load_event
@@ -90,3 +91,52 @@ def health_event(instances: list[str], starts_in: float, status: str) -> dict[st
     )
     event["resources"] = list(instances)
     return event
+
+
+SCHEDULED_TAINT = "serverless-nth/scheduled-change"
+
+
+def in_background(
+    event: dict[str, Any],
+    cluster_env: dict[str, str],
+    params: dict[str, str],
+    env_overrides: dict[str, str] | None = None,
+) -> tuple[threading.Thread, list[Invocation]]:
+    """The scheduled-change function run on a thread: the thread, and its invocation once it ends."""
+    done: list[Invocation] = []
+
+    def run() -> None:
+        done.append(invoke(SCHEDULED, event, cluster_env, params, env_overrides=env_overrides))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def boot(scenes: Scenes, node_name: str, boot_id: str) -> None:
+    """What a kubelet reports of the machine's boot (a new id after every boot)."""
+    scenes.core.patch_node_status(node_name, {"status": {"nodeInfo": {"bootID": boot_id}}})
+
+
+def hand_back_after_reboot(
+    cluster_env: dict[str, str], scenes: Scenes, node_name: str, event: dict[str, Any]
+) -> Invocation:
+    """A reboot event whose window starts within the lead time, run in real time (the checks after
+    the window starts are what is watched): the node is drained, stays ours 20 s into the window,
+    then the kubelet reports a new boot. Returns the ended execution."""
+    boot(scenes, node_name, "boot-1")
+    thread, done = in_background(
+        event, cluster_env, {"ScheduledChangeLeadSeconds": "3600"}, {"LOCALEKS_DURABLE_REAL_TIME": "1"}
+    )
+    deadline = time.monotonic() + 90
+    while scenes.pods_on(node_name) or not scenes.core.read_node(node_name).spec.unschedulable:
+        assert time.monotonic() < deadline, "the node was not drained"
+        time.sleep(0.5)
+    time.sleep(20)  # the window has started, the machine not yet rebooted: the node stays ours
+    node = scenes.core.read_node(node_name)
+    assert node.spec.unschedulable
+    assert {t.key: t.effect for t in node.spec.taints or []} == {SCHEDULED_TAINT: "NoSchedule"}
+    boot(scenes, node_name, "boot-2")  # what the kubelet reports after the reboot
+    thread.join(timeout=150)
+    assert done, "the execution did not end"
+    return done[0]

@@ -26,9 +26,8 @@ from localeks.dashboard import read_emf
 from localeks.invoke import Invocation, invoke
 from localeks.scenes import Scenes
 from tests.eventfiles import load_event, schedule_payload
-from tests.integration.long_drains import free_the_budget, named, wait_leased
+from tests.integration.long_drains import free_the_budget, hand_back_after_reboot, named, wait_leased
 from tests.integration.support import node_state, pods_left
-from tests.integration.test_health_followed import boot
 
 FUNCTION = "InstanceStatusFunction"
 STARTER, SCHEDULED = "LongDrainStartFunction", "ScheduledChangeFunction"
@@ -351,31 +350,9 @@ def test_after_a_reboot_event_the_backstop_found_the_node_is_handed_back_once_it
     scenes.worker_node(spot=False)  # room for the replacements
     namespace = scenes.namespace("reboot")
     scenes.deployment(namespace, "api", node.node_name, 1, grace=1, pdb_max_unavailable=None)
-    boot(scenes, node.node_name, "boot-1")
     (event,) = statuses(node.instance_id, events=[{"Code": "system-reboot", "NotBefore": iso(15)}])["events"]
-    payload = instance_status_payload(event, node.instance_id)
-    done: list[Invocation] = []
-    thread = threading.Thread(
-        target=lambda: done.append(
-            invoke(
-                SCHEDULED,
-                payload,
-                cluster_env,
-                {"ScheduledChangeLeadSeconds": "3600"},
-                env_overrides={"LOCALEKS_DURABLE_REAL_TIME": "1"},
-            )
-        ),
-        daemon=True,
+    result = hand_back_after_reboot(
+        cluster_env, scenes, node.node_name, instance_status_payload(event, node.instance_id)
     )
-    thread.start()
-    deadline = time.monotonic() + 90
-    while scenes.pods_on(node.node_name) or not node_state(scenes, node.node_name)[0]:
-        assert time.monotonic() < deadline, "the node was not drained"
-        time.sleep(0.5)
-    time.sleep(20)  # NotBefore has passed, the machine not yet rebooted: the node stays ours
-    assert node_state(scenes, node.node_name) == (True, {SCHEDULED_TAINT: "NoSchedule"})
-    boot(scenes, node.node_name, "boot-2")  # what the kubelet reports after the reboot
-    thread.join(timeout=150)
-    assert done, "the execution did not end"
-    assert done[0].result["result"]["outcomes"] == {node.instance_id: "handed-back"}, done[0].output[-3000:]
+    assert result.result["result"]["outcomes"] == {node.instance_id: "handed-back"}, result.output[-3000:]
     assert node_state(scenes, node.node_name) == (False, {})

@@ -4,11 +4,9 @@ and left as failed, not as blocked)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from serverless_nth.config import BlockedPodPolicy
 from serverless_nth.kube.client import KubeApi
 from serverless_nth.kube.drain import Drainer
 from serverless_nth.kube.evict import DrainOptions, PodFate
+from tests.unit.fake_http import serving
 
 PDB_REFUSAL = {"message": "Cannot evict pod as it would violate the pod's disruption budget."}
 TERMINATING = {
@@ -78,28 +77,13 @@ class FakeNode:
 def node() -> Iterator[tuple[str, FakeNode]]:
     fake = FakeNode({})
 
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else {}
-            status, reply = fake.answer(self.command, self.path, body)
-            data = json.dumps({"kind": "Status", **reply}).encode()
-            self.send_response(status)
-            if status == 429 and fake.retry_after:
-                self.send_header("Retry-After", fake.retry_after)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        status, reply = fake.answer(method, path, body)
+        headers = {"Retry-After": fake.retry_after} if status == 429 and fake.retry_after else {}
+        return status, {"kind": "Status", **reply}, headers
 
-        do_GET = do_POST = do_DELETE = _answer  # noqa: N815
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", fake
-    httpd.shutdown()
+    with serving(answer) as url:
+        yield url, fake
 
 
 def drain(

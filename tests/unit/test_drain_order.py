@@ -4,12 +4,10 @@ the ordinary ones are gone, and before a certain end the critical pods' share of
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from serverless_nth.kube.client import KubeApi
 from serverless_nth.kube.drain import Drainer
 from serverless_nth.kube.evict import DrainOptions, PodFate
 from serverless_nth.kube.pods import PodToEvict, critical_reserve
+from tests.unit.fake_http import serving
 
 PDB_REFUSAL = {"message": "Cannot evict pod as it would violate the pod's disruption budget."}
 
@@ -75,26 +74,12 @@ class FakeNode:
 def served() -> Iterator[tuple[str, dict[str, FakeNode]]]:
     box: dict[str, FakeNode] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else {}
-            status, reply = box["node"].answer(self.command, self.path.split("?")[0], body)
-            data = json.dumps({"kind": "Status", **reply} if status >= 300 else reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        status, reply = box["node"].answer(method, path.split("?")[0], body)
+        return status, {"kind": "Status", **reply} if status >= 300 else reply, {}
 
-        do_GET = do_POST = do_DELETE = _answer  # noqa: N815
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", box
-    httpd.shutdown()
+    with serving(answer) as url:
+        yield url, box
 
 
 def drain(endpoint: str, *, deadline_in: float | None, stop_in: float, share: int = 50) -> Any:
