@@ -57,16 +57,24 @@ def test_a_wave_of_callers_costs_the_local_ec2_little(
         retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10, max_pool_connections=WAVE
     )
     ec2 = function_session.client("ec2", endpoint_url=cluster_env["AWS_ENDPOINT_URL"], config=config)
-    describe_cache.warm(ec2, ids)
     state = str(cluster_state())
+    # the first answer of each instance is moto's own rendering: its cost, measured now, under the
+    # same load as the wave below (a fixed figure in ms fails on a busy machine: CI's make test)
+    before = cluster_cpu(state)["moto+webhook"]
+    describe_cache.warm(ec2, ids)
+    rendered_ms = (cluster_cpu(state)["moto+webhook"] - before) * 1000 / WAVE
     before = cluster_cpu(state)["moto+webhook"]
     started = time.monotonic()
     with ThreadPoolExecutor(WAVE) as pool:
         answers = list(pool.map(lambda i: _state(ec2, i)["InstanceId"], ids))
     seconds = time.monotonic() - started
     cpu_ms = (cluster_cpu(state)["moto+webhook"] - before) * 1000 / WAVE
-    print(f"{WAVE} DescribeInstances at once: {seconds:.2f} s, {cpu_ms:.2f} ms of the local EC2's CPU each")
+    print(
+        f"{WAVE} DescribeInstances at once: {seconds:.2f} s, {cpu_ms:.2f} ms of the local EC2's CPU each "
+        f"(rendered: {rendered_ms:.2f} ms each)"
+    )
     assert answers == ids
-    # moto renders one instance's answer in about 5 ms of CPU (6 of 1,000 events timed out at 10 s
-    # in the wave of bench/results/2026-12-03); a kept answer is a lookup
-    assert cpu_ms < 2.0
+    # moto renders one instance's answer in about 5 ms of CPU on a quiet machine (6 of 1,000 events
+    # timed out at 10 s in the wave of bench/results/2026-12-03); a kept answer is a lookup, at most
+    # half of that (about a sixth on a quiet machine: 0.81 against 5.42 ms)
+    assert cpu_ms < rendered_ms / 2
