@@ -9,6 +9,8 @@ import datetime
 import json
 import time
 
+import pytest
+
 from localeks.invoke import invoke
 from localeks.scenes import Scenes
 from tests.integration.long_drains import (
@@ -19,6 +21,7 @@ from tests.integration.long_drains import (
     health_event,
     in_background,
     named,
+    steps,
     wait_leased,
 )
 from tests.integration.support import node_state, pods_left, wait_ec2_state
@@ -105,6 +108,34 @@ def test_after_a_reboot_maintenance_the_node_is_handed_back_once_it_booted_again
     result = hand_back_after_reboot(cluster_env, scenes, node.node_name, event)
     assert result.result["result"]["outcomes"] == {node.instance_id: "handed-back"}, result.output[-3000:]
     assert node_state(scenes, node.node_name) == (False, {})
+
+
+@pytest.mark.timeout(600)  # about 150 s on a quiet machine: twelve rounds of 10 s and their invocations
+def test_twelve_instances_held_by_their_budgets_each_get_their_rounds_within_the_deployed_timeout(
+    cluster_env: dict[str, str], scenes: Scenes
+) -> None:
+    """One invocation runs one round, and the nodes of one event share a minute (rounds of 10 s for
+    twelve): were the rounds of the twelve nodes one invocation's work, it would run 12 x 60 s
+    against the function's 180 s Timeout (template.yaml; the local runner's invocation timeout)."""
+    nodes = [scenes.worker_node(spot=False) for _ in range(12)]
+    scenes.worker_node(spot=False)
+    namespace = scenes.namespace("twelve")
+    for i, node in enumerate(nodes):
+        scenes.deployment(namespace, f"api-{i}", node.node_name, 1, grace=1, pdb_max_unavailable=0)
+    scenes.wait_pdbs(namespace)
+    event = health_event([n.instance_id for n in nodes], 60, "upcoming")
+    result = invoke(SCHEDULED, event, cluster_env, {"ScheduledChangeLeadSeconds": "3600"})
+    assert result.exit_code == 0, result.output[-3000:]
+    out = result.result
+    assert out["status"] == "SUCCEEDED", out.get("error")
+    # every budget held to the window's start: each node was drained in rounds, none finished
+    assert set(out["result"]["outcomes"].values()) == {"drain-incomplete"}, out["result"]
+    ops = steps(result)
+    rounds = [(i, op) for i, op in enumerate(ops) if op["name"].startswith("drain-")]
+    assert {op["name"].rsplit("-", 1)[0] for _, op in rounds} == {f"drain-{n.instance_id}" for n in nodes}
+    for i, op in rounds:
+        assert op["ended"] - op["started"] <= 20, op  # a round: its 10 s share, and its last answers
+        assert ops[i + 1]["type"] == "WAIT", ops[i + 1]  # then the invocation ends
 
 
 def test_a_replay_takes_over_the_lease_of_an_execution_that_missed_its_own_promise(
