@@ -133,7 +133,7 @@ SCENARIOS = (
         "round-ignores-the-lease",
         "a drain round drains whoever holds the node's lease: two executions drain one node",
         f"{CORE}/long_drain.py",
-        "        held = hold_lease(self.service.kube(), found, holder, self.clock(), stop_by + next_round_within)\n",
+        "        held = hold_lease(service.kube(), found, holder, self.clock(), stop_by + next_round_within)\n",
         "        held = None\n",
         (
             "tests/integration/test_health_followed.py::test_a_draining_execution_stops_when_a_newer_version_takes_over_and_when_the_event_closes",

@@ -24,14 +24,14 @@ import datetime, json, sys, uuid
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import build_service
+from serverless_nth.entrypoint import build_fleet
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.long_drain import LongDrains
 from serverless_nth.observability import metrics
 
 node, instance, end = sys.argv[1], sys.argv[2], float(sys.argv[3])
 settings = Settings.from_env()
-drains = LongDrains(build_service(settings), LifecycleActions(aws_client("autoscaling")), settings)
+drains = LongDrains(build_fleet(settings), settings)
 now = datetime.datetime.now(datetime.UTC)
 event = InterruptionEvent(EventKind.ASG_TERMINATING, str(uuid.uuid4()), instance, "us-east-1", "123456789012", now, "")
 out = drains.detach_volumes(event, node, end or None)

@@ -124,6 +124,26 @@ class Settings:
     drain_on_impaired: bool = False
     # the backstop hands scheduled events to this function, the long-drain starter (empty: none)
     long_drain_start_function: str = ""
+    # the deployment's reach (docs/multi-cluster.md): more clusters served besides cluster_name, by
+    # name (None: every cluster of every account of the deployment); other accounts whose events are
+    # handled (or any account of organization_id), through the role member_role_name in each
+    clusters: frozenset[str] | None = frozenset()
+    member_accounts: frozenset[str] = frozenset()
+    organization_id: str = ""
+    member_role_name: str = "serverless-nth-member"
+
+    @property
+    def serves_many(self) -> bool:
+        """More than cluster_name in this account: events are routed by the instance's tags."""
+        return self.clusters != frozenset() or bool(self.member_accounts) or bool(self.organization_id)
+
+    def serves(self, cluster: str) -> bool:
+        return cluster == self.cluster_name or self.clusters is None or cluster in self.clusters
+
+    def accepts_account(self, account: str, home: str) -> bool:
+        """An account of this deployment: its own, a member, or any (the organization's bus policy
+        decides who may send)."""
+        return account == home or account in self.member_accounts or bool(self.organization_id)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -169,10 +189,35 @@ class Settings:
             long_drain_start_function=_optional(
                 env, "LONG_DRAIN_START_FUNCTION", _FUNCTION_NAME, "a Lambda function name"
             ),
+            clusters=_clusters(env),
+            member_accounts=frozenset(_listed(env, "MEMBER_ACCOUNTS", _ACCOUNT, "12-digit AWS account IDs")),
+            organization_id=_optional(env, "ORGANIZATION_ID", _ORGANIZATION, "an AWS Organizations ID (o-...)"),
+            member_role_name=_optional(env, "MEMBER_ROLE_NAME", _ROLE_NAME, "an IAM role name") or cls.member_role_name,
         )
 
 
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_ORGANIZATION = re.compile(r"^o-[a-z0-9]{10,32}$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+
+
+def _listed(env: Mapping[str, str], key: str, pattern: re.Pattern[str], what: str) -> list[str]:
+    """A comma-separated list (empty: none), each item a whole match of ``pattern``."""
+    items = [item.strip() for item in (_raw(env, key) or "").split(",") if item.strip()]
+    bad = [item for item in items if not pattern.match(item)]
+    if bad:
+        raise ConfigError(f"{key} must list {what}, comma-separated; not {', '.join(map(repr, bad))}")
+    return items
+
+
+def _clusters(env: Mapping[str, str]) -> frozenset[str] | None:
+    """CLUSTERS: empty (only CLUSTER_NAME), * (every cluster of the deployment's accounts), or names."""
+    if (_raw(env, "CLUSTERS") or "") == "*":
+        return None
+    return frozenset(_listed(env, "CLUSTERS", _CLUSTER_NAME, "EKS cluster names, or be *"))
 
 
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9\-_/]{1,255}$")

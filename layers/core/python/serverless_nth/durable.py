@@ -10,10 +10,8 @@ from typing import Any, cast
 
 from aws_durable_execution_sdk_python import DurableContext, StepError, durable_execution
 
-from serverless_nth.aws.autoscaling import LifecycleActions
-from serverless_nth.aws.clients import aws_client
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import Handler, account_of, build_service, count_malformed
+from serverless_nth.entrypoint import Handler, account_of, build_fleet, count_malformed
 from serverless_nth.errors import HandlerError
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.long_drain import LongDrains
@@ -25,13 +23,14 @@ Workflow = Callable[[LongDrains, Any, DurableContext, "str | None"], dict[str, A
 
 def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
     settings = Settings.from_env()
-    drains = LongDrains(build_service(settings), LifecycleActions(aws_client("autoscaling")), settings)
+    drains = LongDrains(build_fleet(settings), settings)
     metrics.set_default_dimensions(cluster=settings.cluster_name)
 
     @durable_execution
     def run(event: Any, ctx: DurableContext) -> dict[str, Any]:
         try:
-            return workflow(drains, event, ctx, account_of(ctx.lambda_context))
+            drains.home_account = account_of(ctx.lambda_context)
+            return workflow(drains, event, ctx, drains.home_account)
         except MalformedEvent as exc:  # raised before the first step: in the first invocation only
             count_malformed(settings.cluster_name, event_family, exc)
             raise

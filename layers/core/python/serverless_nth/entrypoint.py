@@ -14,14 +14,13 @@ from typing import Any, cast
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from serverless_nth.aws.clients import aws_client
-from serverless_nth.aws.ec2 import Ec2Instances
-from serverless_nth.aws.eks import EksAccess
+from serverless_nth.aws.clients import AccountClients, aws_client
 from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
+from serverless_nth.fleet import Fleet
 from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -30,14 +29,26 @@ Handler = Callable[[Any, LambdaContext], dict[str, Any]]
 _REPORT_SECONDS = 3
 
 
-def build_service(settings: Settings) -> Service:
+def build_fleet(settings: Settings) -> Fleet:
+    """The clusters the deployment serves: one Service per cluster, built on first use."""
     topic = settings.notification_topic_arn
-    return Service(
-        settings,
-        Ec2Instances(aws_client("ec2")),
-        EksAccess(settings.cluster_name, aws_client("eks"), aws_client("sts")),
-        Notifier(topic, aws_client("sns") if topic else None),
-    )
+    partition = "aws-cn" if settings.region.startswith("cn-") else "aws-us-gov" if "-gov-" in settings.region else "aws"
+    notifier = Notifier(topic, aws_client("sns") if topic else None)
+    return Fleet(settings, AccountClients(settings.member_role_name, partition), notifier)
+
+
+def build_service(settings: Settings) -> Service:
+    """The stack's own cluster's Service (a single-cluster deployment's only one)."""
+    return build_fleet(settings).home()
+
+
+def set_dimensions(service: Service, event: InterruptionEvent, home_account: str | None) -> None:
+    """Metrics carry the cluster of the event; a multi-account deployment's, its account too."""
+    settings = service.settings
+    if settings.member_accounts or settings.organization_id:
+        metrics.set_default_dimensions(cluster=settings.cluster_name, account=event.account or home_account or "")
+    else:
+        metrics.set_default_dimensions(cluster=settings.cluster_name)
 
 
 def count_error(cluster: str, stage: str) -> None:
@@ -67,7 +78,7 @@ def account_of(context: object) -> str | None:
 def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: str) -> Handler:
     """``event_family`` names the function's events in metrics when an event cannot be parsed."""
     settings = Settings.from_env()
-    service = build_service(settings)
+    fleet = build_fleet(settings)
     metrics.set_default_dimensions(cluster=settings.cluster_name)
 
     @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
@@ -83,22 +94,28 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
             raise
         except Exception:
             metrics.add_dimension("event_kind", event_family)
-            _failed("parse", retryable=False)
+            _failed(settings.cluster_name, "parse", retryable=False)
             raise
+        cluster = settings.cluster_name
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
             stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
-            return service.handle(interruption, stop_by=stop_by, account=account_of(context)).as_dict()
+            home = account_of(context)
+            route = fleet.route(interruption, home)
+            cluster = route.service.settings.cluster_name
+            set_dimensions(route.service, interruption, home)
+            result = route.service.handle(interruption, stop_by=stop_by, account=home, described=route.described)
+            return result.as_dict()
         except HandlerError as exc:
-            _failed(exc.stage, retryable=isinstance(exc, TemporaryError))
+            _failed(cluster, exc.stage, retryable=isinstance(exc, TemporaryError))
             raise
         except Exception:  # a failure nobody foresaw still ends with a stage, a metric and an outcome
-            _failed("internal", retryable=True)
+            _failed(cluster, "internal", retryable=True)
             raise
 
-    def _failed(stage: str, retryable: bool) -> None:
+    def _failed(cluster: str, stage: str, retryable: bool) -> None:
         metrics.add_dimension("outcome", Outcome.ERROR)
-        count_error(settings.cluster_name, stage)
+        count_error(cluster, stage)
         logger.exception("handler failed", extra={"outcome": Outcome.ERROR, "stage": stage, "retryable": retryable})
 
     return cast(Handler, lambda_handler)  # Powertools' decorators are typed as returning Any

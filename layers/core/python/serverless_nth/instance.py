@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
-# managed node groups tag eks:cluster-name (and aws:eks:cluster-name), Karpenter eks:eks-cluster-name
-CLUSTER_NAME_TAGS = ("eks:cluster-name", "aws:eks:cluster-name", "eks:eks-cluster-name")
+# The tags that name an instance's cluster, most authoritative first (docs/multi-cluster.md#routing):
+# aws:eks:cluster-name, which EKS adds and no user can write ("May not begin with aws:"), then
+# Karpenter's and Auto Mode's, then managed node groups'; kubernetes.io/cluster/<name> keys only when
+# none of these is there
+CLUSTER_NAME_TAGS = ("aws:eks:cluster-name", "eks:eks-cluster-name", "eks:cluster-name")
 
 
 class Presence(StrEnum):
@@ -65,3 +68,21 @@ class InstanceFacts:
         names = {k[len(CLUSTER_TAG_PREFIX) :] for k in self.tags if k.startswith(CLUSTER_TAG_PREFIX)}
         names.update(v for k, v in self.tags.items() if k in CLUSTER_NAME_TAGS)
         return names
+
+    def cluster_of(self) -> tuple[str | None, list[str]]:
+        """The one cluster the tags name, read in CLUSTER_NAME_TAGS' order, and the names read: a
+        name only when they agree (a launch template copied from another cluster can leave a stray
+        tag); ``kubernetes.io/cluster/<name>`` keys (not ``shared``) only when no other tag names one."""
+        named = list(dict.fromkeys(self.tags[k] for k in CLUSTER_NAME_TAGS if self.tags.get(k)))
+        if not named:
+            prefix = CLUSTER_TAG_PREFIX
+            named = sorted(k[len(prefix) :] for k, v in self.tags.items() if k.startswith(prefix) and v != "shared")
+            named = [name for name in named if name]
+        return (named[0] if len(named) == 1 else None), named
+
+
+@dataclass(frozen=True)
+class Described:
+    """EC2's answer about an instance, already read (None: EC2 does not know it)."""
+
+    facts: InstanceFacts | None

@@ -35,7 +35,7 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     event = lifecycle_action.normalise(raw)
     ref = event.lifecycle
     assert ref is not None  # lifecycle_action always sets it
-    kind, settings = event.kind, drains.settings
+    kind = event.kind
     holder = lease_holder(ctx, event)
     result: dict[str, Any] = {"instance_id": event.instance_id, "rounds": 0, "completed": False}
     # Before any call that changes something (a heartbeat, a cordon, a completion), what the
@@ -43,7 +43,9 @@ def lifecycle(drains: LongDrains, raw: Any, ctx: DurableContext, account: str | 
     # and region (a shared bus, a forger), and the hook's owner.
     if drains.step(ctx, "event-time", kind, drains.too_old, event, "asg-lifecycle"):
         return {**result, "outcome": Outcome.MALFORMED}
-    if drains.service.foreign(event, account):  # told by the sequence, which changes nothing for it
+    service = drains.service_for(event)  # the cluster of the instance (fleet.py); its settings
+    settings = service.settings
+    if service.foreign(event, account):  # told by the sequence, which changes nothing for it
         prepared = drains.step(ctx, "cordon", kind, lambda: drains.prepare(event, holder, account))
         return {**result, "outcome": prepared["outcome"]}
     if ref.hook != settings.lifecycle_hook_name:
@@ -134,7 +136,7 @@ def _round(
 def _heartbeat(drains: LongDrains, event: InterruptionEvent) -> float | None:
     assert event.lifecycle is not None
     sent = drains.clock()  # the action's new HeartbeatTimeout counts from no earlier than this
-    if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
+    if not drains.actions_for(event).heartbeat(event.lifecycle, event.instance_id):
         logger.warning("the lifecycle action ended before the drain did (expired, or completed elsewhere)")
         metrics.add_dimension("outcome", Outcome.ACTION_ENDED)
         report.count(Metric.LIFECYCLE_ACTIONS_LOST)
@@ -159,9 +161,9 @@ def _complete(drains: LongDrains, event: InterruptionEvent, alive_until: float, 
     assert ref is not None
     setting, result = drains.settings.unfinished_drain_result, "CONTINUE"
     if unfinished:
-        retains = setting is UnfinishedDrainResult.AUTO and _retains_abandoned(drains, ref.group)
+        retains = setting is UnfinishedDrainResult.AUTO and _retains_abandoned(drains, event, ref.group)
         result = unfinished_drain_result(setting, retains)
-    answer = drains.actions.complete(ref, event.instance_id, result)
+    answer = drains.actions_for(event).complete(ref, event.instance_id, result)
     resent = answer is Completion.ENDED_AFTER_RESEND or (answer is Completion.ENDED and drains.attempt > 1)
     ours = answer is Completion.COMPLETED or (resent and drains.clock() < alive_until)
     if ours and answer is not Completion.COMPLETED:
@@ -175,11 +177,11 @@ def _complete(drains: LongDrains, event: InterruptionEvent, alive_until: float, 
     return ours
 
 
-def _retains_abandoned(drains: LongDrains, group: str) -> bool:
+def _retains_abandoned(drains: LongDrains, event: InterruptionEvent, group: str) -> bool:
     """Whether the group keeps abandoned instances; False (CONTINUE) when Auto Scaling cannot say
     (a permission missing), so that a missing answer never changes how the action ends."""
     try:
-        return drains.actions.retains_abandoned(group)
+        return drains.actions_for(event).retains_abandoned(group)
     except PermanentError as exc:
         logger.warning("the group's instance lifecycle policy could not be read", extra={"reason": str(exc)})
         return False
@@ -189,15 +191,15 @@ def pending_action(drains: LongDrains, event: InterruptionEvent) -> dict[str, An
     """The hook's limits, and whether the action still waits: a heartbeat answers that (a late
     duplicate finds the action completed by the first delivery, a replay finds it expired)."""
     assert event.lifecycle is not None
-    found = drains.actions.limits(event.lifecycle)
+    found = drains.actions_for(event).limits(event.lifecycle)
     if found is None:
         metrics.add_dimension("outcome", Outcome.HOOK_NOT_FOUND)
         report.count(Metric.EVENTS_IGNORED)
         return {"outcome": Outcome.HOOK_NOT_FOUND}
     sent = drains.clock()
     # a heartbeat delays the termination: a dry run leaves the group's timing alone
-    if not drains.settings.dry_run:
-        if not drains.actions.heartbeat(event.lifecycle, event.instance_id):
+    if not drains.service_for(event).settings.dry_run:
+        if not drains.actions_for(event).heartbeat(event.lifecycle, event.instance_id):
             metrics.add_dimension("outcome", Outcome.OUTDATED)
             report.count(Metric.EVENTS_OUTDATED)
             logger.info("the lifecycle action no longer waits (completed, or expired): nothing to do")
@@ -213,5 +215,5 @@ def not_ours(drains: LongDrains, event: InterruptionEvent) -> None:
     report.count(Metric.EVENTS_IGNORED)
     logger.info(
         "not this stack's lifecycle hook: left to its owner",
-        extra={"hook": event.lifecycle.hook, "ours": drains.settings.lifecycle_hook_name},
+        extra={"hook": event.lifecycle.hook, "ours": drains.service_for(event).settings.lifecycle_hook_name},
     )

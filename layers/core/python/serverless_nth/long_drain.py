@@ -27,11 +27,13 @@ from aws_durable_execution_sdk_python.types import StepContext
 
 from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
+from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import count_error, count_malformed
+from serverless_nth.entrypoint import count_error, count_malformed, set_dimensions
 from serverless_nth.errors import HandlerError, PermanentError, TemporaryError
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
+from serverless_nth.fleet import Fleet
 from serverless_nth.instance import InstanceFacts, Presence
 from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
 from serverless_nth.kube.volumes import wait_for_detach
@@ -61,11 +63,26 @@ IN_PROGRESS = "in-progress"  # the outcome dimension of a long drain's metrics b
 class LongDrains:
     """What the steps need, built once per execution environment."""
 
-    service: Service
-    actions: LifecycleActions
+    fleet: Fleet
     settings: Settings
     clock: Callable[[], float] = time.time
     attempt: int = 1  # of the step that runs now (1: its first), set by ``step``
+    home_account: str | None = None  # the function's own, set per invocation (durable.py)
+
+    def service_for(self, event: InterruptionEvent) -> Service:
+        """The Service of the cluster of the event's instance (``fleet.route``); metrics carry it."""
+        service = self.fleet.route(event, self.home_account).service
+        if self.settings.serves_many:
+            set_dimensions(service, event, self.home_account)
+        return service
+
+    def actions_for(self, event: InterruptionEvent) -> LifecycleActions:
+        """Auto Scaling in the event's account."""
+        return self.fleet.lifecycle_actions(self.fleet.member_of(event, self.home_account))
+
+    def instances_for(self, event: InterruptionEvent) -> Ec2Instances:
+        """EC2 in the event's account."""
+        return self.fleet.instances(self.fleet.member_of(event, self.home_account))
 
     def step(self, ctx: DurableContext, name: str, kind: EventKind, work: Callable[..., T], *args: Any) -> T:
         """One checkpointed step. Its metrics are flushed at its end with its own dimensions (the
@@ -123,15 +140,17 @@ class LongDrains:
         holder waits, and leaves the drain (and the completion) to its holder; a newer version of
         the same Health event takes it over."""
         check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
-        result = self.service.handle(event, account=account, drain=False)
-        due = result.drain_due and bool(result.node) and not self.settings.dry_run
+        route = self.fleet.route(event, account)
+        service = route.service
+        result = service.handle(event, account=account, drain=False, described=route.described)
+        due = result.drain_due and bool(result.node) and not service.settings.dry_run
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
-        node = self.service.get_node(result.node) if due and result.node else None
+        node = service.get_node(result.node) if due and result.node else None
         if node is not None:
             prepared["boot_id"] = node.boot_id  # a reboot maintenance hands the node back after a new boot
             now = self.clock()
             starts = max(now, drain_starts_at(event, self.settings).timestamp())
-            held = hold_lease(self.service.kube(), node, holder, now, starts + 2 * ROUND_SECONDS)
+            held = hold_lease(service.kube(), node, holder, now, starts + 2 * ROUND_SECONDS)
             if held is not None:
                 prepared.update(outcome=self.tell_held(held, result.node), drain_due=False)
         return prepared
@@ -149,20 +168,17 @@ class LongDrains:
         (the sequence again: marked out of service, no drain). Stopped and started since the event
         (its LaunchTime moved), or no longer the node of the instance the event named: nothing to
         drain, and what this product added for the old run is undone."""
-        instance = self.service.instances.describe(event.instance_id)
+        service = self.service_for(event)
+        instance = service.instances.describe(event.instance_id)
         if instance is not None and instance.restarted_since(event.time):
-            found = self.service.get_node(node)
+            found = service.get_node(node)
             if found is not None:
-                self.service.restore_marks(event, found, instance.launched_at or event.time)
+                service.restore_marks(event, found, instance.launched_at or event.time)
             return self._stopped(Outcome.INSTANCE_RESTARTED, "the instance was stopped and started since the event")
-        if instance is None or instance.presence is not Presence.LIVE or not self._still_the_node(node, instance):
-            result = self.service.handle(event, account=account, drain=False)
+        if instance is None or instance.presence is not Presence.LIVE or not _still_the_node(service, node, instance):
+            result = service.handle(event, account=account, drain=False)
             return {"outcome": result.outcome, "drain_due": result.drain_due and result.node == node}
         return {"outcome": "", "drain_due": True}
-
-    def _still_the_node(self, node: str, instance: InstanceFacts) -> bool:
-        found = self.service.get_node(node)
-        return found is not None and found.is_instance(instance)
 
     def _stopped(self, outcome: str, why: str) -> dict[str, Any]:
         metrics.add_dimension("outcome", outcome)
@@ -199,19 +215,20 @@ class LongDrains:
             ends = self._reservation_end(event)
             deadline = long_drain_deadline(event, datetime.datetime.fromtimestamp(now, datetime.UTC), ends)
         report.count(Metric.DRAIN_ROUNDS)
-        found = self.service.get_node(node)
+        service = self.service_for(event)
+        found = service.get_node(node)
         if found is None:  # the node is gone: nothing left to drain
             return {"completed": True, "remaining": [], "at": self.clock()}
         if not found.has_taint_key(event_taint(event, self.settings).key):
             stopped = self._stopped(Outcome.MARKS_REMOVED, "this product's taint is no longer on the node")
             return {"completed": False, "remaining": [], "at": self.clock(), "stopped": stopped["outcome"]}
-        self.service.tell_if_uncordoned(event, found)
-        held = hold_lease(self.service.kube(), found, holder, self.clock(), stop_by + next_round_within)
+        service.tell_if_uncordoned(event, found)
+        held = hold_lease(service.kube(), found, holder, self.clock(), stop_by + next_round_within)
         if held is not None:
             outcome = self.tell_held(held, node)
             metrics.add_dimension("outcome", outcome)
             return {"completed": False, "remaining": [], "at": self.clock(), "stopped": outcome}
-        drain = self.service.drain_round(event, found, stop_by, deadline.timestamp() if deadline else None)
+        drain = service.drain_round(event, found, stop_by, deadline.timestamp() if deadline else None)
         return {"completed": drain.completed, "remaining": drain.remaining, "at": self.clock()}
 
     def finish(self, event: InterruptionEvent, node: str, holder: LeaseClaim, last: dict[str, Any]) -> str:
@@ -220,9 +237,10 @@ class LongDrains:
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_dimension("outcome", outcome)
         try:
-            found = self.service.get_node(node)
+            service = self.service_for(event)
+            found = service.get_node(node)
             if found is not None:
-                api = self.service.kube()
+                api = service.kube()
                 report.long_drain_finished(api, event, found, last.get("remaining", []), last.get("rounds", 0))
                 release_lease(api, found, holder)
         except TemporaryError as exc:
@@ -239,19 +257,20 @@ class LongDrains:
         VolumeAttachment names the node; what is still attached is told (``volumes_still_attached``)."""
         started = self.clock()
         until = min(started + self.settings.volume_detach_seconds, end if end is not None else float("inf"))
-        attached = wait_for_detach(self.service.kube(), node, until, clock=self.clock)
+        service = self.service_for(event)
+        attached = wait_for_detach(service.kube(), node, until, clock=self.clock)
         if attached:
             report.count(Metric.VOLUMES_STILL_ATTACHED, len(attached))
-        found = self.service.get_node(node) if attached else None
+        found = service.get_node(node) if attached else None
         if found is not None:
-            report.volumes_still_attached(self.service.kube(), event, found, attached)
+            report.volumes_still_attached(service.kube(), event, found, attached)
         return {"attached": attached, "waited_seconds": round(self.clock() - started, 3)}
 
     def _reservation_end(self, event: InterruptionEvent) -> datetime.datetime | None:
         """A Capacity Block's end as EC2 says now (``event.detail`` is its reservation id); unknown
         (None) when EC2 cannot say, so that a permission or API failure changes no drain."""
         try:
-            ends = self.service.instances.reservation_end(event.detail)
+            ends = self.instances_for(event).reservation_end(event.detail)
         except PermanentError as exc:
             logger.warning("the reservation's end could not be read", extra={"reason": str(exc)})
             return None
@@ -261,3 +280,8 @@ class LongDrains:
 
     def seconds_until(self, moment: datetime.datetime) -> float:
         return max(0.0, moment.timestamp() - self.clock())
+
+
+def _still_the_node(service: Service, node: str, instance: InstanceFacts) -> bool:
+    found = service.get_node(node)
+    return found is not None and found.is_instance(instance)

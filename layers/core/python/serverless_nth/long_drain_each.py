@@ -181,13 +181,13 @@ def _instances(drains: LongDrains, expiry: capacity_block.CapacityBlockExpiry, a
         count(Metric.MALFORMED_EVENTS)
         logger.error("malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)})
         return {"outcome": Outcome.MALFORMED, "instances": []}
-    why = drains.service.foreign(probe, account)
+    why = drains.service_for(probe).foreign(probe, account)
     if why:
         metrics.add_dimension("outcome", Outcome.OTHER_ACCOUNT)
         count(Metric.EVENTS_FROM_OTHER_ACCOUNT)
         logger.info(f"nothing to do: {why}", extra={"outcome": Outcome.OTHER_ACCOUNT})
         return {"outcome": Outcome.OTHER_ACCOUNT, "instances": []}
-    found = drains.service.instances.in_reservation(expiry.reservation_id)
+    found = drains.instances_for(probe).in_reservation(expiry.reservation_id)
     logger.info("the reservation's instances", extra={"reservation": expiry.reservation_id, "instances": found})
     if not found:
         metrics.add_dimension("outcome", Outcome.INSTANCE_NOT_FOUND)

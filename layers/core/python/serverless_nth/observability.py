@@ -124,4 +124,6 @@ class Metric:
     # had cordoned their node), and impaired instances of this cluster it found
     SCHEDULED_EVENTS_STARTED = "ScheduledEventsStarted"
     INSTANCES_IMPAIRED = "InstancesImpaired"
+    # a tag on an EKS cluster with a value its setting refuses: the stack's value stays (per cluster)
+    CLUSTER_TAGS_INVALID = "ClusterTagsInvalid"
     ERRORS = "Errors"  # emitted alone, with the dimension "stage"

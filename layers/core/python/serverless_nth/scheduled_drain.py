@@ -112,18 +112,19 @@ def boot_check_pauses() -> list[int]:
 def _booted(drains: LongDrains, event: InterruptionEvent, node: str, boot_id: str) -> str:
     """``handed-back`` once the node booted again (not the boot id it had when cordoned), is Ready,
     and its instance runs; ``marks-removed`` when our taint already went; "" while it waits."""
-    found = drains.service.get_node(node)
+    service = drains.service_for(event)
+    found = service.get_node(node)
     if found is None or not boot_id:
         return Outcome.DRAINED if found is None else ""  # gone: nothing to hand back; no boot id: no proof
     if not found.has_taint_key(event_taint(event, drains.settings).key):
         return Outcome.MARKS_REMOVED
     if found.boot_id in ("", boot_id) or not found.ready:
         return ""
-    instance = drains.service.instances.describe(event.instance_id)
+    instance = service.instances.describe(event.instance_id)
     if instance is None or instance.presence is not Presence.LIVE:
         return ""
     # the marks of this event and older ones (event times have whole seconds)
-    drains.service.restore_marks(event, found, event.time + datetime.timedelta(seconds=1))
+    service.restore_marks(event, found, event.time + datetime.timedelta(seconds=1))
     return Outcome.HANDED_BACK
 
 

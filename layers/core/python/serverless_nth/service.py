@@ -21,7 +21,7 @@ from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
 from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
-from serverless_nth.instance import InstanceFacts
+from serverless_nth.instance import Described, InstanceFacts
 from serverless_nth.kube.client import KubeApi, NotFound, path
 from serverless_nth.kube.cordon import cordon_and_taint, restore
 from serverless_nth.kube.drain import Drainer, DrainResult
@@ -68,19 +68,28 @@ class Service:
         return self._kube
 
     def handle(
-        self, event: InterruptionEvent, stop_by: float | None = None, account: str | None = None, drain: bool = True
+        self,
+        event: InterruptionEvent,
+        stop_by: float | None = None,
+        account: str | None = None,
+        drain: bool = True,
+        described: Described | None = None,
     ) -> HandlerResult:
         """``stop_by``: time.time() by which the result must be returned (the invocation's end);
         ``account``: the function's own AWS account (from its ARN), when known; ``drain`` False:
         stop after the cordon and say whether a drain is due (``result.drain_due``), for a long
-        drain that a durable execution runs in rounds (``drain_round``)."""
+        drain that a durable execution runs in rounds (``drain_round``); ``described``: EC2's
+        answer already read (to route the event, ``fleet.py``), not asked again."""
         logger.append_keys(
-            cluster=self.settings.cluster_name, instance_id=event.instance_id, event_kind=event.kind.value
+            cluster=self.settings.cluster_name,
+            account=event.account,
+            instance_id=event.instance_id,
+            event_kind=event.kind.value,
         )
         metrics.add_dimension("event_kind", event.kind.value)
         metrics.add_metric(name=Metric.EVENTS_RECEIVED, unit=MetricUnit.Count, value=1)
         started = self.clock()
-        result = self._handle(event, stop_by, account, drain)
+        result = self._handle(event, stop_by, account, drain, described)
         result.seconds = round(self.clock() - started, 4)
         metrics.add_dimension("outcome", result.outcome)
         if result.node is not None and not result.dry_run:
@@ -88,15 +97,25 @@ class Service:
         return result
 
     def foreign(self, event: InterruptionEvent, account: str | None) -> str | None:
-        """Why the event is not this function's (another account or region: a bus that receives
-        other accounts' events, or a forged one), or None. Never this cluster's nodes."""
+        """Why the event is not this deployment's (another region, or an account that is neither
+        the function's nor a member: a bus that receives other accounts' events, or a forged one),
+        or None. Never this cluster's nodes."""
         home = (account or event.account, self.settings.region or event.region)
-        if (event.account, event.region) == home:
+        if event.region == home[1] and self.settings.accepts_account(event.account, home[0]):
             return None
-        return f"the event is for account {event.account} in {event.region}, this function runs in {home[0]} {home[1]}"
+        members = " or its member accounts" if self.settings.member_accounts else ""
+        return (
+            f"the event is for account {event.account} in {event.region}, "
+            f"this function runs in {home[0]}{members} {home[1]}"
+        )
 
     def _handle(
-        self, event: InterruptionEvent, stop_by: float | None, account: str | None, drain: bool
+        self,
+        event: InterruptionEvent,
+        stop_by: float | None,
+        account: str | None,
+        drain: bool,
+        described: Described | None,
     ) -> HandlerResult:
         """The steps, top to bottom: decide (EC2's facts and the policy), find the node, the node's
         own policy, then restore, or cordon and drain. A step that ends the handling has told why
@@ -107,7 +126,7 @@ class Service:
         result = HandlerResult(
             Outcome.IGNORED, event.kind.value, event.instance_id, settings.cluster_name, dry_run=settings.dry_run
         )
-        decided = self._decide(event, account, started, result)
+        decided = self._decide(event, account, started, result, described)
         if decided is None:
             return result
         instance, action = decided
@@ -139,7 +158,12 @@ class Service:
             result.api_requests = api.requests_sent - kube_before
 
     def _decide(
-        self, event: InterruptionEvent, account: str | None, started: float, result: HandlerResult
+        self,
+        event: InterruptionEvent,
+        account: str | None,
+        started: float,
+        result: HandlerResult,
+        described: Described | None,
     ) -> tuple[InstanceFacts, Action] | None:
         """What EC2 says of the instance now, and what the event means for it."""
         settings = self.settings
@@ -150,14 +174,18 @@ class Service:
         if why:
             quiet(result, Outcome.OTHER_ACCOUNT, Metric.EVENTS_FROM_OTHER_ACCOUNT, why)
             return None
-        with tracer.provider.in_subsegment("DescribeInstances"):
-            instance = self.instances.describe(event.instance_id)
+        if described is not None:
+            instance = described.facts
+        else:
+            with tracer.provider.in_subsegment("DescribeInstances"):
+                instance = self.instances.describe(event.instance_id)
         if instance is None:
             quiet(result, Outcome.INSTANCE_NOT_FOUND, Metric.INSTANCE_NOT_FOUND, "EC2 does not know this instance")
             return None
         clusters = instance.cluster_names()
         if clusters and settings.cluster_name not in clusters:
-            why = f"the instance belongs to {', '.join(sorted(clusters))}"
+            served = "which this deployment does not serve" if settings.serves_many else "not to this cluster"
+            why = f"the instance belongs to {', '.join(sorted(clusters))}, {served}"
             quiet(result, Outcome.NOT_THIS_CLUSTER, Metric.NOT_THIS_CLUSTER, why)
             return None
         if not instance_opted_in(instance.tags, settings):

@@ -17,7 +17,11 @@ import threading
 from typing import Any
 
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import Session, get_session
+
+from serverless_nth.errors import PermanentError, TemporaryError
 
 # service -> the operations called (the model is cut down to them), or None for the whole model
 AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
@@ -33,7 +37,7 @@ AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
     "lambda": None,
 }
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=10)
 
 
 _session: Session | None = None
@@ -51,4 +55,94 @@ def aws_client(service: str) -> Any:
     with _lock:  # a botocore session is not safe to share while it makes clients
         if _session is None:
             _session = get_session()
-        return _session.create_client(service, config=_CONFIG)
+        return _session.create_client(service, config=CLIENT_CONFIG)
+
+
+# Clients per account.
+# AWS clients per account: the function's own account with its own credentials, a member account
+# through the role its member stack created (``member/template.yaml``), assumed with STS and renewed
+# before it expires, as botocore renews any assumed role.
+#
+# Only EC2, Auto Scaling and EKS are called in a member account (the instance's facts, its lifecycle
+# action, its cluster's endpoint). The EKS token is always signed with the function's own
+# credentials: a member cluster's access entry names the central function role (an EKS STANDARD
+# access entry "can be in the same, or different, AWS account than the account that your cluster
+# is in", docs/multi-cluster.md).
+
+MEMBER_SERVICES = ("ec2", "autoscaling", "eks")
+_SESSION_NAME = "serverless-nth"
+_THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure"}
+
+
+class AccountClients:
+    """``in_account(account, service)``: the home account's shared clients, or a member account's
+    clients over the assumed role (one session per account, credentials renewed as they near their
+    end). Safe to share between threads."""
+
+    def __init__(self, role_name: str, partition: str = "aws", sts_client: Any = None) -> None:
+        self._role_name = role_name
+        self._partition = partition
+        self._sts = sts_client
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self.roles_assumed = 0  # AssumeRole calls (the first and each renewal)
+
+    def role_arn(self, account: str) -> str:
+        return f"arn:{self._partition}:iam::{account}:role/{self._role_name}"
+
+    def in_account(self, account: str | None, service: str) -> Any:
+        """A member ``account``'s client; None: the function's own account."""
+        if account is None:
+            return aws_client(service)
+        if service not in MEMBER_SERVICES:
+            raise ValueError(f"{service} is not called in a member account")
+        with self._lock:
+            key = (account, service)
+            if key not in self._clients:
+                self._clients[key] = self._session(account).create_client(service, config=CLIENT_CONFIG)
+            return self._clients[key]
+
+    def _session(self, account: str) -> Session:
+        session = get_session()
+        resolver = session.get_component("credential_provider")
+        resolver.insert_before("env", _AssumedRole(self, account))
+        return session
+
+    def assume(self, account: str) -> dict[str, Any]:
+        """Credentials of the member role, in the shape botocore's refresher takes."""
+        sts = self._sts if self._sts is not None else aws_client("sts")
+        self.roles_assumed += 1
+        try:
+            reply = sts.assume_role(RoleArn=self.role_arn(account), RoleSessionName=_SESSION_NAME)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            error = TemporaryError if code in _THROTTLED else PermanentError
+            raise error(f"AssumeRole {self.role_arn(account)}: {code}: {exc}", stage="assume-role") from exc
+        except BotoCoreError as exc:
+            raise TemporaryError(f"AssumeRole {self.role_arn(account)}: {exc}", stage="assume-role") from exc
+        creds = reply["Credentials"]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+
+class _AssumedRole(CredentialProvider):
+    """The member role's credentials for one account's session; botocore renews them (a new
+    AssumeRole) 15 minutes before they expire, so a drain of hours keeps working."""
+
+    METHOD = "serverless-nth-member-role"
+
+    def __init__(self, clients: AccountClients, account: str) -> None:
+        super().__init__()
+        self._clients = clients
+        self._account = account
+
+    def load(self) -> RefreshableCredentials:
+        return RefreshableCredentials.create_from_metadata(
+            metadata=self._clients.assume(self._account),
+            refresh_using=lambda: self._clients.assume(self._account),
+            method=self.METHOD,
+        )

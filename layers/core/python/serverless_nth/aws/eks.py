@@ -11,7 +11,7 @@ import base64
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,6 +30,7 @@ class ClusterEndpoint:
     name: str
     endpoint: str
     ca_pem: bytes
+    tags: dict[str, str] = field(default_factory=dict)  # the cluster's: per-cluster settings
 
 
 class EksAccess:
@@ -99,7 +100,8 @@ class EksAccess:
             ca_pem = base64.b64decode(ca_data, validate=True)
         except ValueError as exc:
             raise PermanentError(f"cluster {self.cluster_name}: CA is not base64", stage="describe-cluster") from exc
-        return ClusterEndpoint(self.cluster_name, endpoint.rstrip("/"), ca_pem)
+        tags = {str(k): str(v) for k, v in (cluster.get("tags") or {}).items()}
+        return ClusterEndpoint(self.cluster_name, endpoint.rstrip("/"), ca_pem, tags)
 
     def _make_token(self) -> str:
         try:
