@@ -29,7 +29,9 @@ PSEUDO = {
     "AWS::Partition": "aws",
     "AWS::StackName": "serverless-nth",
     "AWS::URLSuffix": "amazonaws.com",
-    "AWS::StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/serverless-nth/1c2fa620-982a-11e3-aff7-50e2416294e0",
+    "AWS::StackId": (
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/serverless-nth/1c2fa620-982a-11e3-aff7-50e2416294e0"
+    ),
 }
 
 
