@@ -54,6 +54,7 @@ typecheck: venv
 
 validate: venv
 	$(SAM) validate --lint --region us-east-1
+	$(SAM) validate --lint --region us-east-1 --template member/template.yaml
 
 build: venv ## sam build: the deployable artifacts (python3.13 / arm64), without Docker
 	$(SAM) build

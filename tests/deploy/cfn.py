@@ -29,6 +29,9 @@ PSEUDO = {
     "AWS::Partition": "aws",
     "AWS::StackName": "serverless-nth",
     "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackId": (
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/serverless-nth/1c2fa620-982a-11e3-aff7-50e2416294e0"
+    ),
 }
 
 
@@ -112,6 +115,11 @@ class Stack:
                 if all(isinstance(i, str) for i in items):
                     return sep.join(items)
                 return {"Fn::Join": [sep, items]}
+            if key == "Fn::Split":
+                sep, text = arg[0], self.resolve(arg[1])
+                if isinstance(text, str):
+                    return text.split(sep)
+                return {"Fn::Split": [sep, text]}
             if key == "Fn::Select":
                 index, items = (self.resolve(v) for v in arg)
                 return items[int(index)]

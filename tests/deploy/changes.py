@@ -31,6 +31,11 @@ ALTERNATIVES: dict[str, dict[str, str]] = {
     "ManagedTag": {"ManagedTag": "aws-node-termination-handler/managed"},
     "LifecycleHookName": {"LifecycleHookName": "drain-before-terminate"},
     "InstanceStatusSchedule": {"InstanceStatusSchedule": "rate(5 minutes)"},
+    # many clusters and accounts (docs/multi-cluster.md); tests/deploy/test_multi_cluster.py reads these deploys
+    "Clusters": {"Clusters": "*"},
+    "MemberAccounts": {"MemberAccounts": "111111111111,222222222222"},
+    "OrganizationId": {"OrganizationId": "o-a1b2c3d4e5"},
+    "MemberRoleName": {"MemberRoleName": "nth-member"},
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.deploy.cfn import Stack
+from tests.deploy.cfn import PSEUDO, Stack
 
 
 def _targets(stack: Stack) -> list[tuple[str, Any]]:
@@ -98,10 +98,12 @@ def test_each_function_logs_to_a_log_group_of_the_stack_with_a_retention(deploys
 
 
 def test_rules_match_only_this_accounts_events(deploys: dict[str, Stack]) -> None:
+    """With the defaults (no MemberAccounts, no OrganizationId; tests/deploy/test_multi_cluster.py
+    for those)."""
     stack = deploys["baseline"]
     for rule, resource in stack.rules().items():
-        pattern = resource["Properties"]["EventPattern"]
-        assert pattern.get("account") == [{"Ref": "AWS::AccountId"}], f"{rule}: {pattern}"
+        pattern = stack.resolve(resource["Properties"]["EventPattern"])
+        assert pattern.get("account") == [PSEUDO["AWS::AccountId"]], f"{rule}: {pattern}"
 
 
 def test_no_snapstart_where_the_rules_invoke_latest(deploys: dict[str, Stack]) -> None:
