@@ -69,6 +69,11 @@ class Paths:
     def access_entries(self) -> Path:
         return self.state / "access-entries.json"
 
+    @property
+    def clusters_file(self) -> Path:
+        """Every cluster's facts (localeks/clusters.py reads them), the home cluster's included."""
+        return self.state / "clusters.json"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -107,8 +112,12 @@ def supervisor_alive(paths: Paths) -> bool:
     return True
 
 
-def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> dict[str, str]:
-    """Starts the supervisor detached, unless it already runs; returns the cluster.env values."""
+def up(
+    paths: Paths, cluster_name: str, speed: float, timeout: float = 1800, more_clusters: list[Any] | None = None
+) -> dict[str, str]:
+    """Starts the supervisor detached, unless it already runs; returns the cluster.env values (the
+    home cluster's). ``more_clusters``: localeks.accounts.ClusterSpec of the clusters to run
+    besides the home one (local: docs/local-eks.md, "Several clusters and accounts")."""
     if supervisor_alive(paths) and paths.env_file.exists():
         return read_env(paths)
     if paths.state.exists():
@@ -128,6 +137,7 @@ def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> 
             cluster_name,
             "--speed",
             str(speed),
+            *(["--more-clusters", ",".join(spec.as_arg() for spec in more_clusters)] if more_clusters else []),
         ],
         cwd=REPO,
         stdout=log,
