@@ -76,20 +76,22 @@ class Supervisor:
         self.paths.env_file.unlink(missing_ok=True)
         for plane in self.planes.values():
             plane.stop_threads()
-        for part in _STOP_ORDER:
-            for plane in self.planes.values():
-                self._end(plane.procs.get(part))
-        self._end(self.children.get("etcd"))
+        for part in _STOP_ORDER:  # each part of every cluster at once, then the next part
+            self._end([p for plane in self.planes.values() if (p := plane.procs.get(part)) is not None])
+        self._end([p for p in [self.children.get("etcd")] if p is not None])
         if self.moto is not None:
             self.moto.stop()
 
     @staticmethod
-    def _end(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc and proc.poll() is None:
+    def _end(procs: list[subprocess.Popen[bytes]]) -> None:
+        running = [proc for proc in procs if proc.poll() is None]
+        for proc in running:
             proc.send_signal(signal.SIGCONT)  # a frozen API server (localeks/control.py) cannot act on SIGTERM
             proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in running:
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
