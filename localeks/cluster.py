@@ -5,7 +5,8 @@ token webhook in its own process (the webhook needs moto's backend for the secre
 and DescribeCluster's record is rewritten in place to point at the local API server), and starts
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as children in its process
 group. ``up`` starts it detached and waits for ``cluster.env``; ``down`` stops the group and
-removes the state.
+removes the state. With ``more_clusters`` it runs more clusters beside this one, in this account
+or a member account (localeks/control_plane.py, localeks/accounts.py, localeks/clusters.py).
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ class Supervisor:
         tmp = paths.env_file.with_suffix(".tmp")
         tmp.write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
         tmp.rename(paths.env_file)  # written last: its presence means "ready"
-        print(f"localeks: up in {time.monotonic() - started:.1f} s ({len(self.planes)} clusters)", flush=True)
+        print(f"localeks: up in {time.monotonic() - started:.1f} s", flush=True)
 
     def _start_moto(self, moto_port: int) -> None:
         # AWS on moto, in this process so the webhooks and DescribeCluster can reach its backends.
