@@ -140,7 +140,9 @@ def register_cluster(moto_url: str, spec: ClusterSpec, api_url: str, ca_file: Pa
     )["cluster"]
     record = eks_backends[spec.account][REGION].clusters[spec.name]
     record.endpoint = api_url
-    record.certificateAuthority = {"data": base64.b64encode(ca_file.read_bytes()).decode()}
+    ca = {"data": base64.b64encode(ca_file.read_bytes()).decode()}
+    # moto 5.2.5's serializer answers the camelCase attribute when it exists; set both spellings
+    record.certificateAuthority = record.certificate_authority = ca
     return str(created["arn"])
 
 

@@ -12,9 +12,11 @@ module starts one (three API servers, about 1.6 GB).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -23,6 +25,7 @@ from localeks.accounts import MEMBER_ACCOUNT_ID, ClusterSpec
 from localeks.cluster import ACCOUNT_ID, Paths, down, read_env, supervisor_alive, up
 from localeks.clusters import Clusters, session_in
 from localeks.invoke import role_credentials
+from tests.integration.support import aged_event
 
 HOME, BETA, GAMMA = "alpha", "beta", "gamma"
 MORE_CLUSTERS = [ClusterSpec(BETA), ClusterSpec(GAMMA, MEMBER_ACCOUNT_ID, {"env": "prod"})]
@@ -66,3 +69,11 @@ def multi_eks() -> Iterator[MultiEks]:
     finally:
         if started_here:
             down(paths)
+
+
+def event_in(account: str, event_name: str, instance_id: str, age_seconds: float = 0, **detail: str) -> dict[str, Any]:
+    """A sample event as ``account``'s default bus has it (``account`` and the resources' ARNs),
+    forwarded unchanged to the home account's bus, as a member account's rule forwards it."""
+    event = aged_event(event_name, instance_id, age_seconds, **detail)
+    moved: dict[str, Any] = json.loads(json.dumps(event).replace(ACCOUNT_ID, account))
+    return moved

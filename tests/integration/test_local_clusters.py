@@ -18,7 +18,7 @@ from kubernetes import client, config
 from localeks.accounts import FUNCTION_ROLE_ARN, MEMBER_ACCOUNT_ID, MEMBER_ROLE_NAME, ClusterSpec, parse_clusters
 from localeks.cluster import ACCOUNT_ID
 from localeks.clusters import ClusterHandle, apiserver_down, eks_token, scenes_for, tag_cluster, worker_node_in
-from tests.integration.multi import BETA, GAMMA, HOME, MultiEks
+from tests.integration.multi import BETA, GAMMA, HOME, MultiEks, event_in
 
 pytestmark = pytest.mark.xdist_group("local-clusters")
 
@@ -173,6 +173,9 @@ def test_the_member_role_sees_only_the_member_accounts_instances(multi_eks: Mult
     tags = seen_by_member[in_gamma.instance_id]
     assert tags["kubernetes.io/cluster/gamma"] == "owned"
     assert tags["eks:eks-cluster-name"] == GAMMA
+    event = event_in(MEMBER_ACCOUNT_ID, "spot-interruption", in_gamma.instance_id)  # as the member's bus has it
+    assert event["account"] == MEMBER_ACCOUNT_ID
+    assert event["detail"]["instance-id"] == in_gamma.instance_id
 
 
 def test_beta_api_server_down_leaves_alpha_serving(multi_eks: MultiEks) -> None:
