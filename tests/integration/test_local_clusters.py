@@ -23,11 +23,11 @@ from tests.integration.multi import BETA, GAMMA, HOME, MultiEks, event_in
 pytestmark = pytest.mark.xdist_group("local-clusters")
 
 
-def api_get(handle: ClusterHandle, path: str, token: str, ca_file: str | None = None) -> int:
+def api_get(handle: ClusterHandle, path: str, token: str, ca_file: str | None = None, timeout: float = 10) -> int:
     context = ssl.create_default_context(cafile=ca_file or handle.ca_file)
     request = urllib.request.Request(handle.api_url + path, headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -193,3 +193,10 @@ def test_beta_api_server_down_leaves_alpha_serving(multi_eks: MultiEks) -> None:
         assert time.monotonic() - started < 5
     assert api_get(beta, "/version", beta.admin_token) == 200
     assert core_api(beta).read_namespace(kept).metadata.name == kept  # etcd kept beta's objects
+    with apiserver_down(clusters, BETA, frozen=True):  # SIGSTOP: beta's clients hang until their timeout
+        with pytest.raises(urllib.error.URLError, match="timed out"):
+            api_get(beta, "/version", beta.admin_token, timeout=2)
+        started = time.monotonic()
+        assert api_get(alpha, "/version", alpha.admin_token) == 200
+        assert time.monotonic() - started < 2
+    assert api_get(beta, "/version", beta.admin_token) == 200
