@@ -17,8 +17,17 @@ from kubernetes import client, config
 
 from localeks.accounts import FUNCTION_ROLE_ARN, MEMBER_ACCOUNT_ID, MEMBER_ROLE_NAME, ClusterSpec, parse_clusters
 from localeks.cluster import ACCOUNT_ID
-from localeks.clusters import ClusterHandle, apiserver_down, eks_token, scenes_for, tag_cluster, worker_node_in
+from localeks.clusters import (
+    ClusterHandle,
+    apiserver_down,
+    eks_token,
+    env_for,
+    scenes_for,
+    tag_cluster,
+    worker_node_in,
+)
 from tests.integration.multi import BETA, GAMMA, HOME, MultiEks, event_in
+from tests.integration.support import node_state, run
 
 pytestmark = pytest.mark.xdist_group("local-clusters")
 
@@ -200,3 +209,17 @@ def test_beta_api_server_down_leaves_alpha_serving(multi_eks: MultiEks) -> None:
         assert api_get(alpha, "/version", alpha.admin_token) == 200
         assert time.monotonic() - started < 2
     assert api_get(beta, "/version", beta.admin_token) == 200
+
+
+def test_the_spot_function_drains_a_node_of_beta_through_beta_api_server(multi_eks: MultiEks) -> None:
+    """Today's single-cluster function pointed at beta (CLUSTER_NAME=beta): DescribeCluster in the
+    home account, a token for beta, beta's webhook and RBAC; the pods go, alpha is untouched."""
+    env = env_for(multi_eks.env, multi_eks.clusters[BETA])
+    scenes = scenes_for(multi_eks.env, multi_eks.clusters[BETA])
+    scene = scenes.node_with_workloads(grace=2, long_grace=4)
+    result = run(env, "spot-interruption", scene.instance_id)
+    assert result.exit_code == 0, result.output
+    assert result.result["outcome"] == "drained", result.result
+    assert node_state(scenes, scene.node_name)[0] is True
+    alpha = core_api(multi_eks.clusters[HOME])
+    assert scene.node_name not in {n.metadata.name for n in alpha.list_node().items}
