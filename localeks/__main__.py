@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from localeks.accounts import parse_clusters
 from localeks.cluster import DEFAULT_STATE, Paths, down, up
 from localeks.supervisor import Supervisor
 
@@ -21,16 +22,23 @@ def main() -> None:
         default=float(os.environ.get("LOCALEKS_SPEED", "0.1")),
         help="kwok finishes a graceful delete after grace period x speed",
     )
+    parser.add_argument(
+        "--more-clusters",
+        type=parse_clusters,
+        default=parse_clusters(os.environ.get("LOCALEKS_MORE_CLUSTERS", "")),
+        help="clusters besides --name, each with its own API server: name[@account][:tag=value]...,"
+        " comma-separated, e.g. 'beta,gamma@210987654321:env=prod' (docs/local-eks.md)",
+    )
     args = parser.parse_args()
     paths = Paths(args.state.resolve())
     if args.command == "up":
-        env = up(paths, args.name, args.speed)
+        env = up(paths, args.name, args.speed, more_clusters=args.more_clusters)
         print(f"localeks: cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}; source {paths.env_file}")
     elif args.command == "down":
         down(paths)
         print("localeks: down")
     else:
-        Supervisor(paths, args.name, args.speed).run()
+        Supervisor(paths, args.name, args.speed, args.more_clusters).run()
 
 
 if __name__ == "__main__":

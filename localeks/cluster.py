@@ -5,7 +5,8 @@ token webhook in its own process (the webhook needs moto's backend for the secre
 and DescribeCluster's record is rewritten in place to point at the local API server), and starts
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as children in its process
 group. ``up`` starts it detached and waits for ``cluster.env``; ``down`` stops the group and
-removes the state.
+removes the state. With ``more_clusters`` it runs more clusters beside this one, in this account
+or a member account (localeks/control_plane.py, localeks/accounts.py, localeks/clusters.py).
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class Paths:
     def access_entries(self) -> Path:
         return self.state / "access-entries.json"
 
+    @property
+    def clusters_file(self) -> Path:
+        """Every cluster's facts (localeks/clusters.py reads them), the home cluster's included."""
+        return self.state / "clusters.json"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -107,8 +113,12 @@ def supervisor_alive(paths: Paths) -> bool:
     return True
 
 
-def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> dict[str, str]:
-    """Starts the supervisor detached, unless it already runs; returns the cluster.env values."""
+def up(
+    paths: Paths, cluster_name: str, speed: float, timeout: float = 1800, more_clusters: list[Any] | None = None
+) -> dict[str, str]:
+    """Starts the supervisor detached, unless it already runs; returns the cluster.env values (the
+    home cluster's). ``more_clusters``: localeks.accounts.ClusterSpec of the clusters to run
+    besides the home one (local: docs/local-eks.md, "Several clusters and accounts")."""
     if supervisor_alive(paths) and paths.env_file.exists():
         return read_env(paths)
     if paths.state.exists():
@@ -128,6 +138,7 @@ def up(paths: Paths, cluster_name: str, speed: float, timeout: float = 1800) -> 
             cluster_name,
             "--speed",
             str(speed),
+            *(["--more-clusters", ",".join(spec.as_arg() for spec in more_clusters)] if more_clusters else []),
         ],
         cwd=REPO,
         stdout=log,

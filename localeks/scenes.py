@@ -41,9 +41,11 @@ class NodeScene:
 
 
 class Scenes:
-    def __init__(self, cluster_env: dict[str, str]) -> None:
+    def __init__(self, cluster_env: dict[str, str], ec2: Any = None) -> None:
+        """``ec2``: a client of another account (localeks/clusters.py ``scenes_for``); moto's
+        admin client of the home account by default."""
         self.cluster_name = cluster_env["CLUSTER_NAME"]
-        self.ec2 = moto_client(cluster_env, "ec2")
+        self.ec2 = ec2 if ec2 is not None else moto_client(cluster_env, "ec2")
         api_client = config.new_client_from_config(cluster_env["KUBECONFIG"])
         api_client.configuration.connection_pool_maxsize = 32
         self.api = api_client

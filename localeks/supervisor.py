@@ -1,44 +1,49 @@
 """The supervisor of the local EKS (``python -m localeks serve``, started detached by
-``localeks.cluster.up``): one process that serves moto and the token webhook itself and owns
-etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as its children; see
-localeks/cluster.py for the whole."""
+``localeks.cluster.up``): one process that serves moto and the token webhooks itself and owns
+etcd and each cluster's kube-apiserver, kube-controller-manager, kube-scheduler and kwok as its
+children; see localeks/cluster.py for the whole and localeks/control_plane.py for one cluster."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import signal
-import ssl
 import subprocess
 import time
-import urllib.request
+from pathlib import Path
 from typing import Any
 
+from localeks.accounts import ClusterSpec, create_member_role, member_accounts, register_cluster
 from localeks.binaries import build_binaries
 from localeks.cluster import (
     ACCOUNT_ID,
-    FUNCTION_GROUP,
     FUNCTION_ROLE_NAME,
-    RBAC_MANIFEST,
     REGION,
-    REPO,
     Paths,
     free_port,
 )
+from localeks.control_plane import ControlPlane
+
+# the order in which the parts of every cluster stop; etcd, which they share, last
+_STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver")
 
 
 class Supervisor:
-    """Runs in the foreground until SIGTERM/SIGINT; owns every process of the cluster."""
+    """Runs in the foreground until SIGTERM/SIGINT; owns every process of every cluster.
+    ``more_clusters``: clusters besides the home one (``cluster_name``, in the home account)."""
 
-    def __init__(self, paths: Paths, cluster_name: str, speed: float) -> None:
+    def __init__(
+        self, paths: Paths, cluster_name: str, speed: float, more_clusters: list[ClusterSpec] | None = None
+    ) -> None:
         self.paths = paths
         self.cluster_name = cluster_name
         self.speed = speed
+        self.more_clusters = list(more_clusters or [])
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs: dict[str, Path] = {}
+        self.planes: dict[str, ControlPlane] = {}
         self.moto: Any = None  # moto.server.ThreadedMotoServer, once started
-        self.attacher: Any = None  # localeks.attacher.ExternalAttacher, once started
+        self.control: Any = None  # localeks.control's server, once started
         self.stopping = False
 
     def run(self) -> None:
@@ -47,53 +52,143 @@ class Supervisor:
         try:
             self._start()
             while not self.stopping:
-                for name, proc in self.children.items():
-                    if proc.poll() is not None and not self.stopping:
-                        tail = (self.paths.logs / f"{name}.log").read_text(errors="replace")[-2000:]
+                for name, proc in list(self.children.items()):
+                    if proc.poll() is not None and not self.stopping and not self._stopped_on_purpose(name):
+                        tail = self.logs[name].read_text(errors="replace")[-2000:]
                         raise RuntimeError(f"{name} exited with {proc.returncode}; the end of its log:\n{tail}")
                 time.sleep(0.5)
         finally:
             self._stop()
 
+    def _stopped_on_purpose(self, name: str) -> bool:
+        return any(p.stopped_on_purpose and p.child_name("kube-apiserver") == name for p in self.planes.values())
+
     def _on_signal(self, *_: Any) -> None:
         self.stopping = True
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.paths.logs / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
-        self.children[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    def _spawn(self, name: str, argv: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+        log = open(log_file, "ab")  # noqa: SIM115 (owned by the child)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.children[name], self.logs[name] = proc, log_file
+        return proc
 
     def _stop(self) -> None:
         self.paths.env_file.unlink(missing_ok=True)
-        if self.attacher is not None:
-            self.attacher.stop()
-        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
-            proc = self.children.get(name)
-            if proc and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for plane in self.planes.values():
+            plane.stop_threads()
+        for part in _STOP_ORDER:  # each part of every cluster at once, then the next part
+            self._end([p for plane in self.planes.values() if (p := plane.procs.get(part)) is not None])
+        self._end([p for p in [self.children.get("etcd")] if p is not None])
         if self.moto is not None:
             self.moto.stop()
 
-    def _start(self) -> None:
-        from localeks.pki import write_cluster_pki
+    @staticmethod
+    def _end(procs: list[subprocess.Popen[bytes]]) -> None:
+        running = [proc for proc in procs if proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGCONT)  # a frozen API server (localeks/control.py) cannot act on SIGTERM
+            proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
+    def _start(self) -> None:
         started = time.monotonic()
         paths = self.paths
         paths.logs.mkdir(parents=True, exist_ok=True)
         bin_dir = build_binaries()
-        write_cluster_pki(paths.pki)
-        admin_token = secrets.token_urlsafe(32)
-        (paths.state / "tokens.csv").write_text(f'{admin_token},localeks-admin,localeks-admin,"system:masters"\n')
-
-        moto_port, etcd_port, peer_port, api_port, webhook_port = (free_port() for _ in range(5))
+        moto_port, etcd_port, peer_port = (free_port() for _ in range(3))
         moto_url = f"http://127.0.0.1:{moto_port}"
-        api_url = f"https://127.0.0.1:{api_port}"
+        self._start_moto(moto_port)
 
-        # AWS on moto, in this process so the webhook and DescribeCluster can reach its backends.
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=moto_url)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        role_arn = str(
+            iam.create_role(RoleName=FUNCTION_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        )
+        members = member_accounts(self.more_clusters)
+        for account in members:
+            create_member_role(moto_url, account)
+
+        home = ControlPlane(paths, ClusterSpec(self.cluster_name), True, bin_dir, self.speed, self._spawn)
+        self.planes[self.cluster_name] = home
+        for spec in self.more_clusters:
+            cluster_paths = Paths(paths.state / "clusters" / spec.name)
+            self.planes[spec.name] = ControlPlane(cluster_paths, spec, False, bin_dir, self.speed, self._spawn)
+        for plane in self.planes.values():
+            plane.prepare(moto_url, role_arn)
+            plane.arn = register_cluster(moto_url, plane.spec, plane.api_url, plane.paths.pki / "ca.crt")
+
+        self._spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=localeks",
+                f"--data-dir={paths.state / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=localeks=http://127.0.0.1:{peer_port}",
+                "--quota-backend-bytes=8589934592",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            paths.logs / "etcd.log",
+        )
+        # every API server starts at once, then each cluster's controllers once it is ready
+        for plane in self.planes.values():
+            plane.start_apiserver(f"http://127.0.0.1:{etcd_port}")
+        rbac = []
+        for plane in self.planes.values():
+            plane.wait_ready()
+            rbac.append(plane.start_controllers())
+        for apply in rbac:
+            if apply.wait() != 0:
+                raise subprocess.CalledProcessError(apply.returncode, apply.args)
+
+        env = {
+            "KUBECONFIG": str(paths.kubeconfig),
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "CLUSTER_NAME": self.cluster_name,
+            "FUNCTION_ROLE_ARN": role_arn,
+            "LOCALEKS_API_URL": home.api_url,
+            "LOCALEKS_BIN": str(bin_dir),
+            "LOCALEKS_SPEED": repr(self.speed),
+        }
+        if self.more_clusters:
+            from localeks.accounts import MEMBER_ROLE_NAME
+            from localeks.control import serve_control
+
+            self.control = serve_control(self.planes)
+            env.update(
+                LOCALEKS_CLUSTERS_FILE=str(paths.clusters_file),
+                CLUSTERS=",".join(self.planes),
+                MEMBER_ACCOUNTS=",".join(members),
+                MEMBER_ROLE_NAME=MEMBER_ROLE_NAME,
+            )
+        self._write_clusters_file(moto_url, role_arn, members)
+        tmp = paths.env_file.with_suffix(".tmp")
+        tmp.write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
+        tmp.rename(paths.env_file)  # written last: its presence means "ready"
+        print(f"localeks: up in {time.monotonic() - started:.1f} s", flush=True)
+
+    def _start_moto(self, moto_port: int) -> None:
+        # AWS on moto, in this process so the webhooks and DescribeCluster can reach its backends.
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
         from moto.server import ThreadedMotoServer
 
@@ -129,227 +224,16 @@ class Supervisor:
         werkzeug.serving.BaseWSGIServer.request_queue_size = LISTEN_BACKLOG
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
-        role_arn = self._seed_aws(moto_url, api_url)
 
-        from localeks.webhook import EksTokenAuthenticator, serve
-
-        paths.access_entries.write_text(
-            json.dumps(
-                {role_arn: {"username": "serverless-nth:{{SessionName}}", "kubernetesGroups": [FUNCTION_GROUP]}},
-                indent=2,
-            )
-        )
-        serve(
-            EksTokenAuthenticator(self.cluster_name, moto_url, paths.access_entries, _moto_secret_lookup),
-            port=webhook_port,
-        )
-        webhook_kubeconfig = paths.state / "webhook.kubeconfig"
-        webhook_kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "eks-token-webhook",
-                            "cluster": {"server": f"http://127.0.0.1:{webhook_port}/authenticate"},
-                        }
-                    ],
-                    "users": [{"name": "kube-apiserver", "user": {}}],
-                    "contexts": [
-                        {"name": "webhook", "context": {"cluster": "eks-token-webhook", "user": "kube-apiserver"}}
-                    ],
-                    "current-context": "webhook",
-                }
-            )
-        )
-        paths.kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": self.cluster_name,
-                            "cluster": {"server": api_url, "certificate-authority": str(paths.pki / "ca.crt")},
-                        }
-                    ],
-                    "users": [{"name": "localeks-admin", "user": {"token": admin_token}}],
-                    "contexts": [
-                        {"name": "admin", "context": {"cluster": self.cluster_name, "user": "localeks-admin"}}
-                    ],
-                    "current-context": "admin",
-                }
-            )
-        )
-
-        self._spawn(
-            "etcd",
-            [
-                str(bin_dir / "etcd"),
-                "--name=localeks",
-                f"--data-dir={paths.state / 'etcd'}",
-                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                f"--initial-cluster=localeks=http://127.0.0.1:{peer_port}",
-                "--quota-backend-bytes=8589934592",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
-        )
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(bin_dir / "kube-apiserver"),
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}",
-                f"--cert-dir={paths.pki}",
-                f"--tls-cert-file={paths.pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={paths.pki / 'apiserver.key'}",
-                f"--client-ca-file={paths.pki / 'ca.crt'}",
-                "--authorization-mode=RBAC",
-                "--anonymous-auth=false",
-                f"--token-auth-file={paths.state / 'tokens.csv'}",
-                f"--authentication-token-webhook-config-file={webhook_kubeconfig}",
-                "--authentication-token-webhook-version=v1",
-                "--authentication-token-webhook-cache-ttl=5s",
-                # TaintNodesByCondition would leave a not-ready taint that only the node-lifecycle
-                # controller (not run: kwok sends no heartbeats) removes
-                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
-                "--allow-privileged=true",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-account-key-file={paths.pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={paths.pki / 'sa.key'}",
-                "--profiling=false",
-                "--endpoint-reconciler-type=none",
-                "--v=1",
-            ],
-        )
-        self._wait_ready(api_url, admin_token)
-        self._spawn(
-            "kube-controller-manager",
-            [
-                str(bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={paths.kubeconfig}",
-                # disruption: real PDB status; replicaset: evicted pods get replacements, so a
-                # PDB frees up again as in a real cluster; daemonset: DaemonSet pods with their
-                # usual tolerations; taint-eviction-controller and pod-garbage-collector: what
-                # the out-of-service taint sets off (pods that do not tolerate it are deleted);
-                # the attach/detach controller and the PV binder: VolumeAttachments of CSI volumes
-                # (the driver's external-attacher is localeks/attacher.py)
-                "--controllers=disruption,replicaset,daemonset,taint-eviction-controller,pod-garbage-collector-controller,"
-                "namespace-controller,persistentvolume-attach-detach-controller,persistentvolume-binder-controller",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--kube-api-qps=200",
-                "--kube-api-burst=400",
-                "--v=1",
-            ],
-        )
-        self._spawn(
-            "kube-scheduler",
-            [
-                str(bin_dir / "kube-scheduler"),
-                f"--kubeconfig={paths.kubeconfig}",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--v=1",
-            ],
-        )
-        from localeks.attacher import ExternalAttacher
-
-        # local: the CSI external-attacher of one driver (attaches at once, detaches in 1 s x speed)
-        self.attacher = ExternalAttacher(paths.kubeconfig, detach_seconds=self.speed)
-        self.attacher.start()
-        stages = (REPO / "localeks" / "kwok" / "stages.yaml").read_text().replace("@SPEED@", repr(self.speed))
-        (paths.state / "kwok.yaml").write_text(stages)
-        self._spawn(
-            "kwok",
-            [
-                str(bin_dir / "kwok"),
-                f"--kubeconfig={paths.kubeconfig}",
-                "--manage-all-nodes=true",
-                f"--config={paths.state / 'kwok.yaml'}",
-                "--server-address=",
-                "--v=WARN",
-            ],
-        )
-        subprocess.run(
-            [str(bin_dir / "kubectl"), f"--kubeconfig={paths.kubeconfig}", "apply", "-f", str(RBAC_MANIFEST)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        env = {
-            "KUBECONFIG": str(paths.kubeconfig),
-            "AWS_ENDPOINT_URL": moto_url,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "CLUSTER_NAME": self.cluster_name,
-            "FUNCTION_ROLE_ARN": role_arn,
-            "LOCALEKS_API_URL": api_url,
-            "LOCALEKS_BIN": str(bin_dir),
-            "LOCALEKS_SPEED": repr(self.speed),
+    def _write_clusters_file(self, moto_url: str, role_arn: str, members: list[str]) -> None:
+        """clusters.json: every cluster's facts, for tests (localeks/clusters.py reads it)."""
+        facts = {
+            "home_account": ACCOUNT_ID,
+            "region": REGION,
+            "moto_url": moto_url,
+            "function_role_arn": role_arn,
+            "member_accounts": members,
+            "control_url": f"http://127.0.0.1:{self.control.server_address[1]}" if self.control else None,
+            "clusters": [plane.facts() for plane in self.planes.values()],
         }
-        tmp = paths.env_file.with_suffix(".tmp")
-        tmp.write_text("".join(f"export {k}='{v}'\n" for k, v in env.items()))
-        tmp.rename(paths.env_file)  # written last: its presence means "ready"
-        print(f"localeks: up in {time.monotonic() - started:.1f} s", flush=True)
-
-    def _seed_aws(self, moto_url: str, api_url: str) -> str:
-        import boto3
-        from moto.eks.models import eks_backends
-
-        iam = boto3.client("iam", endpoint_url=moto_url)
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-            ],
-        }
-        role_arn = iam.create_role(RoleName=FUNCTION_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
-            "Arn"
-        ]
-        eks = boto3.client("eks", endpoint_url=moto_url)
-        eks.create_cluster(
-            name=self.cluster_name,
-            version="1.34",
-            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/eks-cluster",
-            resourcesVpcConfig={"subnetIds": []},
-        )
-        # moto invents an unreachable endpoint and a non-PEM CA; point the record at this cluster.
-        record = eks_backends[ACCOUNT_ID][REGION].clusters[self.cluster_name]
-        record.endpoint = api_url
-        record.certificateAuthority = {"data": base64.b64encode((self.paths.pki / "ca.crt").read_bytes()).decode()}
-        return str(role_arn)
-
-    def _wait_ready(self, api_url: str, token: str, timeout: float = 120) -> None:
-        context = ssl.create_default_context(cafile=str(self.paths.pki / "ca.crt"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.children["kube-apiserver"].poll() is not None:
-                tail = (self.paths.logs / "kube-apiserver.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"kube-apiserver exited; the end of its log:\n{tail}")
-            request = urllib.request.Request(f"{api_url}/readyz", headers={"Authorization": f"Bearer {token}"})
-            try:
-                with urllib.request.urlopen(request, context=context, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"kube-apiserver not ready after {timeout} s")
-
-
-def _moto_secret_lookup(access_key_id: str) -> tuple[str, str | None] | None:
-    from moto.sts.models import sts_backends
-
-    role = sts_backends[ACCOUNT_ID]["global"].get_assumed_role_from_access_key(access_key_id)
-    if role is None:
-        return None
-    return str(role.secret_access_key), str(role.session_token)
+        self.paths.clusters_file.write_text(json.dumps(facts, indent=2))
