@@ -139,7 +139,7 @@ class Fleet:
     def _directory(self, member: str | None) -> ClusterDirectory:
         with self._lock:
             if member not in self._directories:
-                self._directories[member] = ClusterDirectory(self._accounts.in_account(member, "eks"))
+                self._directories[member] = ClusterDirectory(self._accounts.in_account(member, "eks"), self._clock)
             return self._directories[member]
 
     def _build(self, member: str | None, cluster: str) -> Service:
