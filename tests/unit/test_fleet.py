@@ -275,3 +275,22 @@ def test_the_tags_are_read_in_their_documented_order(
 ) -> None:
     facts = InstanceFacts("i-1", "", "us-east-1a", "m5.large", "running", "on-demand", tags)
     assert facts.cluster_of() == expected
+
+
+def test_the_backstop_looks_in_this_account_and_in_each_listed_member_account(quiet_sts: None) -> None:
+    from serverless_nth.instance_status import Backstop
+
+    class StatusEc2(FakeEc2):
+        def __init__(self) -> None:
+            super().__init__({})
+            self.status_calls = 0
+
+        def describe_instance_status(self, **kwargs: Any) -> dict[str, Any]:
+            self.status_calls += 1
+            return {"InstanceStatuses": []}
+
+    home, member = StatusEc2(), StatusEc2()
+    fleet, _, _ = make_fleet({"MEMBER_ACCOUNTS": MEMBER}, (home, FakeEks({})), (member, FakeEks({})))
+    summary = Backstop(fleet, starter=None).run(HOME, stop_by=2e9)  # type: ignore[arg-type]
+    assert (home.status_calls, member.status_calls) == (3, 3)  # one query per filter, in each account
+    assert summary["ec2_requests"] == 6

@@ -16,6 +16,10 @@ so it asks EC2 (``DescribeInstanceStatus``) what Karpenter's instancestatus cont
 Cost per run, whatever the fleet's size: three DescribeInstanceStatus calls (one per filter,
 ``aws/ec2.STATUS_QUERIES``; a page holds 1,000 matches), then, only when one matched, one
 DescribeInstances per 100 matching instances, and one more per impaired instance of this cluster.
+
+A deployment of many clusters (docs/multi-cluster.md) asks so in its own account and in each account
+``MemberAccounts`` lists (through the member role; an organisation's accounts are not listed, so
+they have no backstop), and hands each instance found to its own cluster's Service (``fleet.py``).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from serverless_nth import report
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.functions import LongDrainStarter
 from serverless_nth.config import ConfigError, Settings
-from serverless_nth.entrypoint import Handler, account_of, build_service, count_error
+from serverless_nth.entrypoint import Handler, account_of, build_fleet, count_error
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import instance_status
 from serverless_nth.events.model import EventKind, InterruptionEvent
+from serverless_nth.fleet import Fleet
 from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
@@ -57,15 +62,35 @@ class BackstopFailed(TemporaryError):
 
 @dataclass
 class Backstop:
-    service: Service
+    fleet: Fleet
     starter: LongDrainStarter
     clock: Callable[[], float] = time.time
 
     def run(self, account: str, stop_by: float) -> dict[str, Any]:
-        """One look at EC2, then every instance found on its own (its own metrics, its own failure)."""
-        settings, now = self.service.settings, self.clock()
+        """This account's look, then each member account's (the deployment's accounts)."""
+        summary = self._run(None, account, stop_by)
+        for member in sorted(self.fleet.settings.member_accounts):
+            more = self._run(member, account, stop_by)
+            summary = {
+                "outcomes": {**summary["outcomes"], **more["outcomes"]},
+                "ec2_requests": summary["ec2_requests"] + more["ec2_requests"],
+                "statuses": summary["statuses"] + more["statuses"],
+            }
+        failed = sorted(k for k, v in summary["outcomes"].items() if v.startswith(Outcome.ERROR))
+        if failed:
+            raise BackstopFailed(f"not handled this run: {', '.join(failed)}; the others: {summary}", stage="backstop")
+        return summary
+
+    def _service(self, event: InterruptionEvent, home: str) -> Service:
+        return self.fleet.route(event, home).service
+
+    def _run(self, member: str | None, home: str, stop_by: float) -> dict[str, Any]:
+        """One look at EC2 in one account, then every instance found on its own (its own metrics,
+        its own failure)."""
+        settings, now = self.fleet.settings, self.clock()
+        account = member or home
         moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
-        ec2 = self.service.instances
+        ec2 = self.fleet.instances(member)
         before = ec2.requests_sent
         statuses = ec2.statuses()
         scheduled = [e for s in statuses for e in instance_status.scheduled_events(s)]
@@ -83,28 +108,31 @@ class Backstop:
         for event in scheduled:
             if event.instance_id in facts:
                 payload = instance_status.payload(event, account, region, moment)
-                outcomes[event.event_id] = self._unit(EventKind.SCHEDULED_CHANGE, self._hand_over, payload, facts)
+                outcomes[event.event_id] = self._unit(EventKind.SCHEDULED_CHANGE, self._hand_over, payload, facts, home)
         events = [instance_status.impaired_event(i, account, region) for i in impaired if i.instance_id in facts]
         due = []
         for impairment in events:
-            result = self._unit(impairment.kind, self._cordon, impairment, account)
+            result = self._unit(impairment.kind, self._cordon, impairment, home)
             outcomes[impairment.instance_id] = result
             if result == DRAIN_DUE:
                 due.append(impairment)
         for impairment in due:  # every impaired node cordoned first, then the opted-in drains
-            outcomes[impairment.instance_id] = self._unit(impairment.kind, self._drain, impairment, account, stop_by)
+            outcomes[impairment.instance_id] = self._unit(impairment.kind, self._drain, impairment, home, stop_by)
         summary = {"outcomes": outcomes, "ec2_requests": ec2.requests_sent - before, "statuses": len(statuses)}
-        logger.info("instance status checked", extra=summary)
-        failed = sorted(k for k, v in outcomes.items() if v.startswith(Outcome.ERROR))
-        if failed:
-            raise BackstopFailed(f"not handled this run: {', '.join(failed)}; the others: {outcomes}", stage="backstop")
+        logger.info("instance status checked", extra={**summary, "account": account})
         return summary
 
     def _ours(self, instance: InstanceFacts) -> bool:
-        """Not another cluster's (tags), and managed (ManagedTag): as the sequence judges it."""
-        clusters = instance.cluster_names()
-        settings = self.service.settings
-        return (not clusters or settings.cluster_name in clusters) and instance_opted_in(instance.tags, settings)
+        """Of a cluster this deployment serves (tags), and managed (ManagedTag): as the sequence
+        judges it (each cluster's own ManagedTag is judged again by its Service)."""
+        settings = self.fleet.settings
+        if settings.serves_many:
+            name, named = instance.cluster_of()
+            served = not named or (name is not None and settings.serves(name))
+        else:
+            clusters = instance.cluster_names()
+            served = not clusters or settings.cluster_name in clusters
+        return served and instance_opted_in(instance.tags, settings)
 
     def _unit(self, kind: EventKind, work: Callable[..., str], *args: Any) -> str:
         """One instance's work, its metrics flushed with its own dimensions; a failure is counted
@@ -112,7 +140,7 @@ class Backstop:
         try:
             return work(*args)
         except HandlerError as exc:
-            count_error(self.service.settings.cluster_name, exc.stage)
+            count_error(self.fleet.settings.cluster_name, exc.stage)
             logger.exception("instance not handled", extra={"stage": exc.stage})
             return f"{Outcome.ERROR}: {exc}"
         finally:
@@ -122,15 +150,16 @@ class Backstop:
                         metrics.add_dimension(key, value)
                 metrics.flush_metrics()
 
-    def _hand_over(self, payload: dict[str, Any], facts: dict[str, InstanceFacts]) -> str:
+    def _hand_over(self, payload: dict[str, Any], facts: dict[str, InstanceFacts], home: str) -> str:
         """Starts the scheduled-change drain, unless its node is another drain's already or this
         product leaves the node alone (its labels, KarpenterNodes)."""
         event = instance_status.normalise(payload).events[0]
         instance = facts[event.instance_id]
-        node = find_node(self.service.kube(), instance)
+        service = self._service(event, home)
+        node = find_node(service.kube(), instance)
         if not isinstance(node, Node):
             return Outcome.NODE_NOT_FOUND
-        settings, now = self.service.settings, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
+        settings, now = service.settings, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
         if for_node(decide(event, settings, instance.presence, now), event, node.labels, settings, now).is_noop:
             return Outcome.OPTED_OUT
         if node.has_taint_key(event_taint(event, settings).key):
@@ -141,13 +170,13 @@ class Backstop:
         logger.info("scheduled event handed to the long drains", extra={"event": payload["detail"]})
         return STARTED
 
-    def _cordon(self, event: InterruptionEvent, account: str) -> str:
+    def _cordon(self, event: InterruptionEvent, home: str) -> str:
         report.count(Metric.INSTANCES_IMPAIRED)
-        result = self.service.handle(event, account=account, drain=False)
+        result = self._service(event, home).handle(event, account=home, drain=False)
         return DRAIN_DUE if result.drain_due else result.outcome
 
-    def _drain(self, event: InterruptionEvent, account: str, stop_by: float) -> str:
-        return self.service.handle(event, stop_by=stop_by, account=account).outcome
+    def _drain(self, event: InterruptionEvent, home: str, stop_by: float) -> str:
+        return self._service(event, home).handle(event, stop_by=stop_by, account=home).outcome
 
 
 def make_handler() -> Handler:
@@ -156,8 +185,9 @@ def make_handler() -> Handler:
     settings = Settings.from_env()
     if not settings.long_drain_start_function or not settings.region:
         raise ConfigError("LONG_DRAIN_START_FUNCTION (the long-drain starter) and AWS_REGION must be set")
-    service = build_service(settings)
-    backstop = Backstop(service, LongDrainStarter(aws_client("lambda"), settings.long_drain_start_function))
+    backstop = Backstop(
+        build_fleet(settings), LongDrainStarter(aws_client("lambda"), settings.long_drain_start_function)
+    )
     metrics.set_default_dimensions(cluster=settings.cluster_name)
 
     @logger.inject_lambda_context(clear_state=True)
