@@ -14,8 +14,9 @@ import pytest
 
 from localeks.accounts import MEMBER_ACCOUNT_ID
 from localeks.clusters import apiserver_down, scenes_for, session_in, tag_cluster
-from localeks.invoke import Invocation
+from localeks.invoke import Invocation, invoke
 from localeks.scenes import Scenes
+from tests.integration.long_drains import SCHEDULED, health_event
 from tests.integration.multi import BETA, GAMMA, HOME, MultiEks, event_in
 from tests.integration.support import node_state, run
 from tests.integration.test_incomplete_drains import metrics_of
@@ -133,3 +134,30 @@ def test_one_clusters_api_server_down_does_not_delay_another_clusters_drain(mult
     # inside the Spot deadline (120 s from the event): the drain itself took a few seconds
     assert alpha_seconds < 60, alpha_seconds
     assert results[BETA].exit_code != 0, results[BETA].result  # retried by Lambda, kept by the queue
+
+
+def test_one_health_event_drains_each_instance_in_its_own_cluster_and_one_clusters_outage_stops_no_other(
+    multi_eks: MultiEks,
+) -> None:
+    """A durable execution routes each instance on its own: alpha's and beta's nodes of one Health
+    event drained in their clusters; then, with beta's API server down, alpha's node of the next
+    event still drains, and the execution fails at its end for beta's (kept for a replay)."""
+    alpha_scenes, alpha_node = drained_scene(multi_eks, HOME)
+    beta_scenes, beta_node = drained_scene(multi_eks, BETA)
+    params = {**SERVED, "ScheduledChangeLeadSeconds": "600"}
+    both = health_event([alpha_node.instance_id, beta_node.instance_id], 60, "upcoming")
+    result = invoke(SCHEDULED, both, multi_eks.env, params)
+    assert result.exit_code == 0, result.output[-3000:]
+    outcomes = result.result["result"]["outcomes"]
+    assert outcomes == {alpha_node.instance_id: "drained", beta_node.instance_id: "drained"}, result.result
+    assert node_state(alpha_scenes, alpha_node.node_name)[0] is True
+    assert node_state(beta_scenes, beta_node.node_name)[0] is True
+
+    _, alpha_next = drained_scene(multi_eks, HOME)
+    _, beta_next = drained_scene(multi_eks, BETA)
+    event = health_event([alpha_next.instance_id, beta_next.instance_id], 60, "upcoming")
+    with apiserver_down(multi_eks.clusters, BETA):
+        failed = invoke(SCHEDULED, event, multi_eks.env, params)
+    assert failed.exit_code != 0, failed.result
+    assert "ScheduledChangeFailed" in failed.output, failed.output[-3000:]
+    assert node_state(alpha_scenes, alpha_next.node_name)[0] is True, failed.output[-3000:]
