@@ -235,11 +235,12 @@ def test_cluster_tags_override_the_stack_and_a_bad_value_keeps_the_stacks() -> N
     assert all("ignored, the stack's value stays" in p for p in problems)
 
 
-def test_the_default_hook_name_is_each_clusters_own_and_a_named_hook_is_everyones() -> None:
+def test_every_cluster_takes_the_stacks_hook_name_which_the_rule_matches() -> None:
+    """The lifecycle rule matches one hook name (template.yaml): a cluster of its own hook name
+    would never see its events, and its actions would wait for their timeout."""
     default = Settings.from_env({"CLUSTER_NAME": "alpha", "LIFECYCLE_HOOK_NAME": "serverless-nth-alpha"})
-    assert for_cluster(default, "beta", {})[0].lifecycle_hook_name == "serverless-nth-beta"
-    named = Settings.from_env({"CLUSTER_NAME": "alpha", "LIFECYCLE_HOOK_NAME": "drain-hook"})
-    assert for_cluster(named, "beta", {})[0].lifecycle_hook_name == "drain-hook"
+    tags = {"serverless-nth/lifecycle-hook-name": "mine"}
+    assert for_cluster(default, "beta", tags)[0].lifecycle_hook_name == "serverless-nth-alpha"
 
 
 def test_the_deployments_reach_is_validated_at_init() -> None:

@@ -20,14 +20,14 @@ CLUSTER_TAGS: dict[str, tuple[str, str]] = {
     f"{TAG_PREFIX}blocked-pod-policy": ("blocked_pod_policy", "BLOCKED_POD_POLICY"),
     f"{TAG_PREFIX}managed-tag": ("managed_tag", "MANAGED_TAG"),
     f"{TAG_PREFIX}dry-run": ("dry_run", "DRY_RUN"),
-    f"{TAG_PREFIX}lifecycle-hook-name": ("lifecycle_hook_name", "LIFECYCLE_HOOK_NAME"),
 }
-DEFAULT_HOOK_PREFIX = "serverless-nth-"
+# Not per cluster: the lifecycle hook's name (the stack's rule matches that one name, so every
+# cluster's groups take it: docs/multi-cluster.md), and everything else the stack sets.
 
 
 def for_cluster(stack: Settings, cluster: str, tags: Mapping[str, str]) -> tuple[Settings, list[str]]:
     """``stack``'s settings for ``cluster``, with its tags applied; and what was wrong with them."""
-    settings = dataclasses.replace(stack, cluster_name=cluster, lifecycle_hook_name=_hook(stack, cluster))
+    settings = dataclasses.replace(stack, cluster_name=cluster)
     problems = []
     for tag, (field, variable) in CLUSTER_TAGS.items():
         if tag not in tags:
@@ -43,11 +43,3 @@ def for_cluster(stack: Settings, cluster: str, tags: Mapping[str, str]) -> tuple
             value = ""  # an empty tag value lifts the stack's managed tag for this cluster
         settings = dataclasses.replace(settings, **{field: value})
     return settings, problems
-
-
-def _hook(stack: Settings, cluster: str) -> str:
-    """The stack's default hook name is per cluster (serverless-nth-<cluster>): each cluster's is its
-    own; a hook name given as a parameter is every cluster's."""
-    if stack.lifecycle_hook_name == f"{DEFAULT_HOOK_PREFIX}{stack.cluster_name}":
-        return f"{DEFAULT_HOOK_PREFIX}{cluster}"
-    return stack.lifecycle_hook_name
