@@ -19,22 +19,17 @@ from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.aws.eks import EksAccess
 from serverless_nth.aws.notify import Notifier
 from serverless_nth.config import Settings
-from serverless_nth.errors import TemporaryError
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.instance import Described, InstanceFacts
 from serverless_nth.kube.client import KubeApi, NotFound, path
 from serverless_nth.kube.cordon import cordon_and_taint, restore
-from serverless_nth.kube.drain import Drainer, DrainResult
-from serverless_nth.kube.evict import DrainOptions, PodFate
+from serverless_nth.kube.drain import DrainResult
+from serverless_nth.kube.evict import PodFate
 from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metrics, tracer
 from serverless_nth.policy import Action, Basis, decide, for_node, ignores, instance_opted_in
 from serverless_nth.report import HandlerResult, Outcome, quiet
-
-
-class DrainFailed(TemporaryError):
-    """Pods were left because of errors, not PDBs: the invocation fails so that Lambda retries the
-    event and, in the end, the on-failure queue keeps it for a replay."""
+from serverless_nth.running_drain import drain_node, run_drain
 
 
 class Service:
@@ -152,7 +147,7 @@ class Service:
                 report.cordon_event(api, event, action, node, instance.state)
             result.drain_due = action.drain and not drain
             if action.drain and drain:
-                self._drain(api, event, action, node, result, started, stop_by)
+                drain_node(settings, api, event, action, node, result, started, stop_by, self.clock)
             return result
         finally:
             result.api_requests = api.requests_sent - kube_before
@@ -290,58 +285,6 @@ class Service:
             metrics.add_metric(name=Metric.NODES_RESTORED, unit=MetricUnit.Count, value=1)
             report.restore_event(api, event, node, undone)
 
-    def _drain(
-        self,
-        api: KubeApi,
-        event: InterruptionEvent,
-        action: Action,
-        node: Node,
-        result: HandlerResult,
-        started: float,
-        stop_by: float | None,
-    ) -> None:
-        settings = self.settings
-        ends = [t for t in (stop_by, action.wait_until.timestamp() if action.wait_until else None) if t is not None]
-        deadline = action.deadline.timestamp() if action.deadline else None
-        drain_started_after = self.clock() - started
-        drain = self._run_drain(api, node, deadline, min(ends, default=float("inf")))
-        result.drain = report.drain_summary(drain, drain_started_after)
-        if not settings.dry_run:
-            result.outcome = Outcome.DRAINED if drain.completed else Outcome.DRAIN_INCOMPLETE
-            report.drain_metrics(drain)
-            report.drain_events(api, event, node, drain, settings.eviction_concurrency)
-        logger.info(
-            "drain finished" if drain.completed else "drain ended",
-            extra={"outcome": result.outcome, "drain": result.drain},
-        )
-        failed = drain.count(PodFate.FAILED)
-        if failed and not drain.completed:
-            raise DrainFailed(
-                f"{failed} pods not evicted because of errors ({len(drain.remaining)} left on the node): "
-                f"{drain.errors[-1] if drain.errors else 'no detail'}",
-                stage="drain",
-            )
-
-    def _run_drain(self, api: KubeApi, node: Node, deadline: float | None, stop_by: float) -> DrainResult:
-        settings = self.settings
-        options = DrainOptions(
-            deadline=deadline,
-            stop_by=stop_by,
-            margin_seconds=settings.deadline_margin_seconds,
-            concurrency=settings.eviction_concurrency,
-            blocked_pod_policy=settings.blocked_pod_policy,
-            poll_interval_seconds=settings.poll_interval_seconds,
-            dry_run=settings.dry_run,
-            stuck_after_seconds=settings.skip_wait_for_delete_seconds,
-            request_timeout_seconds=settings.request_timeout_seconds,
-            critical_priority=settings.critical_pod_priority,
-            critical_share_percent=settings.critical_pod_share,
-        )
-        with tracer.provider.in_subsegment("Drain"):
-            return Drainer(api, options, log=lambda msg, **kw: logger.info(msg, extra=kw), clock=self.clock).drain(
-                node.name
-            )
-
     def drain_round(
         self, event: InterruptionEvent, node: Node, stop_by: float, deadline: float | None = None
     ) -> DrainResult:
@@ -353,7 +296,7 @@ class Service:
         resumed execution, just goes on. Per-pod metrics and Events are told per round; the drain's
         outcome once, by the caller. ``node`` as just read (``get_node``)."""
         api = self.kube()
-        drain = self._run_drain(api, node, deadline, stop_by)
+        drain = run_drain(self.settings, api, node, deadline, stop_by, self.clock)
         if not self.settings.dry_run:
             report.drain_round_metrics(drain)
             report.drain_events(api, event, node, drain, self.settings.eviction_concurrency, summary=False)
