@@ -295,3 +295,37 @@ def test_the_backstop_looks_in_this_account_and_in_each_listed_member_account(qu
     summary = Backstop(fleet, starter=None).run(HOME, stop_by=2e9)  # type: ignore[arg-type]
     assert (home.status_calls, member.status_calls) == (3, 3)  # one query per filter, in each account
     assert summary["ec2_requests"] == 6
+
+
+def test_a_member_account_is_one_role_session_for_its_clients_and_assumes_the_named_role(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serverless_nth.aws.clients import AccountClients
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    class FakeSts:
+        def __init__(self) -> None:
+            self.roles: list[str] = []
+
+        def assume_role(self, RoleArn: str, RoleSessionName: str) -> dict[str, Any]:  # noqa: N803 (botocore's names)
+            self.roles.append(RoleArn)
+            expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+            return {
+                "Credentials": {
+                    "AccessKeyId": "ASIA0000",
+                    "SecretAccessKey": "secret",
+                    "SessionToken": "token",
+                    "Expiration": expires,
+                }
+            }
+
+    sts = FakeSts()
+    accounts = AccountClients("serverless-nth-member", "aws", sts_client=sts)
+    clients = [accounts.in_account(MEMBER, service) for service in ("ec2", "eks", "autoscaling")]
+    for client in clients:
+        assert client._request_signer._credentials.get_frozen_credentials().access_key == "ASIA0000"
+    assert sts.roles == [f"arn:aws:iam::{MEMBER}:role/serverless-nth-member"]
+    assert accounts.in_account(MEMBER, "ec2") is clients[0]
+    with pytest.raises(ValueError, match="member account"):
+        accounts.in_account(MEMBER, "sns")

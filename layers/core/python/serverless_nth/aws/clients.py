@@ -85,6 +85,7 @@ class AccountClients:
         self._sts = sts_client
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
+        self._sessions: dict[str, Session] = {}  # one per member account: one role session for its clients
         self.roles_assumed = 0  # AssumeRole calls (the first and each renewal)
 
     def role_arn(self, account: str) -> str:
@@ -103,10 +104,12 @@ class AccountClients:
             return self._clients[key]
 
     def _session(self, account: str) -> Session:
-        session = get_session()
-        resolver = session.get_component("credential_provider")
-        resolver.insert_before("env", _AssumedRole(self, account))
-        return session
+        if account not in self._sessions:
+            session = get_session()
+            resolver = session.get_component("credential_provider")
+            resolver.insert_before("env", _AssumedRole(self, account))
+            self._sessions[account] = session
+        return self._sessions[account]
 
     def assume(self, account: str) -> dict[str, Any]:
         """Credentials of the member role, in the shape botocore's refresher takes."""
