@@ -79,6 +79,9 @@ tracer = _tracer()
 # dashboard's SEARCH expressions name these).
 EVENT_DIMENSIONS = ("cluster", "event_kind", "outcome", "service")
 ERROR_DIMENSIONS = ("cluster", "service", "stage")  # Metric.ERRORS
+TAGS_DIMENSIONS = ("cluster", "service")  # Metric.CLUSTER_TAGS_INVALID
+# a multi-account deployment (MEMBER_ACCOUNTS or ORGANIZATION_ID) adds this one to each set above
+ACCOUNT_DIMENSION = "account"
 COLD_START_DIMENSIONS = ("function_name", "service")  # Powertools' ColdStart
 COLD_START = "ColdStart"
 
