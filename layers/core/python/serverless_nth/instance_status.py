@@ -32,13 +32,19 @@ from serverless_nth import report
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.functions import LongDrainStarter
 from serverless_nth.config import ConfigError, Settings
-from serverless_nth.entrypoint import Handler, account_of, build_service, count_error
+from serverless_nth.entrypoint import (
+    Handler,
+    account_of,
+    build_service,
+    count_error,
+    set_home_dimensions,
+)
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import instance_status
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.nodes import Node, find_node
-from serverless_nth.observability import Metric, logger, metrics, tracer
+from serverless_nth.observability import Metric, logger, metric_account, metrics, tracer
 from serverless_nth.policy import decide, event_taint, for_node, instance_opted_in
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -60,6 +66,7 @@ class Backstop:
     service: Service
     starter: LongDrainStarter
     clock: Callable[[], float] = time.time
+    error_account: str | None = None  # the errors' dimension ``account`` (observability.metric_account)
 
     def run(self, account: str, stop_by: float) -> dict[str, Any]:
         """One look at EC2, then every instance found on its own (its own metrics, its own failure)."""
@@ -112,7 +119,7 @@ class Backstop:
         try:
             return work(*args)
         except HandlerError as exc:
-            count_error(self.service.settings.cluster_name, exc.stage)
+            count_error(self.service.settings.cluster_name, exc.stage, self.error_account)
             logger.exception("instance not handled", extra={"stage": exc.stage})
             return f"{Outcome.ERROR}: {exc}"
         finally:
@@ -167,10 +174,13 @@ def make_handler() -> Handler:
         now = time.time()
         stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
         logger.append_keys(cluster=settings.cluster_name, scheduled_time=(event or {}).get("scheduled-time"))
+        home = account_of(context)
+        set_home_dimensions(settings, home)  # it checks the instances of its own account only
+        backstop.error_account = metric_account(settings.many_accounts, home)
         try:
-            return backstop.run(account_of(context) or "", stop_by)
+            return backstop.run(home or "", stop_by)
         except HandlerError as exc:
-            count_error(settings.cluster_name, exc.stage)
+            count_error(settings.cluster_name, exc.stage, backstop.error_account)
             logger.exception("instance status check failed", extra={"stage": exc.stage})
             raise
 
