@@ -63,14 +63,16 @@ MANY_CLUSTER_CONDITIONS = ("MoreClusters", "CrossAccount", "AllClusters", "Clust
 
 def single_cluster_form(value: Any) -> Any:
     """``value`` (a resource's properties) as a single-cluster deployment gets it: every Fn::If on
-    a condition of many clusters takes its false branch; nothing else is resolved."""
+    a condition of many clusters takes its false branch (AWS::NoValue: the property is left out);
+    nothing else is resolved."""
     if isinstance(value, list):
         return [single_cluster_form(v) for v in value]
     if not isinstance(value, dict):
         return value
     if set(value) == {"Fn::If"} and value["Fn::If"][0] in MANY_CLUSTER_CONDITIONS:
         return single_cluster_form(value["Fn::If"][2])
-    return {k: single_cluster_form(v) for k, v in value.items()}
+    out = {k: single_cluster_form(v) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}  # a property CloudFormation leaves out
 
 
 class _Resolver:

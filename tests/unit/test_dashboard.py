@@ -135,8 +135,58 @@ def dashboard_metrics() -> set[str]:
 
 
 def alarms() -> dict[str, dict[str, Any]]:
+    """The alarms of a single-cluster deployment (the tests below); test_alarms_of_many_clusters: the other."""
     resources = load_template()["Resources"]
-    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    return {
+        k: single_cluster_form(v["Properties"]) for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def many_cluster_form(value: Any, cross_account: bool) -> Any:
+    """``value`` as a deployment of many clusters gets it (MoreClusters; CrossAccount as given)."""
+    if isinstance(value, list):
+        return [many_cluster_form(v, cross_account) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::If"} and value["Fn::If"][0] in {"MoreClusters", "CrossAccount"}:
+        holds = cross_account if value["Fn::If"][0] == "CrossAccount" else True
+        return many_cluster_form(value["Fn::If"][1 if holds else 2], cross_account)
+    out = {k: many_cluster_form(v, cross_account) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+
+
+@pytest.mark.parametrize("cross_account", [False, True])
+def test_alarms_of_many_clusters_query_every_cluster_with_the_code_s_dimension_set(cross_account: bool) -> None:
+    """A deployment of many clusters: each alarm over ServerlessNTH is one Metrics Insights query
+    (an alarm cannot use SEARCH) over the exact dimension set the code emits there, so that it
+    watches every cluster, the ones Clusters=* finds included; the other alarms are unchanged."""
+    resources = load_template()["Resources"]
+    schema = ", ".join(sorted((*EVENT_DIMENSIONS, *([ACCOUNT_DIMENSION] if cross_account else []))))
+    shape = SHAPES["an organization" if cross_account else "every cluster"][0]
+    drawn = {n for w in dashboard_widgets(parameters=shape) for _, n in widget_metric_names(w)}
+    queried = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        single, many = (
+            single_cluster_form(resource["Properties"]),
+            many_cluster_form(resource["Properties"], cross_account),
+        )
+        if NAMESPACE not in json.dumps(single):
+            assert many == single, name
+            continue
+        assert not {"Namespace", "MetricName", "Dimensions", "Statistic"} & set(many), name
+        (query,) = many["Metrics"]
+        insights = r"SELECT SUM\((\w+)\) FROM SCHEMA\(ServerlessNTH, ([a-z_, ]+)\) WHERE .+"
+        match = re.fullmatch(insights, query["Expression"])
+        assert match, query["Expression"]
+        assert match.group(1) in CODE_METRICS, name
+        assert match.group(1) in drawn, name
+        assert match.group(2) == schema, name
+        assert query["Period"] == 60
+        assert query.get("ReturnData", True)
+        queried.add(match.group(1))
+    assert queried == {Metric.DRAINS_INCOMPLETE, Metric.LIFECYCLE_ACTIONS_LOST}
 
 
 def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
