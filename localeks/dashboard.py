@@ -35,27 +35,94 @@ _SEARCH = re.compile(
 _TERM = re.compile(r'(\w+)="([^"]*)"')
 
 
-def dashboard_widgets(template: dict[str, Any] | None = None, long_drains: bool = True) -> list[dict[str, Any]]:
-    """The widgets of the template's Dashboard, with ${...} substitutions left as they are; the
-    long drains' widgets only when ``long_drains`` (the template's condition LongDrains)."""
+def dashboard_widgets(
+    template: dict[str, Any] | None = None, long_drains: bool = True, parameters: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The widgets of the template's Dashboard as the stack deployed with ``parameters`` gets them
+    (defaults otherwise; a single-cluster deployment): the conditions and the Fn::Sub variables
+    (schemas, cluster filter) evaluated, other ${...} substitutions left as they are (${ClusterName}
+    unless ``parameters`` names it). The long drains' widgets only when ``long_drains`` (the
+    conditions LongDrains and InstanceStatusChecks)."""
     template = template or load_template()
+    flag = "true" if long_drains else "false"
+    given = {"LongDrains": flag, "InstanceStatusChecks": flag} | (parameters or {})
     body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
-    return list(json.loads(_text(body, long_drains))["widgets"])
+    return list(json.loads(_Resolver(template, given).text(body))["widgets"])
 
 
-def _text(value: Any, long_drains: bool) -> str:
-    """The body's text: Fn::Join of Fn::Sub strings, and Fn::If on the condition LongDrains (or
-    InstanceStatusChecks, which needs LongDrains: its widget is drawn with theirs)."""
-    if isinstance(value, str):
+def dashboard_text(body: Any, long_drains: bool = True, parameters: dict[str, str] | None = None) -> str:
+    """The Dashboard's body as text, resolved as in ``dashboard_widgets``."""
+    flag = "true" if long_drains else "false"
+    given = {"LongDrains": flag, "InstanceStatusChecks": flag} | (parameters or {})
+    return _Resolver(load_template(), given).text(body)
+
+
+# the template's conditions for one deployment of many clusters and accounts: all false by default
+MANY_CLUSTER_CONDITIONS = ("MoreClusters", "CrossAccount", "AllClusters", "ClusterList")
+
+
+def single_cluster_form(value: Any) -> Any:
+    """``value`` (a resource's properties) as a single-cluster deployment gets it: every Fn::If on
+    a condition of many clusters takes its false branch (AWS::NoValue: the property is left out);
+    nothing else is resolved."""
+    if isinstance(value, list):
+        return [single_cluster_form(v) for v in value]
+    if not isinstance(value, dict):
         return value
-    ((key, arg),) = value.items()
-    if key == "Fn::Sub":
-        return str(arg)
-    if key == "Fn::Join":
-        return str(arg[0]).join(_text(part, long_drains) for part in arg[1])
-    if key == "Fn::If" and arg[0] in ("LongDrains", "InstanceStatusChecks"):
-        return _text(arg[1] if long_drains else arg[2], long_drains)
-    raise ValueError(f"the dashboard body uses {key}, which localeks/dashboard.py does not read")
+    if set(value) == {"Fn::If"} and value["Fn::If"][0] in MANY_CLUSTER_CONDITIONS:
+        return single_cluster_form(value["Fn::If"][2])
+    out = {k: single_cluster_form(v) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}  # a property CloudFormation leaves out
+
+
+class _Resolver:
+    """The few intrinsics the dashboard body uses: Fn::Join, Fn::Sub (with variables), Fn::If on the
+    template's conditions, Fn::Split, Ref to a parameter."""
+
+    def __init__(self, template: dict[str, Any], given: dict[str, str]) -> None:
+        self.conditions = template.get("Conditions", {})
+        defaults = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+        self.values = defaults | given
+        self.given = given  # substituted in Fn::Sub strings; the rest stay ${...}
+
+    def condition(self, name: str) -> bool:
+        return bool(self.value(self.conditions[name]))
+
+    def text(self, value: Any) -> str:
+        resolved = self.value(value)
+        if not isinstance(resolved, str):
+            raise ValueError(f"the dashboard body resolves to {resolved!r}, not text")
+        return resolved
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, (str, bool)):
+            return value
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        ((key, arg),) = value.items()
+        if key == "Ref" and arg in self.values:
+            return self.values[arg]
+        if key in ("Condition", "Fn::Condition"):  # !Condition, as localeks/template.py loads it
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            return self.value(arg[0]) == self.value(arg[1])
+        if key == "Fn::Not":
+            return not self.value(arg[0])
+        if key == "Fn::And":
+            return all(self.value(v) for v in arg)
+        if key == "Fn::Or":
+            return any(self.value(v) for v in arg)
+        if key == "Fn::If":
+            return self.value(arg[1] if self.condition(arg[0]) else arg[2])
+        if key == "Fn::Join":
+            return str(arg[0]).join(self.text(part) for part in self.value(arg[1]))
+        if key == "Fn::Split":
+            return self.text(arg[1]).split(arg[0])
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            known = self.given | {k: self.text(v) for k, v in variables.items()}
+            return re.sub(r"\$\{([\w:]+)\}", lambda m: known.get(m.group(1), m.group(0)), str(text))
+        raise ValueError(f"the dashboard body uses {key}, which localeks/dashboard.py does not read")
 
 
 def widget_metric_names(widget: dict[str, Any]) -> list[tuple[str, str]]:
@@ -109,15 +176,19 @@ def metric_queries(widget: dict[str, Any]) -> list[dict[str, Any]]:
             match = _SEARCH.search(first["expression"])
             if not match:
                 raise ValueError(f"{props['title']}: not a SEARCH expression this view reads: {first['expression']}")
-            terms = dict(_TERM.findall(match["terms"]))
+            # a dimension named once must have that value; named several times (OR), one of them
+            terms: dict[str, list[str]] = defaultdict(list)
+            for dim, value in _TERM.findall(match["terms"]):
+                terms[dim].append(value)
+            (name,) = terms.pop("MetricName")
             queries.append(
                 {
                     "namespace": match["namespace"],
-                    "name": terms.pop("MetricName"),
+                    "name": name,
                     "stat": match["stat"],
                     "period": int(match["period"]),
                     "schema": sorted(match["schema"].split(",")),
-                    "dimensions": terms,
+                    "dimensions": {k: v[0] if len(v) == 1 else v for k, v in terms.items()},
                     "search": True,
                 }
             )
@@ -164,8 +235,11 @@ def _matches(query: dict[str, Any], record: dict[str, Any], substitutions: dict[
     if sorted(record["dimensions"]) != query["schema"]:  # a SEARCH matches its exact dimension schema
         return False
     for dim, wanted in query["dimensions"].items():
-        value = re.sub(r"\$\{(\w+)\}", lambda m: substitutions.get(m.group(1), m.group(0)), wanted)
-        if record["dimensions"].get(dim) != value:
+        values = {
+            re.sub(r"\$\{(\w+)\}", lambda m: substitutions.get(m.group(1), m.group(0)), w)
+            for w in (wanted if isinstance(wanted, list) else [wanted])
+        }
+        if record["dimensions"].get(dim) not in values:
             return False
     return True
 
@@ -184,7 +258,9 @@ def widget_series(
                 bucket = int(r["timestamp"] // 1000 // query["period"] * query["period"])
                 groups[tuple(sorted(r["dimensions"].items()))][bucket].append(float(r["value"]))
         for dims, buckets in sorted(groups.items()):
-            shown = [v for k, v in dims if k not in ("cluster", "service") and k not in query["dimensions"]]
+            # what varies: the dimensions not fixed to one value (the cluster, with many of them)
+            fixed = {k for k, v in query["dimensions"].items() if isinstance(v, str)} | {"service"}
+            shown = [v for k, v in dims if k not in fixed]
             series.append(
                 {
                     "label": " ".join([query["name"], *shown]) + (f" ({query['stat']})" if query["search"] else ""),
@@ -211,30 +287,51 @@ def _period_text(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
-def render(emf_file: Path, out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Draws the dashboard into ``out``; returns what each metric widget drew (title -> series)."""
+def deployment_of(records: list[dict[str, Any]]) -> dict[str, str]:
+    """The parameters of a deployment whose functions emitted ``records``: its ClusterName (the
+    cluster of most data points), the other clusters as Clusters, and, when the metrics carry an
+    account (a multi-account deployment), those accounts as MemberAccounts."""
+    clusters = Counter(r["dimensions"]["cluster"] for r in records if "cluster" in r["dimensions"])
+    name = clusters.most_common(1)[0][0] if clusters else "?"
+    parameters = {"ClusterName": name}
+    if len(clusters) > 1:
+        parameters["Clusters"] = ",".join(sorted(set(clusters) - {name}))
+    accounts = sorted({r["dimensions"]["account"] for r in records if "account" in r["dimensions"]})
+    if accounts:
+        parameters["MemberAccounts"] = ",".join(accounts)
+    return parameters
+
+
+def render(emf_file: Path, out: Path, many: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Draws the dashboard into ``out``; returns what each metric widget drew (title -> series).
+    ``many``: the dashboard of a deployment of every cluster and account in the file."""
     import matplotlib.pyplot as plt
 
-    fig, drawn = dashboard_figure(read_emf(emf_file.read_text().splitlines()), emf_file.name)
+    records = read_emf(emf_file.read_text().splitlines())
+    fig, drawn = dashboard_figure(records, emf_file.name, deployment_of(records) if many else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return drawn
 
 
-def dashboard_figure(records: list[dict[str, Any]], source: str) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+def dashboard_figure(
+    records: list[dict[str, Any]], source: str, parameters: dict[str, str] | None = None
+) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
     """The Figure of the dashboard over ``records`` (``read_emf``), and what each ServerlessNTH
-    widget drew (title -> series); each line carries the gid ``series:<title>:<label>``."""
+    widget drew (title -> series); each line carries the gid ``series:<title>:<label>``. The
+    dashboard is that of the deployment with ``parameters`` (``deployment_of(records)`` for the one
+    that emitted them); by default a single-cluster deployment's, of the cluster of most data points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    # the dashboard is one cluster's (its SEARCH names ${ClusterName}): the cluster of most data points
-    clusters = Counter(r["dimensions"]["cluster"] for r in records if "cluster" in r["dimensions"])
-    substitutions = {"ClusterName": clusters.most_common(1)[0][0] if clusters else "?"}
-    widgets = dashboard_widgets()
+    if parameters is None:  # one cluster's dashboard: the cluster of most data points
+        parameters = {"ClusterName": deployment_of(records)["ClusterName"]}
+    substitutions = {"ClusterName": parameters.get("ClusterName", "?")}
+    widgets = dashboard_widgets(parameters=parameters)
     periods = [q["period"] for w in widgets if w["type"] == "metric" for q in metric_queries(w)]
     period = min(periods or [60])
     stamps = [r["timestamp"] / 1000 for r in records] or [datetime.datetime.now(datetime.UTC).timestamp()]
@@ -358,10 +455,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="localeks.dashboard")
     parser.add_argument("emf", type=Path, nargs="?", default=DEFAULT_STATE / "demo-output.jsonl")
     parser.add_argument("-o", "--out", type=Path, default=REPO / ".local" / "dashboard.png")
+    parser.add_argument(
+        "--many", action="store_true", help="the dashboard of one deployment for every cluster and account in the file"
+    )
     args = parser.parse_args()
     if not args.emf.exists():
         raise SystemExit(f"{args.emf} not found: run make demo first")
-    render(args.emf, args.out)
+    render(args.emf, args.out, many=args.many)
     print(f"dashboard: {args.out}")
 
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localeks.dashboard import NAMESPACE
 from tests.deploy.cfn import PSEUDO, Stack
 from tests.deploy.changes import BASE_PARAMETERS
+
+GOLDEN = Path(__file__).parents[1] / "unit" / "golden" / "single_cluster_dashboard.json"
 
 ACCOUNT = PSEUDO["AWS::AccountId"]
 DEFAULT_BUS = f"arn:aws:events:{PSEUDO['AWS::Region']}:{ACCOUNT}:event-bus/default"
@@ -46,8 +50,9 @@ def _resolved(stack: Stack) -> dict[str, Any]:
 
 def _without_the_feature(resources: dict[str, Any]) -> dict[str, Any]:
     """The resources less what the new parameters may change in the baseline's: the four
-    environment variables of each function and the account filter of each rule."""
-    out = json.loads(json.dumps(resources))
+    environment variables of each function, the account filter of each rule, the dashboard's body
+    and the metrics of the alarms over ServerlessNTH (test_the_dashboard_and_alarms_of_each_deploy)."""
+    out: dict[str, Any] = json.loads(json.dumps(resources))
     for resource in out.values():
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Lambda::Function":
@@ -55,6 +60,11 @@ def _without_the_feature(resources: dict[str, Any]) -> dict[str, Any]:
                 props["Environment"]["Variables"].pop(name)
         if resource["Type"] == "AWS::Events::Rule":
             props["EventPattern"].pop("account", None)
+        if resource["Type"] == "AWS::CloudWatch::Dashboard":
+            props.pop("DashboardBody")
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and NAMESPACE in json.dumps(props):
+            for key in ("Namespace", "MetricName", "Dimensions", "Statistic", "Period", "Metrics"):
+                props.pop(key, None)
     return out
 
 
@@ -214,3 +224,80 @@ def test_the_long_drain_starter_s_role_does_not_change(deploys: dict[str, Stack]
 
 def test_the_function_role_is_an_output_for_the_member_stacks(deploys: dict[str, Stack]) -> None:
     assert deploys["baseline"].outputs["FunctionRoleArn"]["Value"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+
+
+def _searches(stack: Stack) -> list[str]:
+    """The body's SEARCH expressions, read from its text (its references to resources stay
+    symbolic in the resolved text, which is then not JSON)."""
+    body = stack.resolve(stack.resources["Dashboard"]["Properties"]["DashboardBody"])
+    found = re.findall(r'"expression": "(SEARCH\(.*?\))",?\n', body)
+    assert found, body[:2000]
+    return [json.loads(f'"{expression}"') for expression in found]
+
+
+def _namespace_alarms(stack: Stack) -> dict[str, Any]:
+    return {
+        name: stack.resolve(alarm["Properties"])
+        for name, alarm in stack.of_type("AWS::CloudWatch::Alarm").items()
+        if NAMESPACE in json.dumps(alarm["Properties"])
+    }
+
+
+def test_a_single_cluster_deploy_s_dashboard_and_alarms_are_as_before(deploys: dict[str, Stack]) -> None:
+    """The translated template with the new parameters empty: the dashboard's body and the alarms
+    over ServerlessNTH are those of the stack before issue 21 (the golden, from main at 22db4c7,
+    resolved as this deploy resolves it)."""
+    base = deploys["baseline"]
+    golden = json.loads(GOLDEN.read_text())
+    body = base.resolve(base.resources["Dashboard"]["Properties"]["DashboardBody"])
+    assert body == base.resolve({"Fn::Sub": golden["DashboardBody"]["long_drains"]})
+    alarms = _namespace_alarms(base)
+    assert set(alarms) == set(golden["Alarms"])
+    for name, properties in golden["Alarms"].items():
+        assert alarms[name] == base.resolve(properties), name
+    assert all('cluster="my-cluster"' in search for search in _searches(base) if "ColdStart" not in search)
+
+
+@pytest.mark.parametrize(
+    ("deploy", "parameters", "schema_has_account", "cluster_filter"),
+    [
+        ("parameter Clusters", {}, False, ""),  # Clusters=*: every cluster of the accounts
+        ("parameter MemberAccounts", {}, True, 'cluster="my-cluster"'),
+        ("parameter OrganizationId", {}, True, 'cluster="my-cluster"'),
+        ("baseline", {"Clusters": "b,c"}, False, '(cluster="my-cluster" OR cluster="b" OR cluster="c")'),
+        ("baseline", {"Clusters": "*", "OrganizationId": "o-a1b2c3d4e5"}, True, ""),
+    ],
+)
+def test_the_dashboard_and_alarms_of_each_deploy_see_every_served_cluster(
+    deploys: dict[str, Stack],
+    deploy: str,
+    parameters: dict[str, str],
+    schema_has_account: bool,
+    cluster_filter: str,
+) -> None:
+    """Each SEARCH names the dimension set the code emits in that deployment (``account`` with
+    member accounts or an organization) and its clusters; the alarms over ServerlessNTH are a
+    Metrics Insights query each, over every cluster."""
+    stack = _deploy(deploys, deploy)
+    if parameters:
+        stack = Stack(stack.template, BASE_PARAMETERS | parameters)
+    account = "account," if schema_has_account else ""
+    searches = _searches(stack)
+    assert any("ClusterTagsInvalid" in s for s in searches)
+    for search in searches:
+        if "ColdStart" in search:
+            continue
+        match = re.fullmatch(r"SEARCH\('\{ServerlessNTH,([a-z_,]+)\} MetricName=\"(\w+)\" ?(.*)', '\w+', 60\)", search)
+        assert match, search
+        expected = {"Errors": "cluster,service,stage", "ClusterTagsInvalid": "cluster,service"}.get(
+            match.group(2), "cluster,event_kind,outcome,service"
+        )
+        assert match.group(1) == account + expected, search
+        assert match.group(3) == cluster_filter, search
+    alarms = _namespace_alarms(stack)
+    assert set(alarms) == {"DrainsIncompleteAlarm", "LifecycleActionsLostAlarm"}
+    for name, alarm in alarms.items():
+        (query,) = alarm["Metrics"]
+        schema = f"SCHEMA(ServerlessNTH, {account.replace(',', ', ')}cluster, event_kind, outcome, service)"
+        assert schema in query["Expression"], name
+        assert "MetricName" not in alarm, name

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
-from localeks.dashboard import NAMESPACE, dashboard_widgets, widget_metric_names
+import pytest
+
+from localeks.dashboard import NAMESPACE, dashboard_text, dashboard_widgets, single_cluster_form, widget_metric_names
 from localeks.template import load_template
 from serverless_nth.observability import (
+    ACCOUNT_DIMENSION,
     COLD_START,
     COLD_START_DIMENSIONS,
     ERROR_DIMENSIONS,
     EVENT_DIMENSIONS,
+    TAGS_DIMENSIONS,
     Metric,
 )
 from serverless_nth.observability import (
@@ -97,13 +102,91 @@ def check_aws_metric(namespace: str, name: str, dimensions: dict[str, str], temp
     )
 
 
+# deployments (template parameters besides the defaults) -> the SEARCH filter on the cluster it
+# gets: one cluster's (ClusterName), the list's, or none (Clusters=*: every cluster of the accounts)
+SHAPES: dict[str, tuple[dict[str, str], str]] = {
+    "single cluster": ({}, 'cluster="${ClusterName}"'),
+    "a list of clusters": ({"Clusters": "b,c"}, '(cluster="${ClusterName}" OR cluster="b" OR cluster="c")'),
+    "every cluster": ({"Clusters": "*"}, ""),
+    "member accounts": ({"MemberAccounts": "111111111111"}, 'cluster="${ClusterName}"'),
+    "an organization": ({"OrganizationId": "o-a1b2c3d4e5", "Clusters": "*"}, ""),
+}
+CROSS_ACCOUNT = {"member accounts", "an organization"}
+
+
+def searches(widgets: list[dict[str, Any]]) -> list[str]:
+    return [
+        entry[0]["expression"]
+        for widget in widgets
+        for entry in widget.get("properties", {}).get("metrics", [])
+        if isinstance(entry[0], dict)
+    ]
+
+
 def dashboard_metrics() -> set[str]:
-    return {name for w in dashboard_widgets() for ns, name in widget_metric_names(w) if ns == NAMESPACE}
+    """What the dashboards of all deployments draw (ClusterTagsInvalid: with many clusters only)."""
+    return {
+        name
+        for parameters, _ in SHAPES.values()
+        for w in dashboard_widgets(parameters=parameters)
+        for ns, name in widget_metric_names(w)
+        if ns == NAMESPACE
+    }
 
 
 def alarms() -> dict[str, dict[str, Any]]:
+    """The alarms of a single-cluster deployment (the tests below); test_alarms_of_many_clusters: the other."""
     resources = load_template()["Resources"]
-    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    return {
+        k: single_cluster_form(v["Properties"]) for k, v in resources.items() if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def many_cluster_form(value: Any, cross_account: bool) -> Any:
+    """``value`` as a deployment of many clusters gets it (MoreClusters; CrossAccount as given)."""
+    if isinstance(value, list):
+        return [many_cluster_form(v, cross_account) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::If"} and value["Fn::If"][0] in {"MoreClusters", "CrossAccount"}:
+        holds = cross_account if value["Fn::If"][0] == "CrossAccount" else True
+        return many_cluster_form(value["Fn::If"][1 if holds else 2], cross_account)
+    out = {k: many_cluster_form(v, cross_account) for k, v in value.items()}
+    return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+
+
+@pytest.mark.parametrize("cross_account", [False, True])
+def test_alarms_of_many_clusters_query_every_cluster_with_the_code_s_dimension_set(cross_account: bool) -> None:
+    """A deployment of many clusters: each alarm over ServerlessNTH is one Metrics Insights query
+    (an alarm cannot use SEARCH) over the exact dimension set the code emits there, so that it
+    watches every cluster, the ones Clusters=* finds included; the other alarms are unchanged."""
+    resources = load_template()["Resources"]
+    schema = ", ".join(sorted((*EVENT_DIMENSIONS, *([ACCOUNT_DIMENSION] if cross_account else []))))
+    shape = SHAPES["an organization" if cross_account else "every cluster"][0]
+    drawn = {n for w in dashboard_widgets(parameters=shape) for _, n in widget_metric_names(w)}
+    queried = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        single, many = (
+            single_cluster_form(resource["Properties"]),
+            many_cluster_form(resource["Properties"], cross_account),
+        )
+        if NAMESPACE not in json.dumps(single):
+            assert many == single, name
+            continue
+        assert not {"Namespace", "MetricName", "Dimensions", "Statistic"} & set(many), name
+        (query,) = many["Metrics"]
+        insights = r"SELECT SUM\((\w+)\) FROM SCHEMA\(ServerlessNTH, ([a-z_, ]+)\) WHERE .+"
+        match = re.fullmatch(insights, query["Expression"])
+        assert match, query["Expression"]
+        assert match.group(1) in CODE_METRICS, name
+        assert match.group(1) in drawn, name
+        assert match.group(2) == schema, name
+        assert query["Period"] == 60
+        assert query.get("ReturnData", True)
+        queried.add(match.group(1))
+    assert queried == {Metric.DRAINS_INCOMPLETE, Metric.LIFECYCLE_ACTIONS_LOST}
 
 
 def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -143,15 +226,49 @@ def test_every_emitted_metric_is_on_the_dashboard() -> None:
     assert CODE_METRICS - dashboard_metrics() == set()
 
 
-def test_search_expressions_use_the_dimension_sets_the_code_emits() -> None:
-    allowed = {frozenset(EVENT_DIMENSIONS), frozenset(ERROR_DIMENSIONS), frozenset(COLD_START_DIMENSIONS)}
-    schemas = []
-    for widget in dashboard_widgets():
-        for entry in widget.get("properties", {}).get("metrics", []):
-            if isinstance(entry[0], dict):
-                schemas += re.findall(r"\{" + NAMESPACE + r",([a-z_,]+)\}", entry[0]["expression"])
-    assert schemas
-    assert {frozenset(s.split(",")) for s in schemas} <= allowed
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_search_expressions_use_the_dimension_sets_the_code_emits(shape: str) -> None:
+    """Each SEARCH names the exact set of dimensions its metric carries in that deployment (with
+    `account` in a multi-account one) and the deployment's clusters: a SEARCH matches only the
+    metrics of its schema, so one dimension more or less and the widget is empty."""
+    parameters, cluster_filter = SHAPES[shape]
+    extra = {ACCOUNT_DIMENSION} if shape in CROSS_ACCOUNT else set()
+    schemas = {
+        Metric.ERRORS: frozenset(ERROR_DIMENSIONS) | extra,
+        Metric.CLUSTER_TAGS_INVALID: frozenset(TAGS_DIMENSIONS) | extra,
+        COLD_START: frozenset(COLD_START_DIMENSIONS),
+    }
+    found = searches(dashboard_widgets(parameters=parameters))
+    assert found
+    for expression in found:
+        match = re.fullmatch(
+            r"SEARCH\('\{" + NAMESPACE + r",([a-z_,]+)\} MetricName=\"(\w+)\"( .*)?', '\w+', 60\)", expression
+        )
+        assert match, expression
+        schema, name, terms = match.group(1), match.group(2), (match.group(3) or "").strip()
+        assert frozenset(schema.split(",")) == schemas.get(name, frozenset(EVENT_DIMENSIONS) | extra), expression
+        assert schema.split(",") == sorted(schema.split(",")), expression
+        assert terms == ("" if name == COLD_START else cluster_filter), expression
+
+
+def test_the_cluster_tags_widget_is_on_the_dashboard_of_many_clusters_only() -> None:
+    """ClusterTagsInvalid comes from a cluster's tags, which only a deployment of many clusters reads."""
+    for shape, (parameters, _) in SHAPES.items():
+        names = {n for w in dashboard_widgets(parameters=parameters) for _, n in widget_metric_names(w)}
+        assert (Metric.CLUSTER_TAGS_INVALID in names) == (shape != "single cluster"), shape
+
+
+def test_a_single_cluster_deployment_s_dashboard_and_alarms_are_as_before() -> None:
+    """With the new parameters empty, the dashboard body (with and without the long drains) and the
+    alarms over ServerlessNTH are, character for character, those of the stack before issue 21
+    (tests/unit/golden/single_cluster_dashboard.json, written from main at 22db4c7)."""
+    golden = json.loads((Path(__file__).parent / "golden" / "single_cluster_dashboard.json").read_text())
+    template = load_template()
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
+    for long_drains, key in ((True, "long_drains"), (False, "no_long_drains")):
+        assert dashboard_text(body, long_drains=long_drains) == golden["DashboardBody"][key], key
+    for name, properties in golden["Alarms"].items():
+        assert single_cluster_form(template["Resources"][name]["Properties"]) == properties, name
 
 
 def test_every_aws_metric_on_the_dashboard_is_emitted_by_a_resource_of_the_template() -> None:

@@ -14,6 +14,7 @@ from localeks.dashboard import (
     NAMESPACE,
     dashboard_figure,
     dashboard_widgets,
+    deployment_of,
     metric_queries,
     read_emf,
     statistic,
@@ -117,3 +118,40 @@ def test_the_figure_draws_each_widget_as_a_time_series_of_its_statistic_per_peri
     fig.savefig(tmp_path / "dashboard.png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     assert (tmp_path / "dashboard.png").stat().st_size > 50_000
+
+
+def test_a_deployment_of_many_clusters_and_accounts_draws_one_line_per_cluster_and_account() -> None:
+    """The EMF of a multi-account deployment carries `account` (entrypoint.set_dimensions): its
+    dashboard (deployment_of the records) draws every served cluster, each apart."""
+
+    def counted(at: float, cluster: str, account: str) -> str:
+        dims = {
+            "account": account,
+            "cluster": cluster,
+            "event_kind": "spot-interruption",
+            "outcome": "drained",
+            "service": "serverless-nth",
+        }
+        return emf_line(at, dims, {"EventsReceived": ("Count", [1.0])})
+
+    lines = [
+        counted(T0 + 5, "c1", "111111111111"),
+        counted(T0 + 6, "c1", "111111111111"),
+        counted(T0 + 7, "c2", "222222222222"),
+        event(T0 + 8, "spot-interruption", "drained", 1.0),  # no account: another schema, not drawn
+    ]
+    records = read_emf(lines)
+    assert deployment_of(records) == {
+        "ClusterName": "c1",
+        "Clusters": "c2",
+        "MemberAccounts": "111111111111,222222222222",
+    }
+    _, drawn = dashboard_figure(records, "many.jsonl", deployment_of(records))
+    by_label = {s["label"]: s["points"] for s in drawn["Events received, by kind"]}
+    assert by_label == {
+        "EventsReceived 111111111111 c1 spot-interruption drained (Sum)": [(T0, 2.0)],
+        "EventsReceived 222222222222 c2 spot-interruption drained (Sum)": [(T0, 1.0)],
+    }
+    # the same records on one cluster's dashboard: the account's schema is not its own
+    _, single = dashboard_figure(records, "many.jsonl")
+    assert [s["dimensions"].get("account") for s in single["Events received, by kind"]] == [None]

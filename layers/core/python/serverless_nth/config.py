@@ -137,6 +137,11 @@ class Settings:
         """More than cluster_name in this account: events are routed by the instance's tags."""
         return self.clusters != frozenset() or bool(self.member_accounts) or bool(self.organization_id)
 
+    @property
+    def many_accounts(self) -> bool:
+        """Events of other accounts than the function's own: metrics carry the dimension ``account``."""
+        return bool(self.member_accounts) or bool(self.organization_id)
+
     def serves(self, cluster: str) -> bool:
         return cluster == self.cluster_name or self.clusters is None or cluster in self.clusters
 
@@ -303,6 +308,7 @@ class StarterSettings:
     cluster_name: str
     # environment variable (LIFECYCLE_ACTION_FUNCTION, ...) -> the durable function's name
     targets: Mapping[str, str]
+    many_accounts: bool = False  # Settings.many_accounts
 
     @classmethod
     def from_env(cls, keys: Iterable[str], environ: Mapping[str, str] | None = None) -> StarterSettings:
@@ -313,4 +319,5 @@ class StarterSettings:
             if not _FUNCTION_NAME.match(name):
                 raise ConfigError(f"{key} must be the name of a Lambda function, got {name!r}")
             targets[key] = name
-        return cls(cluster_name=Settings.from_env(env).cluster_name, targets=targets)
+        settings = Settings.from_env(env)
+        return cls(cluster_name=settings.cluster_name, targets=targets, many_accounts=settings.many_accounts)

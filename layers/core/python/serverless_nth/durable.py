@@ -11,11 +11,17 @@ from typing import Any, cast
 from aws_durable_execution_sdk_python import DurableContext, StepError, durable_execution
 
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import Handler, account_of, build_fleet, count_malformed
+from serverless_nth.entrypoint import (
+    Handler,
+    account_of,
+    build_fleet,
+    count_malformed,
+    set_home_dimensions,
+)
 from serverless_nth.errors import HandlerError
 from serverless_nth.events.model import MalformedEvent
 from serverless_nth.long_drain import LongDrains
-from serverless_nth.observability import logger, metrics
+from serverless_nth.observability import logger, metric_account, metrics
 from serverless_nth.report import Outcome
 
 Workflow = Callable[[LongDrains, Any, DurableContext, "str | None"], dict[str, Any]]
@@ -30,9 +36,11 @@ def make_durable_handler(workflow: Workflow, event_family: str) -> Handler:
     def run(event: Any, ctx: DurableContext) -> dict[str, Any]:
         try:
             drains.home_account = account_of(ctx.lambda_context)
+            set_home_dimensions(settings, drains.home_account)
+            drains.error_account = metric_account(settings.many_accounts, drains.home_account)
             return workflow(drains, event, ctx, drains.home_account)
         except MalformedEvent as exc:  # raised before the first step: in the first invocation only
-            count_malformed(settings.cluster_name, event_family, exc)
+            count_malformed(settings.cluster_name, event_family, exc, account=drains.error_account)
             raise
         except (HandlerError, StepError):  # a step that failed for good (after its retries)
             # each failed attempt was counted by its step, with its stage (LongDrains.step)

@@ -21,7 +21,7 @@ from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
 from serverless_nth.fleet import Fleet
-from serverless_nth.observability import NAMESPACE, Metric, logger, metrics, tracer
+from serverless_nth.observability import ACCOUNT_DIMENSION, NAMESPACE, Metric, logger, metric_account, metrics, tracer
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
 
@@ -42,23 +42,39 @@ def build_service(settings: Settings) -> Service:
     return build_fleet(settings).home()
 
 
+def set_home_dimensions(settings: Settings, home_account: str | None) -> None:
+    """An invocation's metrics, until its event is routed: the stack's own cluster, and in a
+    multi-account deployment the function's own account (what a previous event set is undone)."""
+    _default_dimensions(settings.cluster_name, settings.many_accounts, home_account)
+
+
 def set_dimensions(service: Service, event: InterruptionEvent, home_account: str | None) -> None:
     """Metrics carry the cluster of the event; a multi-account deployment's, its account too."""
     settings = service.settings
-    if settings.member_accounts or settings.organization_id:
-        metrics.set_default_dimensions(cluster=settings.cluster_name, account=event.account or home_account or "")
+    _default_dimensions(settings.cluster_name, settings.many_accounts, event.account or home_account)
+
+
+def _default_dimensions(cluster: str, many_accounts: bool, account: str | None) -> None:
+    value = metric_account(many_accounts, account)
+    if value is None:
+        metrics.set_default_dimensions(cluster=cluster)
     else:
-        metrics.set_default_dimensions(cluster=settings.cluster_name)
+        metrics.set_default_dimensions(cluster=cluster, account=value)
 
 
-def count_error(cluster: str, stage: str) -> None:
-    """Errors by stage: a metric of its own, since its dimensions differ from the event's."""
+def count_error(cluster: str, stage: str, account: str | None = None) -> None:
+    """Errors by stage: a metric of its own, since its dimensions differ from the event's; with
+    ``account`` (``metric_account``: a multi-account deployment's) that dimension too."""
     with single_metric(name=Metric.ERRORS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension("cluster", cluster)
+        if account is not None:
+            metric.add_dimension(ACCOUNT_DIMENSION, account)
         metric.add_dimension("stage", stage)
 
 
-def count_malformed(cluster: str, event_family: str, exc: MalformedEvent, raised: bool = True) -> None:
+def count_malformed(
+    cluster: str, event_family: str, exc: MalformedEvent, raised: bool = True, account: str | None = None
+) -> None:
     """A malformed event: told and counted (nothing was changed); raised by the caller unless
     ``raised`` is False (a durable execution that ends quietly instead of failing for good)."""
     metrics.add_dimension("event_kind", event_family)
@@ -66,7 +82,7 @@ def count_malformed(cluster: str, event_family: str, exc: MalformedEvent, raised
     metrics.add_metric(name=Metric.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
     logger.error("malformed event: nothing was changed", extra={"outcome": Outcome.MALFORMED, "reason": str(exc)})
     if raised:
-        count_error(cluster, "parse")
+        count_error(cluster, "parse", account)
 
 
 def account_of(context: object) -> str | None:
@@ -86,36 +102,39 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
     @tracer.capture_lambda_handler(capture_response=False)
     def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         now = time.time()
+        home = account_of(context)
+        set_home_dimensions(settings, home)
+        account = metric_account(settings.many_accounts, home)
         try:
             interruption = normalise(event)
             check_event_time(interruption, datetime.datetime.fromtimestamp(now, datetime.UTC))
         except MalformedEvent as exc:
-            count_malformed(settings.cluster_name, event_family, exc)
+            count_malformed(settings.cluster_name, event_family, exc, account=account)
             raise
         except Exception:
             metrics.add_dimension("event_kind", event_family)
-            _failed(settings.cluster_name, "parse", retryable=False)
+            _failed(settings.cluster_name, "parse", False, account)
             raise
         cluster = settings.cluster_name
+        account = metric_account(settings.many_accounts, interruption.account or home)
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
             stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
-            home = account_of(context)
             route = fleet.route(interruption, home)
             cluster = route.service.settings.cluster_name
             set_dimensions(route.service, interruption, home)
             result = route.service.handle(interruption, stop_by=stop_by, account=home, described=route.described)
             return result.as_dict()
         except HandlerError as exc:
-            _failed(cluster, exc.stage, retryable=isinstance(exc, TemporaryError))
+            _failed(cluster, exc.stage, isinstance(exc, TemporaryError), account)
             raise
         except Exception:  # a failure nobody foresaw still ends with a stage, a metric and an outcome
-            _failed(cluster, "internal", retryable=True)
+            _failed(cluster, "internal", True, account)
             raise
 
-    def _failed(cluster: str, stage: str, retryable: bool) -> None:
+    def _failed(cluster: str, stage: str, retryable: bool, account: str | None) -> None:
         metrics.add_dimension("outcome", Outcome.ERROR)
-        count_error(cluster, stage)
+        count_error(cluster, stage, account)
         logger.exception("handler failed", extra={"outcome": Outcome.ERROR, "stage": stage, "retryable": retryable})
 
     return cast(Handler, lambda_handler)  # Powertools' decorators are typed as returning Any

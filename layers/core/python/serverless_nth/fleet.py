@@ -30,7 +30,7 @@ from serverless_nth.cluster_settings import for_cluster
 from serverless_nth.config import Settings
 from serverless_nth.events.model import InterruptionEvent
 from serverless_nth.instance import Described, InstanceFacts
-from serverless_nth.observability import NAMESPACE, Metric, logger
+from serverless_nth.observability import ACCOUNT_DIMENSION, NAMESPACE, Metric, logger, metric_account
 from serverless_nth.policy import ignores
 from serverless_nth.service import Service
 
@@ -63,6 +63,7 @@ class Fleet:
         self._ec2: dict[str | None, Ec2Instances] = {}
         self._directories: dict[str | None, ClusterDirectory] = {}
         self._routes: dict[str, tuple[str | None, str]] = {}  # instance -> (member account, cluster)
+        self._home_account: str | None = None  # the function's own, as the last event routed told it
 
     def home(self) -> Service:
         """The stack's own cluster (``ClusterName``) with the stack's settings: a single-cluster
@@ -79,6 +80,7 @@ class Fleet:
         if not settings.serves_many:
             return Route(self.home())
         home_account = home_account or event.account
+        self._home_account = home_account
         if ignores(event) or not settings.accepts_account(event.account, home_account):
             return Route(self.home())  # it tells why, and changes nothing
         member = None if event.account == home_account else event.account
@@ -147,10 +149,14 @@ class Fleet:
         eks = EksAccess(cluster, self._accounts.in_account(member, "eks"), aws_client("sts"))
         tags = eks.endpoint().tags
         settings, problems = for_cluster(self.settings, cluster, tags)
+        # a multi-account deployment's metrics carry the account (entrypoint.set_dimensions)
+        account = metric_account(self.settings.many_accounts, member or self._home_account)
         for problem in problems:
             logger.warning(problem, extra={"cluster": cluster, "account": member})
             with single_metric(
                 name=Metric.CLUSTER_TAGS_INVALID, unit=MetricUnit.Count, value=1, namespace=NAMESPACE
             ) as metric:
                 metric.add_dimension("cluster", cluster)
+                if account is not None:
+                    metric.add_dimension(ACCOUNT_DIMENSION, account)
         return Service(settings, self.instances(member), eks, self._notifier)

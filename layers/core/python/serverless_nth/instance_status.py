@@ -36,14 +36,21 @@ from serverless_nth import report
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.functions import LongDrainStarter
 from serverless_nth.config import ConfigError, Settings
-from serverless_nth.entrypoint import Handler, account_of, build_fleet, count_error
+from serverless_nth.entrypoint import (
+    Handler,
+    account_of,
+    build_fleet,
+    count_error,
+    set_dimensions,
+    set_home_dimensions,
+)
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import instance_status
 from serverless_nth.events.model import EventKind, InterruptionEvent
 from serverless_nth.fleet import Fleet
 from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.nodes import Node, find_node
-from serverless_nth.observability import Metric, logger, metrics, tracer
+from serverless_nth.observability import Metric, logger, metric_account, metrics, tracer
 from serverless_nth.policy import decide, event_taint, for_node, instance_opted_in
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -65,6 +72,7 @@ class Backstop:
     fleet: Fleet
     starter: LongDrainStarter
     clock: Callable[[], float] = time.time
+    error_account: str | None = None  # the errors' dimension ``account`` (observability.metric_account)
 
     def run(self, account: str, stop_by: float) -> dict[str, Any]:
         """This account's look, then each member account's (the deployment's accounts)."""
@@ -82,7 +90,11 @@ class Backstop:
         return summary
 
     def _service(self, event: InterruptionEvent, home: str) -> Service:
-        return self.fleet.route(event, home).service
+        """The instance's cluster's Service; its metrics carry that cluster (and account)."""
+        service = self.fleet.route(event, home).service
+        if self.fleet.settings.serves_many:
+            set_dimensions(service, event, home)
+        return service
 
     def _run(self, member: str | None, home: str, stop_by: float) -> dict[str, Any]:
         """One look at EC2 in one account, then every instance found on its own (its own metrics,
@@ -140,7 +152,7 @@ class Backstop:
         try:
             return work(*args)
         except HandlerError as exc:
-            count_error(self.fleet.settings.cluster_name, exc.stage)
+            count_error(self.fleet.settings.cluster_name, exc.stage, self.error_account)
             logger.exception("instance not handled", extra={"stage": exc.stage})
             return f"{Outcome.ERROR}: {exc}"
         finally:
@@ -197,10 +209,13 @@ def make_handler() -> Handler:
         now = time.time()
         stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
         logger.append_keys(cluster=settings.cluster_name, scheduled_time=(event or {}).get("scheduled-time"))
+        home = account_of(context)
+        set_home_dimensions(settings, home)  # each instance's own, once routed (Backstop._service)
+        backstop.error_account = metric_account(settings.many_accounts, home)
         try:
-            return backstop.run(account_of(context) or "", stop_by)
+            return backstop.run(home or "", stop_by)
         except HandlerError as exc:
-            count_error(settings.cluster_name, exc.stage)
+            count_error(settings.cluster_name, exc.stage, backstop.error_account)
             logger.exception("instance status check failed", extra={"stage": exc.stage})
             raise
 

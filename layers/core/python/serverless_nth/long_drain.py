@@ -38,7 +38,7 @@ from serverless_nth.instance import InstanceFacts, Presence
 from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
 from serverless_nth.kube.volumes import wait_for_detach
 from serverless_nth.long_drain_each import ROUND_SECONDS
-from serverless_nth.observability import Metric, logger, metrics
+from serverless_nth.observability import Metric, logger, metric_account, metrics
 from serverless_nth.policy import drain_starts_at, event_taint, long_drain_deadline, long_drain_turns_at
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -68,12 +68,15 @@ class LongDrains:
     clock: Callable[[], float] = time.time
     attempt: int = 1  # of the step that runs now (1: its first), set by ``step``
     home_account: str | None = None  # the function's own, set per invocation (durable.py)
+    # the dimension ``account`` of the errors counted (observability.metric_account): the event's once routed
+    error_account: str | None = None
 
     def service_for(self, event: InterruptionEvent) -> Service:
         """The Service of the cluster of the event's instance (``fleet.route``); metrics carry it."""
         service = self.fleet.route(event, self.home_account).service
         if self.settings.serves_many:
             set_dimensions(service, event, self.home_account)
+            self.error_account = metric_account(self.settings.many_accounts, event.account or self.home_account)
         return service
 
     def actions_for(self, event: InterruptionEvent) -> LifecycleActions:
@@ -115,7 +118,7 @@ class LongDrains:
 
     def tell_failed(self, step: str, stage: str, retryable: bool) -> None:
         """A failed attempt of a step: an error counted with its stage, and logged with its traceback."""
-        count_error(self.settings.cluster_name, stage)
+        count_error(self.settings.cluster_name, stage, self.error_account)
         logger.exception("step failed", extra={"step": step, "stage": stage, "retryable": retryable})
 
     def too_old(self, event: InterruptionEvent, family: str) -> str:

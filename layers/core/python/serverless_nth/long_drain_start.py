@@ -28,11 +28,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from serverless_nth.aws.clients import aws_client
 from serverless_nth.aws.durable_functions import DurableFunctions, ExecutionNameTaken
 from serverless_nth.config import StarterSettings
-from serverless_nth.entrypoint import Handler, count_error, count_malformed
+from serverless_nth.entrypoint import Handler, account_of, count_error, count_malformed
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import capacity_block, instance_status, lifecycle_action, scheduled_change
 from serverless_nth.events.model import MalformedEvent
-from serverless_nth.observability import logger, metrics
+from serverless_nth.observability import logger, metric_account, metrics
 from serverless_nth.report import Outcome
 
 # The one table of what starts which durable function: (source, detail-type) -> the parser that
@@ -105,13 +105,18 @@ def make_handler() -> Handler:
     @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+        # a multi-account deployment's metrics carry the account (observability.metric_account): the event's
+        sender = event.get("account") if isinstance(event, dict) else None
+        account = metric_account(settings.many_accounts, sender if isinstance(sender, str) else account_of(context))
+        if account is not None:
+            metrics.set_default_dimensions(cluster=settings.cluster_name, account=account)
         try:
             return start(event, settings, functions)
         except MalformedEvent as exc:
-            count_malformed(settings.cluster_name, "long-drain-start", exc)
+            count_malformed(settings.cluster_name, "long-drain-start", exc, account=account)
             raise
         except HandlerError as exc:
-            count_error(settings.cluster_name, exc.stage)
+            count_error(settings.cluster_name, exc.stage, account)
             retryable = isinstance(exc, TemporaryError)
             logger.exception(
                 "not started", extra={"outcome": Outcome.ERROR, "stage": exc.stage, "retryable": retryable}

@@ -79,8 +79,22 @@ tracer = _tracer()
 # dashboard's SEARCH expressions name these).
 EVENT_DIMENSIONS = ("cluster", "event_kind", "outcome", "service")
 ERROR_DIMENSIONS = ("cluster", "service", "stage")  # Metric.ERRORS
+TAGS_DIMENSIONS = ("cluster", "service")  # Metric.CLUSTER_TAGS_INVALID
+# a multi-account deployment (MEMBER_ACCOUNTS or ORGANIZATION_ID) adds this one to each set above
+ACCOUNT_DIMENSION = "account"
+
+
 COLD_START_DIMENSIONS = ("function_name", "service")  # Powertools' ColdStart
 COLD_START = "ColdStart"
+
+
+def metric_account(many_accounts: bool, account: str | None) -> str | None:
+    """The value of the dimension ``account`` (ACCOUNT_DIMENSION): in a multi-account deployment
+    (``Settings.many_accounts``) the event's account, else the function's own ("unknown" when
+    neither is known: Powertools drops a dimension whose value is empty);
+    None otherwise, where no metric has that dimension (the dimension sets stay the single-account
+    ones, and the dashboard's SEARCH schemas with them)."""
+    return (account or "unknown") if many_accounts else None
 
 
 class Metric:

@@ -93,6 +93,7 @@ class HandlerResult:
     event_kind: str
     instance_id: str
     cluster: str
+    account: str | None = None  # the event's (a member's, in a deployment of many accounts)
     node: str | None = None
     dry_run: bool = False
     instance_state: str | None = None  # EC2's State.Name when the event was handled
@@ -308,6 +309,7 @@ def notify(notifier: Notifier, event: InterruptionEvent, result: HandlerResult) 
     drain = result.drain or {}
     message = {
         "cluster": result.cluster,
+        "account": result.account or event.account,
         "node": result.node,
         "instance_id": result.instance_id,
         "event_kind": result.event_kind,

@@ -119,7 +119,12 @@ class Service:
         aws_before = self.instances.requests_sent + self.eks.requests_sent
         settings = self.settings
         result = HandlerResult(
-            Outcome.IGNORED, event.kind.value, event.instance_id, settings.cluster_name, dry_run=settings.dry_run
+            Outcome.IGNORED,
+            event.kind.value,
+            event.instance_id,
+            settings.cluster_name,
+            account=event.account,
+            dry_run=settings.dry_run,
         )
         decided = self._decide(event, account, started, result, described)
         if decided is None:
@@ -256,7 +261,9 @@ class Service:
     def restore_marks(self, event: InterruptionEvent, node: Node, since: datetime.datetime) -> None:
         """What this product added to ``node`` (as just read) for events older than ``since`` (an
         instance launched again then) undone, as a return to running undoes it."""
-        result = HandlerResult(Outcome.IGNORED, event.kind.value, event.instance_id, self.settings.cluster_name)
+        result = HandlerResult(
+            Outcome.IGNORED, event.kind.value, event.instance_id, self.settings.cluster_name, account=event.account
+        )
         self._restore(self.kube(), event, node, result, since)
 
     def _restore(
