@@ -82,7 +82,9 @@ def register_clusters(env: dict[str, str], clusters: Clusters, known: int) -> di
 
     have = {a: listed(a) for a in accounts}
     missing = known - sum(len(v) for v in have.values())
-    jobs = [(accounts[i % len(accounts)], f"registered-{i:03d}") for i in range(max(0, missing))]
+    taken = {name for names in have.values() for name in names}
+    free = (f"registered-{i:03d}" for i in range(10_000) if f"registered-{i:03d}" not in taken)
+    jobs = [(accounts[i % len(accounts)], next(free)) for i in range(max(0, missing))]
 
     def create(job: tuple[str, str]) -> None:
         account, name = job
@@ -234,7 +236,7 @@ def run_wave(
     env: dict[str, str], settings: dict[str, str], targets: list[dict[str, str]], workers: int, threads: int
 ) -> dict[str, Any]:
     """Every target's Spot warning released at once to ``workers`` x ``threads`` warm environments."""
-    warm_on = [[None if ACCOUNT_ID == a else a, c] for a, c in sorted({(t["account"], t["cluster"]) for t in targets})]
+    warm_on = [[None if a == ACCOUNT_ID else a, c] for a, c in sorted({(t["account"], t["cluster"]) for t in targets})]
     child_env = {**_child_env(env, settings), "BENCH_HOME_ACCOUNT": ACCOUNT_ID, "BENCH_WARM_ON": json.dumps(warm_on)}
     # interleaved, so that each worker takes events of every cluster
     shares = [targets[i::workers] for i in range(workers)]
@@ -371,7 +373,9 @@ def lines(multi: dict[str, Any]) -> list[str]:
     ]
     for name, run in multi["runs"].items():
         cold, warm, extra = run["cold"], run["warm"], run["cold_extra"]
-        aws = ", ".join(f"{k[4:]} {v}" for k, v in cold.items() if k.startswith("aws_") and k != "aws_at_transport" and v)
+        aws = ", ".join(
+            f"{k[4:]} {v}" for k, v in cold.items() if k.startswith("aws_") and k != "aws_at_transport" and v
+        )
         out.append(
             f"| {name} | {sum(run['outcomes'].values())} | {cold['requests']} ({cold['kube']} + "
             f"{cold['requests'] - cold['kube']}) | {warm['requests']} | {cold['cpu_ms']:.1f} | {warm['cpu_ms']:.1f} | "
