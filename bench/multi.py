@@ -51,9 +51,10 @@ from localeks.progress import Progress
 HOME, BETA, GAMMA = "alpha", "beta", "gamma"
 MORE_CLUSTERS = [ClusterSpec(BETA), ClusterSpec(GAMMA, MEMBER_ACCOUNT_ID, {"env": "prod"})]
 SIZES: dict[str, dict[str, int]] = {
-    # events: per configuration (the first cold); wave: nodes per real cluster
-    "full": {"known": 100, "events": 12, "wave": 40, "workers": 2, "threads": 10},
-    "smoke": {"known": 6, "events": 3, "wave": 3, "workers": 1, "threads": 2},
+    # events: per environment (the first cold), repeats: environments per configuration; wave:
+    # nodes per real cluster (and 3 x wave in alpha alone for the single-cluster wave)
+    "full": {"known": 100, "events": 12, "repeats": 3, "wave": 40, "workers": 2, "threads": 10},
+    "smoke": {"known": 6, "events": 3, "repeats": 1, "wave": 3, "workers": 1, "threads": 2},
 }
 
 
@@ -174,61 +175,70 @@ def _child_env(env: dict[str, str], settings: dict[str, str]) -> dict[str, str]:
     }
 
 
-def run_events(env: dict[str, str], settings: dict[str, str], targets: list[dict[str, str]]) -> dict[str, Any]:
-    """One fresh execution environment handling one event per target, one after the other."""
-    job = {"mode": "events", "events": [spot_event(t) for t in targets]}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.multi_child"],
-        input=json.dumps(job) + "\n",
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=_child_env(env, settings),
-        timeout=600,
-        check=True,
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
-    return summarise(json.loads(line[6:]))
+def run_events(
+    env: dict[str, str], settings: dict[str, str], targets: list[dict[str, str]], repeats: int
+) -> dict[str, Any]:
+    """``repeats`` fresh execution environments, one after the other, each handling its share of
+    the targets one event after the other: the first event of each is a cold start's."""
+    share = len(targets) // repeats
+    outs = []
+    for i in range(repeats):
+        job = {"mode": "events", "events": [spot_event(t) for t in targets[i * share : (i + 1) * share]]}
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.multi_child"],
+            input=json.dumps(job) + "\n",
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=_child_env(env, settings),
+            timeout=600,
+            check=True,
+        )
+        line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
+        outs.append(json.loads(line[6:]))
+    return summarise(outs)
 
 
-def summarise(out: dict[str, Any]) -> dict[str, Any]:
-    """Cold (the first event) and warm (the median of the others), and cold less warm."""
-    events = out["events"]
-    first, rest = events[0], events[1:]
+def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cold (the median of each environment's first event) and warm (the median of the others),
+    and cold less warm. Request counts are the same in every environment (the medians say so)."""
+    firsts = [o["events"][0] for o in outs]
+    rest = [e for o in outs for e in o["events"][1:]]
 
-    def median(key: str, sub: str | None = None) -> float:
-        values = [(e[key][sub] if sub else e[key]) for e in rest]
+    def median(events: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
+        values = [(e[key][sub] if sub else e[key]) for e in events]
         return round(statistics.median(values), 3) if values else float("nan")
 
-    warm = {
-        "cpu_ms": median("cpu_ms"),
-        "wall_ms": median("wall_ms"),
-        "requests": median("requests"),
-        "kube": median("kube"),
-        **{f"aws_{k}": median("aws", k) for k in first["aws"]},
-    }
-    cold = {
-        "cpu_ms": first["cpu_ms"],
-        "wall_ms": first["wall_ms"],
-        "requests": first["requests"],
-        "kube": first["kube"],
-        **{f"aws_{k}": v for k, v in first["aws"].items()},
-        "aws_at_transport": first["aws_at_transport"],
-    }
+    def figures(events: list[dict[str, Any]]) -> dict[str, float]:
+        return {
+            "cpu_ms": median(events, "cpu_ms"),
+            "wall_ms": median(events, "wall_ms"),
+            "requests": median(events, "requests"),
+            "kube": median(events, "kube"),
+            **{f"aws_{k}": median(events, "aws", k) for k in firsts[0]["aws"]},
+        }
+
+    warm, cold = figures(rest), figures(firsts)
     extra = {k: round(cold[k] - warm[k], 3) for k in warm}
     outcomes: dict[str, int] = {}
-    for e in events:
+    for e in firsts + rest:
         outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
     return {
-        "init_ms": round(out["init_ms"], 1),
-        "init_cpu_ms": round(out["init_cpu_ms"], 1),
-        "cold": cold,
+        "environments": len(outs),
+        "init_ms": median(outs, "init_ms"),
+        "init_cpu_ms": median(outs, "init_cpu_ms"),
+        "cold": {**cold, "aws_at_transport": firsts[0]["aws_at_transport"]},
         "warm": warm,
         "cold_extra": extra,
-        "warm_cpu_ms_p90": _percentile([e["cpu_ms"] for e in rest], 0.9),
+        "cold_cpu_ms_each": [e["cpu_ms"] for e in firsts],
+        "cold_wall_ms_each": [e["wall_ms"] for e in firsts],
+        "warm_cpu_ms_p10_p90": [
+            _percentile([e["cpu_ms"] for e in rest], 0.1),
+            _percentile([e["cpu_ms"] for e in rest], 0.9),
+        ],
         "warm_aws_at_transport": rest[-1]["aws_at_transport"] if rest else {},
         "outcomes": outcomes,
-        "events": events,
+        "environments_events": [o["events"] for o in outs],
     }
 
 
@@ -273,6 +283,7 @@ def run_wave(
         proc.wait(timeout=60)
         events += json.loads(out[6:])["events"]
     latencies = [e["cordoned"] - start_at for e in events if e["cordoned"]]
+    own = [e["cordoned"] - e["began"] for e in events if e["cordoned"]]  # the handler's part: no queueing
     by_cluster: dict[str, list[float]] = {}
     for e in events:
         if e["cordoned"]:
@@ -287,6 +298,8 @@ def run_wave(
         "event_to_cordon_p50_s": _percentile(latencies, 0.5),
         "event_to_cordon_p99_s": _percentile(latencies, 0.99),
         "event_to_cordon_max_s": _percentile(latencies, 1.0),
+        "handler_to_cordon_p50_s": _percentile(own, 0.5),
+        "handler_to_cordon_p99_s": _percentile(own, 0.99),
         "by_cluster_p99_s": {c: _percentile(v, 0.99) for c, v in sorted(by_cluster.items())},
         "all_done_s": round(max(e["ended"] for e in events) - start_at, 3),
         "handler_cpu_ms_p50": _percentile([e["cpu_ms"] for e in events], 0.5),
@@ -303,26 +316,28 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         member = clusters.member_accounts[0]
         single = {"CLUSTERS": "", "MEMBER_ACCOUNTS": "", "ORGANIZATION_ID": ""}
         fleet = {"CLUSTERS": "*", "MEMBER_ACCOUNTS": member, "MEMBER_ROLE_NAME": env["MEMBER_ROLE_NAME"]}
-        n, wave = size["events"], size["wave"]
+        n, wave, r = size["events"] * size["repeats"], size["wave"], size["repeats"]
         progress.say(f"multi: seeding nodes in {HOME}, {BETA} and {GAMMA}")
         nodes = {
             name: seed_nodes(env, clusters[name], count)
-            for name, count in ((HOME, 2 * n + wave), (BETA, 2 * n + wave), (GAMMA, n + wave))
+            for name, count in ((HOME, 2 * n + 4 * wave), (BETA, 2 * n + wave), (GAMMA, n + wave))
         }
         listed_before = register_clusters(env, clusters, 0)
         runs: dict[str, Any] = {}
         progress.say(f"multi: per event, {sum(listed_before.values())} clusters known")
-        runs["single_alpha"] = run_events(env, single, nodes[HOME][:n])
-        runs[f"fleet_{sum(listed_before.values())}_beta"] = run_events(env, fleet, nodes[BETA][:n])
+        runs["single_alpha"] = run_events(env, single, nodes[HOME][:n], r)
+        runs[f"fleet_{sum(listed_before.values())}_beta"] = run_events(env, fleet, nodes[BETA][:n], r)
         listed = register_clusters(env, clusters, size["known"])
         known = sum(listed.values())
         progress.say(f"multi: per event, {known} clusters known")
-        runs[f"fleet_{known}_alpha"] = run_events(env, fleet, nodes[HOME][n : 2 * n])
-        runs[f"fleet_{known}_beta"] = run_events(env, fleet, nodes[BETA][n : 2 * n])
-        runs[f"fleet_{known}_gamma"] = run_events(env, fleet, nodes[GAMMA][:n])
+        runs[f"fleet_{known}_alpha"] = run_events(env, fleet, nodes[HOME][n : 2 * n], r)
+        runs[f"fleet_{known}_beta"] = run_events(env, fleet, nodes[BETA][n : 2 * n], r)
+        runs[f"fleet_{known}_gamma"] = run_events(env, fleet, nodes[GAMMA][:n], r)
         progress.say(f"multi: a Spot wave of {3 * wave} nodes over {HOME}, {BETA} and {GAMMA}")
         targets = [t for group in zip(*(nodes[c][-wave:] for c in (HOME, BETA, GAMMA)), strict=True) for t in group]
         spot_wave = run_wave(env, fleet, targets, size["workers"], size["threads"])
+        progress.say(f"multi: the same wave of {3 * wave} nodes in {HOME} alone, a single-cluster deployment")
+        single_wave = run_wave(env, single, nodes[HOME][2 * n : 2 * n + 3 * wave], size["workers"], size["threads"])
     finally:
         if started_here:
             down(paths)
@@ -335,6 +350,7 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         "warm_ratio_requests": round(many["requests"] / base["requests"], 3),
         "warm_ratio_cpu": round(many["cpu_ms"] / base["cpu_ms"], 3),
         "wave": spot_wave,
+        "wave_single_cluster": single_wave,
     }
 
 
@@ -361,6 +377,8 @@ def headline(multi: dict[str, Any]) -> dict[str, Any]:
         "multi_wave_events": wave["events"],
         "multi_wave_cordon_p50_s": wave["event_to_cordon_p50_s"],
         "multi_wave_cordon_p99_s": wave["event_to_cordon_p99_s"],
+        "multi_wave_handler_to_cordon_p99_s": wave["handler_to_cordon_p99_s"],
+        "multi_wave_single_cluster_cordon_p99_s": multi["wave_single_cluster"]["event_to_cordon_p99_s"],
     }
 
 
@@ -381,17 +399,24 @@ def lines(multi: dict[str, Any]) -> list[str]:
             f"{cold['requests'] - cold['kube']}) | {warm['requests']} | {cold['cpu_ms']:.1f} | {warm['cpu_ms']:.1f} | "
             f"{cold['wall_ms']:.0f} | {warm['wall_ms']:.0f} | {extra['requests']}, {extra['wall_ms']:.0f} | {aws} |"
         )
-    w = multi["wave"]
     out += [
         "",
         f"Warm, {multi['clusters_known']} clusters known against 1: requests x{multi['warm_ratio_requests']}, "
         f"CPU x{multi['warm_ratio_cpu']}.",
         "",
-        f"Spot wave: {w['events']} events over 3 clusters, {w['in_flight']} environments in flight: "
-        f"event→cordon p50 {w['event_to_cordon_p50_s']} s, p99 {w['event_to_cordon_p99_s']} s, "
-        f"max {w['event_to_cordon_max_s']} s (p99 by cluster {w['by_cluster_p99_s']}); all done "
-        f"{w['all_done_s']} s; outcomes {w['outcomes']}.",
     ]
+    for label, w in (
+        ("over 3 clusters", multi["wave"]),
+        ("in 1 cluster, single-cluster deployment", multi["wave_single_cluster"]),
+    ):
+        out.append(
+            f"Spot wave, {w['events']} events {label}, {w['in_flight']} environments in flight: "
+            f"event→cordon p50 {w['event_to_cordon_p50_s']} s, p99 {w['event_to_cordon_p99_s']} s, "
+            f"max {w['event_to_cordon_max_s']} s (handler start→cordon p50 {w['handler_to_cordon_p50_s']} s, "
+            f"p99 {w['handler_to_cordon_p99_s']} s; event→cordon p99 by cluster {w['by_cluster_p99_s']}); "
+            f"all done {w['all_done_s']} s; outcomes {w['outcomes']}."
+        )
+        out.append("")
     return out
 
 

@@ -138,6 +138,9 @@ def _wave(events: list[dict[str, Any]], threads: int) -> dict[str, Any]:
     fleets = [build_fleet(settings) for _ in range(threads)]
 
     def warm(fleet: Any) -> None:
+        if not settings.serves_many:  # a single-cluster deployment's one Service
+            fleet.home().kube().request("GET", "/version")
+            return
         for member, cluster in warm_on:
             fleet._directory(member).has(cluster)
             fleet.service(member, cluster).kube().request("GET", "/version")

@@ -65,4 +65,5 @@ def test_bench_multi_smoke_writes_every_figure(tmp_path: Path) -> None:
     wave = results["details"]["wave"]
     assert wave["outcomes"] == {"drained": 9}
     assert set(wave["by_cluster_p99_s"]) == {"alpha", "beta", "gamma"}
+    assert results["details"]["wave_single_cluster"]["outcomes"] == {"drained": 9}
     assert "Spot wave" in (tmp_path / "multi.md").read_text()
