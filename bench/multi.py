@@ -52,9 +52,10 @@ HOME, BETA, GAMMA = "alpha", "beta", "gamma"
 MORE_CLUSTERS = [ClusterSpec(BETA), ClusterSpec(GAMMA, MEMBER_ACCOUNT_ID, {"env": "prod"})]
 SIZES: dict[str, dict[str, int]] = {
     # events: per environment (the first cold), repeats: environments per configuration; wave:
-    # nodes per real cluster (and 3 x wave in alpha alone for the single-cluster wave)
-    "full": {"known": 100, "events": 12, "repeats": 3, "wave": 40, "workers": 2, "threads": 10},
-    "smoke": {"known": 6, "events": 3, "repeats": 1, "wave": 3, "workers": 1, "threads": 2},
+    # nodes per real cluster (and 3 x wave in alpha alone for the single-cluster wave), each wave
+    # ``wave_repeats`` times, the two kinds alternately
+    "full": {"known": 100, "events": 12, "repeats": 3, "wave": 40, "wave_repeats": 3, "workers": 2, "threads": 10},
+    "smoke": {"known": 6, "events": 3, "repeats": 1, "wave": 3, "wave_repeats": 1, "workers": 1, "threads": 2},
 }
 
 
@@ -316,11 +317,15 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         member = clusters.member_accounts[0]
         single = {"CLUSTERS": "", "MEMBER_ACCOUNTS": "", "ORGANIZATION_ID": ""}
         fleet = {"CLUSTERS": "*", "MEMBER_ACCOUNTS": member, "MEMBER_ROLE_NAME": env["MEMBER_ROLE_NAME"]}
-        n, wave, r = size["events"] * size["repeats"], size["wave"], size["repeats"]
+        n, wave, r, waves = size["events"] * size["repeats"], size["wave"], size["repeats"], size["wave_repeats"]
         progress.say(f"multi: seeding nodes in {HOME}, {BETA} and {GAMMA}")
         nodes = {
             name: seed_nodes(env, clusters[name], count)
-            for name, count in ((HOME, 2 * n + 4 * wave), (BETA, 2 * n + wave), (GAMMA, n + wave))
+            for name, count in (
+                (HOME, 2 * n + 4 * wave * waves),
+                (BETA, 2 * n + wave * waves),
+                (GAMMA, n + wave * waves),
+            )
         }
         listed_before = register_clusters(env, clusters, 0)
         runs: dict[str, Any] = {}
@@ -333,11 +338,20 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         runs[f"fleet_{known}_alpha"] = run_events(env, fleet, nodes[HOME][n : 2 * n], r)
         runs[f"fleet_{known}_beta"] = run_events(env, fleet, nodes[BETA][n : 2 * n], r)
         runs[f"fleet_{known}_gamma"] = run_events(env, fleet, nodes[GAMMA][:n], r)
-        progress.say(f"multi: a Spot wave of {3 * wave} nodes over {HOME}, {BETA} and {GAMMA}")
-        targets = [t for group in zip(*(nodes[c][-wave:] for c in (HOME, BETA, GAMMA)), strict=True) for t in group]
-        spot_wave = run_wave(env, fleet, targets, size["workers"], size["threads"])
-        progress.say(f"multi: the same wave of {3 * wave} nodes in {HOME} alone, a single-cluster deployment")
-        single_wave = run_wave(env, single, nodes[HOME][2 * n : 2 * n + 3 * wave], size["workers"], size["threads"])
+        spot_waves: list[dict[str, Any]] = []
+        single_waves: list[dict[str, Any]] = []
+        for i in range(waves):
+            spread = [
+                t
+                for group in zip(*(nodes[c][-wave * (i + 1) :][:wave] for c in (HOME, BETA, GAMMA)), strict=True)
+                for t in group
+            ]
+            alone = nodes[HOME][2 * n + 3 * wave * i : 2 * n + 3 * wave * (i + 1)]
+            kinds = [(spread, fleet, spot_waves), (alone, single, single_waves)]
+            for targets, settings, into in kinds if i % 2 == 0 else kinds[::-1]:
+                label = "over alpha, beta and gamma" if into is spot_waves else "in alpha alone (single-cluster)"
+                progress.say(f"multi: a Spot wave of {len(targets)} nodes {label} ({i + 1}/{waves})")
+                into.append(run_wave(env, settings, targets, size["workers"], size["threads"]))
     finally:
         if started_here:
             down(paths)
@@ -349,8 +363,21 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         "runs": runs,
         "warm_ratio_requests": round(many["requests"] / base["requests"], 3),
         "warm_ratio_cpu": round(many["cpu_ms"] / base["cpu_ms"], 3),
-        "wave": spot_wave,
-        "wave_single_cluster": single_wave,
+        "wave": _median_wave(spot_waves),
+        "wave_single_cluster": _median_wave(single_waves),
+        "waves": spot_waves,
+        "waves_single_cluster": single_waves,
+    }
+
+
+def _median_wave(waves: list[dict[str, Any]]) -> dict[str, Any]:
+    """The wave whose event→cordon p99 is the median of the repeats', with every repeat's p99."""
+    ordered = sorted(waves, key=lambda w: w["event_to_cordon_p99_s"])
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "repeats": len(waves),
+        "event_to_cordon_p99_s_each": [w["event_to_cordon_p99_s"] for w in waves],
+        "handler_to_cordon_p99_s_each": [w["handler_to_cordon_p99_s"] for w in waves],
     }
 
 
@@ -414,7 +441,9 @@ def lines(multi: dict[str, Any]) -> list[str]:
             f"event→cordon p50 {w['event_to_cordon_p50_s']} s, p99 {w['event_to_cordon_p99_s']} s, "
             f"max {w['event_to_cordon_max_s']} s (handler start→cordon p50 {w['handler_to_cordon_p50_s']} s, "
             f"p99 {w['handler_to_cordon_p99_s']} s; event→cordon p99 by cluster {w['by_cluster_p99_s']}); "
-            f"all done {w['all_done_s']} s; outcomes {w['outcomes']}."
+            f"all done {w['all_done_s']} s; outcomes {w['outcomes']}. The median of {w['repeats']} waves "
+            f"(event→cordon p99 of each: {w['event_to_cordon_p99_s_each']}; handler start→cordon p99: "
+            f"{w['handler_to_cordon_p99_s_each']})."
         )
         out.append("")
     return out
