@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, function_environment, load_average, machine
+from bench.common import REPO, cluster_cpu, function_environment, load_average, machine
 from localeks.accounts import MEMBER_ACCOUNT_ID, ClusterSpec
 from localeks.cluster import ACCOUNT_ID, DEFAULT_STATE, Paths, down, read_env, supervisor_alive, up
 from localeks.clusters import ClusterHandle, Clusters, session_in
@@ -244,7 +244,12 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_wave(
-    env: dict[str, str], settings: dict[str, str], targets: list[dict[str, str]], workers: int, threads: int
+    env: dict[str, str],
+    settings: dict[str, str],
+    targets: list[dict[str, str]],
+    workers: int,
+    threads: int,
+    state: Path | None = None,
 ) -> dict[str, Any]:
     """Every target's Spot warning released at once to ``workers`` x ``threads`` warm environments."""
     warm_on = [[None if a == ACCOUNT_ID else a, c] for a, c in sorted({(t["account"], t["cluster"]) for t in targets})]
@@ -273,6 +278,7 @@ def run_wave(
             if proc.poll() is not None:
                 raise RuntimeError("a wave worker ended before it was ready")
     start_at = time.time() + 1.0
+    cpu_before = cluster_cpu(str(state)) if state else {}
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(f"{start_at}\n")
@@ -283,6 +289,7 @@ def run_wave(
         out = next(x for x in proc.stdout.read().splitlines() if x.startswith("BENCH "))
         proc.wait(timeout=60)
         events += json.loads(out[6:])["events"]
+    cpu_after = cluster_cpu(str(state)) if state else {}
     latencies = [e["cordoned"] - start_at for e in events if e["cordoned"]]
     own = [e["cordoned"] - e["began"] for e in events if e["cordoned"]]  # the handler's part: no queueing
     by_cluster: dict[str, list[float]] = {}
@@ -304,6 +311,8 @@ def run_wave(
         "by_cluster_p99_s": {c: _percentile(v, 0.99) for c, v in sorted(by_cluster.items())},
         "all_done_s": round(max(e["ended"] for e in events) - start_at, 3),
         "handler_cpu_ms_p50": _percentile([e["cpu_ms"] for e in events], 0.5),
+        # CPU seconds of the local EKS's processes (every cluster's) during the wave
+        "local_eks_cpu_s": {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in sorted(cpu_after.items())},
     }
 
 
@@ -322,7 +331,7 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         nodes = {
             name: seed_nodes(env, clusters[name], count)
             for name, count in (
-                (HOME, 2 * n + 4 * wave * waves),
+                (HOME, 2 * n + 7 * wave * waves),
                 (BETA, 2 * n + wave * waves),
                 (GAMMA, n + wave * waves),
             )
@@ -340,18 +349,23 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         runs[f"fleet_{known}_gamma"] = run_events(env, fleet, nodes[GAMMA][:n], r)
         spot_waves: list[dict[str, Any]] = []
         single_waves: list[dict[str, Any]] = []
+        fleet_one_waves: list[dict[str, Any]] = []
         for i in range(waves):
             spread = [
                 t
                 for group in zip(*(nodes[c][-wave * (i + 1) :][:wave] for c in (HOME, BETA, GAMMA)), strict=True)
                 for t in group
             ]
-            alone = nodes[HOME][2 * n + 3 * wave * i : 2 * n + 3 * wave * (i + 1)]
-            kinds = [(spread, fleet, spot_waves), (alone, single, single_waves)]
-            for targets, settings, into in kinds if i % 2 == 0 else kinds[::-1]:
-                label = "over alpha, beta and gamma" if into is spot_waves else "in alpha alone (single-cluster)"
+            alone = nodes[HOME][2 * n + 6 * wave * i : 2 * n + 6 * wave * i + 3 * wave]
+            alone_fleet = nodes[HOME][2 * n + 6 * wave * i + 3 * wave : 2 * n + 6 * wave * (i + 1)]
+            kinds = [
+                (spread, fleet, spot_waves, "over alpha, beta and gamma"),
+                (alone, single, single_waves, "in alpha alone, a single-cluster deployment"),
+                (alone_fleet, fleet, fleet_one_waves, f"in alpha alone, the deployment of {known} clusters"),
+            ]
+            for targets, settings, into, label in kinds[i % 3 :] + kinds[: i % 3]:
                 progress.say(f"multi: a Spot wave of {len(targets)} nodes {label} ({i + 1}/{waves})")
-                into.append(run_wave(env, settings, targets, size["workers"], size["threads"]))
+                into.append(run_wave(env, settings, targets, size["workers"], size["threads"], state=paths.state))
     finally:
         if started_here:
             down(paths)
@@ -365,8 +379,10 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         "warm_ratio_cpu": round(many["cpu_ms"] / base["cpu_ms"], 3),
         "wave": _median_wave(spot_waves),
         "wave_single_cluster": _median_wave(single_waves),
+        "wave_fleet_one_cluster": _median_wave(fleet_one_waves),
         "waves": spot_waves,
         "waves_single_cluster": single_waves,
+        "waves_fleet_one_cluster": fleet_one_waves,
     }
 
 
@@ -435,6 +451,10 @@ def lines(multi: dict[str, Any]) -> list[str]:
     for label, w in (
         ("over 3 clusters", multi["wave"]),
         ("in 1 cluster, single-cluster deployment", multi["wave_single_cluster"]),
+        (
+            f"in 1 cluster, through the deployment of {multi['clusters_known']} clusters",
+            multi["wave_fleet_one_cluster"],
+        ),
     ):
         out.append(
             f"Spot wave, {w['events']} events {label}, {w['in_flight']} environments in flight: "
