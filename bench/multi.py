@@ -347,6 +347,10 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
         runs[f"fleet_{known}_alpha"] = run_events(env, fleet, nodes[HOME][n : 2 * n], r)
         runs[f"fleet_{known}_beta"] = run_events(env, fleet, nodes[BETA][n : 2 * n], r)
         runs[f"fleet_{known}_gamma"] = run_events(env, fleet, nodes[GAMMA][:n], r)
+        # one environment's events alternating over the three clusters (its three Services warm)
+        mixed = {c: seed_nodes(env, clusters[c], n // 3 + 1) for c in (HOME, BETA, GAMMA)}
+        interleaved = [t for group in zip(*mixed.values(), strict=True) for t in group][:n]
+        runs[f"fleet_{known}_mixed"] = run_events(env, fleet, interleaved, r)
         spot_waves: list[dict[str, Any]] = []
         single_waves: list[dict[str, Any]] = []
         fleet_one_waves: list[dict[str, Any]] = []
