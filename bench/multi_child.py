@@ -2,7 +2,8 @@
 execution environment per process, or per thread for the wave). Reads a job from stdin, prints
 ``BENCH <json>``.
 
-    {"mode": "events", "events": [...]}     the Spot handler (handlers/spot_interruption/app.py,
+    {"mode": "events", "events": [...], "pause_s": 0}
+                                            the Spot handler (handlers/spot_interruption/app.py,
                                             Powertools and all) on each event, one after the other:
                                             per event CPU time, wall time and requests, counted by
                                             the core's own counters and at botocore's endpoint
@@ -85,7 +86,7 @@ def _eks_paths(sent: dict[str, int]) -> dict[str, int]:
     return dict(out)
 
 
-def _events(events: list[dict[str, Any]]) -> dict[str, Any]:
+def _events(events: list[dict[str, Any]], pause_s: float = 0.0) -> dict[str, Any]:
     """One environment, the events one after the other: the first is its cold start's."""
     from localeks.lambda_runtime import LocalContext
 
@@ -96,7 +97,9 @@ def _events(events: list[dict[str, Any]]) -> dict[str, Any]:
     init = {"init_ms": (time.perf_counter() - t0) * 1000, "init_cpu_ms": (time.process_time() - c0) * 1000}
     fleet = _fleets[-1]
     out = []
-    for event in events:
+    for index, event in enumerate(events):
+        if index and pause_s:
+            time.sleep(pause_s)
         before, sent_before = _counters(fleet), dict(_sent)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
@@ -197,7 +200,7 @@ def main() -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the functions' log and metric lines)
     _instrument()
     if job["mode"] == "events":
-        out = _events(job["events"])
+        out = _events(job["events"], job.get("pause_s", 0.0))
     else:
         sys.stdout = real_stdout  # READY goes there; the parent reads only READY and BENCH lines
         out = _wave(job["events"], job["threads"])
