@@ -103,6 +103,11 @@ def write_table(r: dict[str, Any], path: Path) -> None:
         f"(x{r['requests_per_event_growth']:.2f}) |",
     ]
     lines += ["", *burst_lines(burst)]
+    multi = r["details"].get("multi_cluster")
+    if multi:  # one deployment serving many clusters (bench/multi.py)
+        from bench.multi import lines as multi_lines
+
+        lines += ["", "One deployment, many clusters (bench/multi.py):", "", *multi_lines(multi)]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -7,7 +7,10 @@ Phases: imports and cold start (bench/size.py), reaction (event to cordon, warm 
 (ours against `kubectl drain` at kwok speed 0.1), pdb (a budget freeing up, both sides at once),
 burst (per-event CPU and requests, cordon bursts with every event in flight, the harness alone, a
 Spot burst), real-grace (the 110-pod drain against `kubectl drain` at kwok speed 1, on a second
-local EKS started for it). The load average at the start and the end is recorded: on a shared
+local EKS started for it), multi-cluster (one deployment serving many clusters, issue #21:
+requests and CPU per event with 1 and 100 clusters known, the cold start's discovery, a Spot wave
+over three clusters; bench/multi.py, on its own local EKS of three clusters in two accounts; the
+smoke skips it, tests/bench/test_bench_multi_smoke.py runs `python -m bench.multi --smoke`). The load average at the start and the end is recorded: on a shared
 machine the timings are contended. Figures are medians over repeated runs where repeated;
 nothing here asserts a timing.
 """
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, load_average, machine, warm_service
+from bench.multi import SIZES as MULTI_SIZES
+from bench.multi import bench_multi, headline
 from bench.order import bench_order
 from bench.phases import (  # noqa: F401 (the names callers used from here)
     HANDLERS,
@@ -84,7 +89,7 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-PHASES = ["imports", "cold-start", "reaction", "drain", "pdb", "burst", "order", "real-grace"]
+PHASES = ["imports", "cold-start", "reaction", "drain", "pdb", "burst", "order", "real-grace", "multi-cluster"]
 
 
 class Phases:
@@ -165,6 +170,10 @@ def main() -> None:
             real = bench_real_grace(state, *size["real_grace"], speed1)
     finally:
         speed1.stop()
+    multi: dict[str, Any] = {}
+    if not args.smoke:  # the smoke's is tests/bench/test_bench_multi_smoke.py, on its own local EKS
+        with phases.phase("multi-cluster"):  # after real-grace stopped the kwok-speed-1 local EKS
+            multi = bench_multi(state, MULTI_SIZES["full"])
     key = "110" if "110" in drain else next(iter(drain))
     small, large = burst["small"], burst["large"]
     # the samples: one event per worker process at a time, the least the harness can add
@@ -246,7 +255,10 @@ def main() -> None:
         "order_critical_after_ordinary": order["critical_after_ordinary"],
         "order_all_gone_before_deadline": order["all_gone_before_deadline"],
         "deployment_unzipped_mb": cold["deployment_unzipped_mb"],
+        # one deployment serving many clusters (bench/multi.py)
+        **(headline(multi) if multi else {}),
         "details": {
+            "multi_cluster": multi,
             "drain": drain,
             "real_grace": real,
             "order": order,

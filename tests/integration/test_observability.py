@@ -39,8 +39,9 @@ REBALANCE = "RebalanceRecommendationFunction"
 # which tests/integration/test_long_drains.py drives, so their runs belong there, not here. Left out
 # by file (read from the source), never by name: a new metric anywhere else must come out below.
 # The instance-status backstop's runs need its local DescribeInstanceStatus scenes:
-# tests/integration/test_instance_status.py checks its metrics.
-ELSEWHERE = {"long_drain.py", "lifecycle_drain.py", "instance_status.py"}
+# tests/integration/test_instance_status.py checks its metrics. A deployment of many clusters
+# (fleet.py: ClusterTagsInvalid) needs the three-cluster local EKS: test_many_clusters.py checks it.
+ELSEWHERE = {"long_drain.py", "lifecycle_drain.py", "instance_status.py", "fleet.py"}
 Run = tuple[dict[str, Any], Invocation]  # the event, and what the function did with it
 
 
