@@ -66,7 +66,7 @@ def main() -> None:
     print(f"Cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}", flush=True)
     second = Clusters.load(env).handles.get(SECOND.name)
     if second is None:  # a local EKS started before, with one cluster: reused as it is
-        print(f"   (this local EKS runs no cluster {SECOND.name}: `make cluster-down`, then the demo again, shows it)")
+        print(f"   (no cluster {SECOND.name} in this local EKS: its blocks are left out; make cluster-down first)")
     else:
         print(
             f"Cluster {second.name} in account {second.account} at {second.api_url}; one set of functions "
@@ -234,9 +234,16 @@ def main() -> None:
         cluster_before, clusterview.snapshot(scenes.core, drawn_nodes), paths.state / "cluster-before-after.png"
     )
     print(f"The nodes and their pods before and after the events: {picture}")
-    print(
-        f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
-    )
+    if second is None:
+        print(
+            f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; "
+            "make cluster-down stops it."
+        )
+    else:
+        print(
+            f"The clusters are still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl "
+            f"(for {second.name}: --kubeconfig {second.kubeconfig}); make cluster-down stops them."
+        )
 
 
 def _second_cluster(env: dict[str, str], second: Any) -> tuple[list[Step], list[tuple[Scenes, NodeScene]]]:
