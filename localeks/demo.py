@@ -4,6 +4,11 @@ Builds a small, realistic cluster (Spot and On-Demand nodes, Deployments under P
 a mirror pod, pods with emptyDir or no controller), replays each file of events/ through the local
 invoke, exactly as `make invoke` would, and prints what happened to each node and its pods. The
 functions' log and metric lines are kept in .local/demo-output.jsonl.
+
+The local EKS runs a second cluster, ``beta``, with its own API server, in the same account, and
+every invocation is of one deployment that serves both clusters (template parameter
+``Clusters=beta``, docs/multi-cluster.md): the functions route each event by its instance's tags,
+and the blocks for beta's nodes, and for an instance of a cluster not served, say where it went.
 """
 
 from __future__ import annotations
@@ -14,15 +19,26 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localeks import clusterview
-from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.accounts import ClusterSpec
+from localeks.cluster import ACCOUNT_ID, DEFAULT_STATE, Paths, up
+from localeks.clusters import Clusters, scenes_for
 from localeks.dashboard import render
 from localeks.invoke import invoke, prepare_event
 from localeks.node_group import NodeGroup
 from localeks.scenes import NodeScene, Scenes
 
 REPO = Path(__file__).resolve().parent.parent
+# The demo's second cluster; one set of functions serves both. In the same account: a member
+# account's cluster (ClusterSpec("beta", MEMBER_ACCOUNT_ID)) is routed as well, but its metrics then
+# carry an `account` dimension that template.yaml's dashboard SEARCH expressions do not match.
+SECOND = ClusterSpec("beta")
+PARAMS = {  # every invocation's template parameters
+    "Clusters": SECOND.name,
+    **({"MemberAccounts": SECOND.account} if SECOND.account != ACCOUNT_ID else {}),
+}
 
 
 @dataclass
@@ -33,16 +49,30 @@ class Step:
     scene: NodeScene | None  # None: an instance that is not a node of this cluster
     instance_id: str
     before: str = ""  # what happens to the instance in EC2 first: stop, terminate, start
+    scenes: Scenes | None = None  # the cluster and account of the instance (None: the home ones)
+    routed: bool = False  # print which cluster the function routed the event to
 
 
 def main() -> None:
     paths = Paths(Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve())
     print("Starting the local EKS (first run builds the control plane: a few minutes)...", flush=True)
     env = up(
-        paths, os.environ.get("LOCALEKS_CLUSTER_NAME", "local-eks"), float(os.environ.get("LOCALEKS_SPEED", "0.1"))
+        paths,
+        os.environ.get("LOCALEKS_CLUSTER_NAME", "local-eks"),
+        float(os.environ.get("LOCALEKS_SPEED", "0.1")),
+        more_clusters=[SECOND],
     )
     scenes = Scenes(env)
-    print(f"Cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}; building the workloads...", flush=True)
+    print(f"Cluster {env['CLUSTER_NAME']} at {env['LOCALEKS_API_URL']}", flush=True)
+    second = Clusters.load(env).handles.get(SECOND.name)
+    if second is None:  # a local EKS started before, with one cluster: reused as it is
+        print(f"   (no cluster {SECOND.name} in this local EKS: its blocks are left out; make cluster-down first)")
+    else:
+        print(
+            f"Cluster {second.name} in account {second.account} at {second.api_url}; one set of functions "
+            f"serves both ({' '.join(f'{k}={v}' for k, v in PARAMS.items())})"
+        )
+    print("Building the workloads...", flush=True)
     spot_a = scenes.node_with_workloads(spot=True, spare_nodes=2)
     spot_b = scenes.node_with_workloads(spot=True, spare_nodes=0)
     spot_custom = scenes.node_with_workloads(
@@ -63,6 +93,7 @@ def main() -> None:
     scenes.wait_pdbs(group_scene.namespace)
     opted_out = scenes.worker_node(labels={"serverless-nth/ignore": "true"})
     foreign = scenes.worker_node(cluster="another-cluster")
+    second_steps, second_nodes = _second_cluster(env, second) if second else ([], [])
     steps = [
         Step("Spot interruption warning", "SpotInterruptionFunction", "spot-interruption", spot_a, spot_a.instance_id),
         Step(
@@ -140,6 +171,7 @@ def main() -> None:
             od_retiring,
             od_retiring.instance_id,
         ),
+        *second_steps,
         Step(
             "Spot interruption, node labelled serverless-nth/ignore=true",
             "SpotInterruptionFunction",
@@ -148,11 +180,12 @@ def main() -> None:
             opted_out.instance_id,
         ),
         Step(
-            "Spot interruption, another cluster's instance",
+            "Spot interruption, an instance of a cluster this deployment does not serve",
             "SpotInterruptionFunction",
             "spot-interruption",
             None,
             foreign.instance_id,
+            routed=True,
         ),
         Step(
             "Malformed event (no instance-action)",
@@ -167,10 +200,14 @@ def main() -> None:
     output = paths.state / "demo-output.jsonl"
     with output.open("w") as captured:
         for step in steps:
-            before = len(scenes.pods_on(step.scene.node_name)) if step.scene else 0
+            step_scenes = step.scenes or scenes
+            before = len(step_scenes.pods_on(step.scene.node_name)) if step.scene else 0
             event = prepare_event(
                 json.loads((REPO / "events" / f"{step.event_file}.json").read_text()), step.instance_id, now=True
             )
+            if step.scenes is not None and second is not None and second.account != ACCOUNT_ID:
+                # the event as the member account's bus has it, forwarded unchanged (its account, its ARNs)
+                event = json.loads(json.dumps(event).replace(ACCOUNT_ID, second.account))
             if step.title.startswith("Malformed"):
                 del event["detail"]["instance-action"]
             if step.before == "scale-in":
@@ -178,19 +215,18 @@ def main() -> None:
             if step.event_file == "scheduled-change":
                 starts = time.gmtime(time.time() + 3 * 3600)
                 event["detail"]["startTime"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", starts)
-            _change_instance(scenes, step)
+            _change_instance(step_scenes, step)
             started = time.monotonic()
-            result = invoke(step.function, event, env)
+            result = invoke(step.function, event, env, params=PARAMS)
             took = time.monotonic() - started
             captured.write(result.output)
             if "operations" in result.result:  # a durable execution: its result, and the steps it took
-                _print_execution(step, result.result, took, before, scenes)
+                _print_execution(step, result.result, took, before, step_scenes)
             else:
-                _print_step(step, result.result, result.exit_code, took, before, scenes)
-    _print_nodes(
-        scenes,
-        [spot_a, spot_b, spot_custom, karpenter, od_stopping, od_terminated, od_returning, group_scene, od_retiring],
-    )
+                route = _route(env, event, result, step_scenes, step.instance_id) if step.routed else None
+                _print_step(step, result.result, result.exit_code, took, before, step_scenes, route)
+    home_nodes = [spot_a, spot_b, spot_custom, karpenter, od_stopping, od_terminated, od_returning, group_scene]
+    _print_nodes([(scenes, n) for n in [*home_nodes, od_retiring]] + second_nodes)
     print(f"\nLogs and EMF metrics of every invocation: {output}")
     render(output, paths.state / "dashboard.png")
     print(f"The dashboard of template.yaml drawn from those metrics: {paths.state / 'dashboard.png'}")
@@ -198,9 +234,83 @@ def main() -> None:
         cluster_before, clusterview.snapshot(scenes.core, drawn_nodes), paths.state / "cluster-before-after.png"
     )
     print(f"The nodes and their pods before and after the events: {picture}")
-    print(
-        f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; make cluster-down stops it."
-    )
+    if second is None:
+        print(
+            f"The cluster is still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl; "
+            "make cluster-down stops it."
+        )
+    else:
+        print(
+            f"The clusters are still up: source {paths.env_file} and use $LOCALEKS_BIN/kubectl "
+            f"(for {second.name}: --kubeconfig {second.kubeconfig}); make cluster-down stops them."
+        )
+
+
+def _second_cluster(env: dict[str, str], second: Any) -> tuple[list[Step], list[tuple[Scenes, NodeScene]]]:
+    """Beta's small scene: two Spot nodes of a managed node group, their instances (in beta's
+    account) tagged for beta, a Deployment under a PDB on the first; and the two events for them,
+    handled by the same functions as the home cluster's."""
+    beta = scenes_for(env, second)
+    tags = {"eks:eks-cluster-name": second.name}
+    shop = beta.worker_node(spot=True, tags=tags)
+    spare = beta.worker_node(spot=True, tags=tags)  # where the replacements go, then itself told
+    shop.namespace = beta.namespace("shop")
+    shop.pods["deployment"] = beta.deployment(shop.namespace, "shop", shop.node_name, 3, grace=5)
+    beta.wait_pdbs(shop.namespace)
+    where = f"a node of the second cluster, {second.name}"
+    if second.account != ACCOUNT_ID:
+        where += f" (account {second.account})"
+    steps = [
+        Step(
+            f"Spot interruption, {where}",
+            "SpotInterruptionFunction",
+            "spot-interruption",
+            shop,
+            shop.instance_id,
+            scenes=beta,
+            routed=True,
+        ),
+        Step(
+            f"Rebalance recommendation, {where}",
+            "RebalanceRecommendationFunction",
+            "rebalance-recommendation",
+            spare,
+            spare.instance_id,
+            scenes=beta,
+            routed=True,
+        ),
+    ]
+    return steps, [(beta, shop), (beta, spare)]
+
+
+def _route(env: dict[str, str], event: dict[str, Any], invocation: Any, scenes: Scenes, instance_id: str) -> str:
+    """Where the function routed the event: the cluster the instance's tags name, if served."""
+    reservations = scenes.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    tags = {t["Key"]: t["Value"] for t in reservations[0]["Instances"][0].get("Tags", [])}
+    tagged = tags.get("eks:eks-cluster-name") or tags.get("eks:cluster-name") or "no cluster"
+    served = ", ".join([env["CLUSTER_NAME"], *PARAMS["Clusters"].split(",")])
+    source = f"event of account {event['account']}, " if event["account"] != ACCOUNT_ID else ""
+    result = invocation.result
+    if result.get("outcome") == "not-this-cluster":
+        why = next((m for m in _said(invocation.output) if m.startswith("nothing to do: ")), "")
+        to = f"none of the clusters served ({served}): {why.removeprefix('nothing to do: ') or '-'}"
+    else:
+        to = f"cluster {result.get('cluster')} (served: {served})"
+    return f"routed: {source}the instance's tags name {tagged} -> {to}"
+
+
+def _said(output: str) -> list[str]:
+    """The messages of the function's JSON log lines."""
+    messages = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record.get("message"), str):
+                messages.append(record["message"])
+    return messages
 
 
 def _change_instance(scenes: Scenes, step: Step) -> None:
@@ -223,8 +333,18 @@ def _change_instance(scenes: Scenes, step: Step) -> None:
         time.sleep(0.2)
 
 
-def _print_step(step: Step, result: dict, exit_code: int, took: float, pods_before: int, scenes: Scenes) -> None:  # type: ignore[type-arg]
+def _print_step(
+    step: Step,
+    result: dict[str, Any],
+    exit_code: int,
+    took: float,
+    pods_before: int,
+    scenes: Scenes,
+    route: str | None = None,
+) -> None:
     print(f"\n== {step.title}  [{step.function} <- events/{step.event_file}.json]")
+    if route:
+        print(f"   {route}")
     if exit_code:
         print(f"   handler raised {result['errorType']}: {result['errorMessage']}")
         print("   (in AWS: retried by Lambda, then kept in the on-failure queue for replay; nothing was changed)")
@@ -263,15 +383,16 @@ def _print_execution(step: Step, execution: dict, took: float, pods_before: int,
         print(f"   pods on the node: {pods_before} before, {len(after)} after")
 
 
-def _print_nodes(scenes: Scenes, scene_list: list[NodeScene]) -> None:
+def _print_nodes(scene_list: list[tuple[Scenes, NodeScene]]) -> None:
     print("\n== Nodes now")
-    print(f"   {'node':36} {'capacity':10} {'schedulable':12} taints")
-    for scene in scene_list:
+    print(f"   {'cluster':10} {'node':36} {'capacity':10} {'schedulable':12} taints")
+    for scenes, scene in scene_list:
         node = scenes.core.read_node(scene.node_name)
         taints = ", ".join(f"{t.key}:{t.effect}" for t in node.spec.taints or []) or "-"
         labels = node.metadata.labels or {}
         capacity = labels.get("eks.amazonaws.com/capacityType") or labels.get("karpenter.sh/capacity-type", "?")
-        print(f"   {scene.node_name:36} {capacity:10} {'no' if node.spec.unschedulable else 'yes':12} {taints}")
+        schedulable = "no" if node.spec.unschedulable else "yes"
+        print(f"   {scenes.cluster_name:10} {scene.node_name:36} {capacity:10} {schedulable:12} {taints}")
 
 
 if __name__ == "__main__":
