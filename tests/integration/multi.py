@@ -2,12 +2,13 @@
 docs/local-eks.md, "Several clusters and accounts"): the home cluster ``alpha`` and ``beta`` in
 the home account 123456789012, ``gamma`` in the member account 210987654321 (tagged env=prod).
 
-``multi_eks`` (module scope; tests/integration/conftest.py offers it to every test module) starts
+``multi_eks`` (session scope; tests/integration/conftest.py offers it to every test module) starts
 it in its own state directory, ``<cluster state>-multi``, beside any one-cluster local EKS of the
-same worker, and stops it after the module; one that already runs there (``python -m localeks up
---state .local-multi --name alpha --more-clusters "beta,gamma@210987654321:env=prod"``) is reused
-and left running. Mark a module that uses it with an ``xdist_group``: each worker that runs such a
-module starts one (three API servers, about 1.6 GB).
+same worker, and stops it at the end of the worker's session; one that already runs there
+(``python -m localeks up --state .local-multi --name alpha --more-clusters
+"beta,gamma@210987654321:env=prod"``) is reused and left running. Mark a module that uses it with
+the ``xdist_group`` ``local-clusters``: its modules then run on one worker, which starts one (three
+API servers, about 1.6 GB) for all of them.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def multi_state() -> Path:
     return base.with_name(f"{base.name}-multi")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def multi_eks() -> Iterator[MultiEks]:
     paths = Paths(multi_state())
     started_here = not (supervisor_alive(paths) and paths.env_file.exists())
