@@ -329,3 +329,23 @@ def test_a_member_account_is_one_role_session_for_its_clients_and_assumes_the_na
     assert accounts.in_account(MEMBER, "ec2") is clients[0]
     with pytest.raises(ValueError, match="member account"):
         accounts.in_account(MEMBER, "sns")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [("ThrottlingException", 429, "Temporary"), ("AccessDeniedException", 403, "Permanent")],
+)
+def test_a_failed_listing_is_typed_by_what_a_retry_can_do(code: str, status: int, error: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from serverless_nth.aws.eks import ClusterDirectory
+    from serverless_nth.errors import PermanentError, TemporaryError
+
+    class Refusing:
+        def list_clusters(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListClusters")
+
+    expected = TemporaryError if error == "Temporary" else PermanentError
+    with pytest.raises(expected, match=f"ListClusters: {code}") as raised:
+        ClusterDirectory(Refusing()).has("beta")
+    assert raised.value.stage == "list-clusters"

@@ -22,9 +22,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.aws.clients import AccountClients, aws_client
-from serverless_nth.aws.clusters import ClusterDirectory
 from serverless_nth.aws.ec2 import Ec2Instances
-from serverless_nth.aws.eks import EksAccess
+from serverless_nth.aws.eks import ClusterDirectory, EksAccess
 from serverless_nth.aws.notify import Notifier
 from serverless_nth.cluster_settings import for_cluster
 from serverless_nth.config import Settings

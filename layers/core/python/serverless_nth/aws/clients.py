@@ -18,10 +18,9 @@ from typing import Any
 
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, RefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import Session, get_session
 
-from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.aws.calls import typed_call
 
 # service -> the operations called (the model is cut down to them), or None for the whole model
 AWS_SERVICES: dict[str, tuple[str, ...] | None] = {
@@ -115,14 +114,13 @@ class AccountClients:
         """Credentials of the member role, in the shape botocore's refresher takes."""
         sts = self._sts if self._sts is not None else aws_client("sts")
         self.roles_assumed += 1
-        try:
-            reply = sts.assume_role(RoleArn=self.role_arn(account), RoleSessionName=_SESSION_NAME)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            error = TemporaryError if code in _THROTTLED else PermanentError
-            raise error(f"AssumeRole {self.role_arn(account)}: {code}: {exc}", stage="assume-role") from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"AssumeRole {self.role_arn(account)}: {exc}", stage="assume-role") from exc
+        role = self.role_arn(account)
+        reply = typed_call(
+            f"AssumeRole {role}",
+            "assume-role",
+            _THROTTLED,
+            lambda: sts.assume_role(RoleArn=role, RoleSessionName=_SESSION_NAME),
+        )
         creds = reply["Credentials"]
         return {
             "access_key": creds["AccessKeyId"],

@@ -1,4 +1,5 @@
-"""EKS cluster data (endpoint, CA) and the bearer token, cached across warm invocations.
+"""EKS cluster data (endpoint, CA, tags) and the bearer token, cached across warm invocations;
+and the clusters of an account (``ClusterDirectory``), for a deployment of many clusters.
 
 The token is what ``aws eks get-token`` makes: a presigned STS GetCallerIdentity URL whose
 signature covers the header ``x-k8s-aws-id: <cluster>``, base64url without padding, prefixed
@@ -8,20 +9,24 @@ signature covers the header ``x-k8s-aws-id: <cluster>``, base64url without paddi
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
-from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.aws.calls import typed_call
+from serverless_nth.errors import PermanentError
 from serverless_nth.observability import tracer
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (a format prefix, not a secret)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 TOKEN_REFRESH_AFTER_SECONDS = 600  # EKS accepts a token for 15 minutes after X-Amz-Date
+# EKS's error codes that a later retry may get past
+EKS_TEMPORARY = frozenset({"ThrottlingException", "ServerException", "ServiceUnavailableException"})
 _URL_EXPIRES_SECONDS = 60  # as aws-cli: the URL's own expiry; EKS applies its 15-minute rule
 
 
@@ -77,18 +82,12 @@ class EksAccess:
 
     def _describe_cluster(self) -> ClusterEndpoint:
         self.requests_sent += 1
-        try:
-            cluster = self._eks.describe_cluster(name=self.cluster_name)["cluster"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            error = (
-                TemporaryError
-                if code in ("ThrottlingException", "ServerException", "ServiceUnavailableException")
-                else PermanentError
-            )
-            raise error(f"DescribeCluster {self.cluster_name}: {code}: {exc}", stage="describe-cluster") from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"DescribeCluster {self.cluster_name}: {exc}", stage="describe-cluster") from exc
+        cluster = typed_call(
+            f"DescribeCluster {self.cluster_name}",
+            "describe-cluster",
+            EKS_TEMPORARY,
+            lambda: self._eks.describe_cluster(name=self.cluster_name)["cluster"],
+        )
         endpoint = cluster.get("endpoint") or ""
         ca_data = (cluster.get("certificateAuthority") or {}).get("data") or ""
         if not endpoint.startswith("https://") or not ca_data:
@@ -124,3 +123,43 @@ def _take_cluster_name(params: dict[str, Any], context: dict[str, Any], **_: Any
 def _add_cluster_header(request: Any, **_: Any) -> None:
     if "eks_cluster" in request.context:
         request.headers[CLUSTER_ID_HEADER] = request.context["eks_cluster"]
+
+
+RELIST_SECONDS = 60.0
+
+
+class ClusterDirectory:
+    """The EKS clusters of one account and region, listed with ListClusters: kept while the function
+    is warm, listed again when an instance names a cluster the list lacks (a cluster created since),
+    at most once per ``RELIST_SECONDS`` so that instances of an unknown cluster cannot make every event
+    pay a listing."""
+
+    def __init__(self, eks_client: Any, clock: Callable[[], float] = time.monotonic) -> None:
+        self._eks = eks_client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._names: frozenset[str] | None = None
+        self._listed_at = 0.0
+        self.requests_sent = 0  # ListClusters pages
+
+    def has(self, name: str) -> bool:
+        """Whether the account has the cluster: from the kept list, listed again on a miss."""
+        with self._lock:
+            if self._names is None or (name not in self._names and self._clock() - self._listed_at >= RELIST_SECONDS):
+                self._names = self._list()
+            return name in self._names
+
+    def _list(self) -> frozenset[str]:
+        names: set[str] = set()
+        token = ""
+        while True:
+            self.requests_sent += 1
+            page = {"nextToken": token} if token else {}
+            send = functools.partial(self._eks.list_clusters, **page, maxResults=100)
+            reply = typed_call("ListClusters", "list-clusters", EKS_TEMPORARY, send)
+            names.update(reply.get("clusters") or [])
+            token = reply.get("nextToken") or ""
+            if not token:
+                break
+        self._listed_at = self._clock()
+        return frozenset(names)
