@@ -321,7 +321,7 @@ def test_a_member_account_is_one_role_session_for_its_clients_and_assumes_the_na
             }
 
     sts = FakeSts()
-    accounts = AccountClients("serverless-nth-member", "aws", sts_client=sts)
+    accounts = AccountClients("serverless-nth-member", "us-east-1", sts_client=sts)
     clients = [accounts.in_account(MEMBER, service) for service in ("ec2", "eks", "autoscaling")]
     for client in clients:
         assert client._request_signer._credentials.get_frozen_credentials().access_key == "ASIA0000"
@@ -349,3 +349,21 @@ def test_a_failed_listing_is_typed_by_what_a_retry_can_do(code: str, status: int
     with pytest.raises(expected, match=f"ListClusters: {code}") as raised:
         ClusterDirectory(Refusing()).has("beta")
     assert raised.value.stage == "list-clusters"
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("us-east-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("eu-isoe-west-1", "aws-iso-e"),
+        ("", "aws"),
+    ],
+)
+def test_the_member_role_is_named_in_the_regions_partition_as_botocore_knows_it(region: str, partition: str) -> None:
+    from serverless_nth.aws.clients import AccountClients
+
+    assert AccountClients("serverless-nth-member", region).role_arn(MEMBER) == (
+        f"arn:{partition}:iam::{MEMBER}:role/serverless-nth-member"
+    )

@@ -32,9 +32,8 @@ _REPORT_SECONDS = 3
 def build_fleet(settings: Settings) -> Fleet:
     """The clusters the deployment serves: one Service per cluster, built on first use."""
     topic = settings.notification_topic_arn
-    partition = "aws-cn" if settings.region.startswith("cn-") else "aws-us-gov" if "-gov-" in settings.region else "aws"
     notifier = Notifier(topic, aws_client("sns") if topic else None)
-    return Fleet(settings, AccountClients(settings.member_role_name, partition), notifier)
+    return Fleet(settings, AccountClients(settings.member_role_name, settings.region), notifier)
 
 
 def build_service(settings: Settings) -> Service:

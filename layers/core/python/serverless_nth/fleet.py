@@ -62,7 +62,6 @@ class Fleet:
         self._ec2: dict[str | None, Ec2Instances] = {}
         self._directories: dict[str | None, ClusterDirectory] = {}
         self._routes: dict[str, tuple[str | None, str]] = {}  # instance -> (member account, cluster)
-        self._home_account: str | None = None  # the function's own, as the last event routed told it
 
     def home(self) -> Service:
         """The stack's own cluster (``ClusterName``) with the stack's settings: a single-cluster
@@ -78,28 +77,27 @@ class Fleet:
         settings = self.settings
         if not settings.serves_many:
             return Route(self.home())
-        home_account = home_account or event.account
-        self._home_account = home_account
-        if ignores(event) or not settings.accepts_account(event.account, home_account):
+        if ignores(event) or not settings.accepts_account(event.account, home_account or event.account):
             return Route(self.home())  # it tells why, and changes nothing
-        member = None if event.account == home_account else event.account
+        member = self.member_of(event, home_account)
         known = self._routes.get(event.instance_id)
         if known is not None and known[0] == member:
-            return Route(self.service(member, known[1]))
+            return Route(self.service(member, known[1], event.account))
         facts = self.instances(member).describe(event.instance_id)
         cluster = self._cluster_of(facts, member) if facts is not None else None
         if cluster is None:  # not found, or no served cluster: the stack's own Service says which
             return Route(self.home(), Described(facts))
         self._routes[event.instance_id] = (member, cluster)
-        return Route(self.service(member, cluster), Described(facts))
+        return Route(self.service(member, cluster, event.account), Described(facts))
 
-    def service(self, member: str | None, cluster: str) -> Service:
-        """``cluster`` of ``member`` (None: this account): built on first use, kept while warm."""
+    def service(self, member: str | None, cluster: str, account: str | None = None) -> Service:
+        """``cluster`` of ``member`` (None: this account): built on first use, kept while warm;
+        ``account``: the cluster's account ID, for the metrics of a multi-account deployment."""
         with self._lock:
             kept = self._services.get((member, cluster))
             if kept is not None and self._clock() - kept[1] < CLUSTER_REFRESH_SECONDS:
                 return kept[0]
-        built = self._build(member, cluster)
+        built = self._build(member, cluster, account or member)
         with self._lock:
             self._services[(member, cluster)] = (built, self._clock())
         return built
@@ -143,13 +141,13 @@ class Fleet:
                 self._directories[member] = ClusterDirectory(self._accounts.in_account(member, "eks"), self._clock)
             return self._directories[member]
 
-    def _build(self, member: str | None, cluster: str) -> Service:
+    def _build(self, member: str | None, cluster: str, account_id: str | None) -> Service:
         """A cluster's Service: its endpoint and tags read once (DescribeCluster), its settings."""
         eks = EksAccess(cluster, self._accounts.in_account(member, "eks"), aws_client("sts"))
         tags = eks.endpoint().tags
         settings, problems = for_cluster(self.settings, cluster, tags)
         # a multi-account deployment's metrics carry the account (entrypoint.set_dimensions)
-        account = metric_account(self.settings.many_accounts, member or self._home_account)
+        account = metric_account(self.settings.many_accounts, account_id)
         for problem in problems:
             logger.warning(problem, extra={"cluster": cluster, "account": member})
             with single_metric(

@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.config import Config
 from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import UnknownRegionError
 from botocore.session import Session, get_session
 
 from serverless_nth.aws.calls import typed_call
@@ -57,8 +58,7 @@ def aws_client(service: str) -> Any:
         return _session.create_client(service, config=CLIENT_CONFIG)
 
 
-# Clients per account.
-# AWS clients per account: the function's own account with its own credentials, a member account
+# Clients per account: the function's own account with its own credentials, a member account
 # through the role its member stack created (``member/template.yaml``), assumed with STS and renewed
 # before it expires, as botocore renews any assumed role.
 #
@@ -78,9 +78,10 @@ class AccountClients:
     clients over the assumed role (one session per account, credentials renewed as they near their
     end). Safe to share between threads."""
 
-    def __init__(self, role_name: str, partition: str = "aws", sts_client: Any = None) -> None:
+    def __init__(self, role_name: str, region: str, sts_client: Any = None) -> None:
         self._role_name = role_name
-        self._partition = partition
+        self._region = region
+        self._partition = ""  # the region's (aws, aws-cn, aws-us-gov, ...), read once from botocore's data
         self._sts = sts_client
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
@@ -88,6 +89,11 @@ class AccountClients:
         self.roles_assumed = 0  # AssumeRole calls (the first and each renewal)
 
     def role_arn(self, account: str) -> str:
+        if not self._partition:
+            try:
+                self._partition = get_session().get_partition_for_region(self._region)
+            except UnknownRegionError:  # no region (a local run): the commercial partition
+                self._partition = "aws"
         return f"arn:{self._partition}:iam::{account}:role/{self._role_name}"
 
     def in_account(self, account: str | None, service: str) -> Any:
