@@ -65,6 +65,15 @@ class NodeGroup:
         (action,) = self.actions()
         return dict(action["event"])
 
+    def complete(self, result: str = "CONTINUE") -> None:
+        """Ends the waiting action as an operator (or another tool) would, not this product."""
+        self.asg.complete_lifecycle_action(
+            AutoScalingGroupName=self.name,
+            LifecycleHookName=self.hook,
+            LifecycleActionResult=result,
+            InstanceId=self.instance_id,
+        )
+
     def actions(self) -> list[dict[str, Any]]:
         return [a for a in autoscaling.actions(self.env["AWS_ENDPOINT_URL"]) if a["group"] == self.name]
 

@@ -230,12 +230,7 @@ def test_a_lifecycle_action_completed_by_someone_else_mid_drain_stops_the_execut
     def operator_completes() -> None:
         # the drain is under way, held by the PDB; an operator (or another tool) says CONTINUE
         wait_leased(scenes, group.node_name, settle=2.0)
-        group.asg.complete_lifecycle_action(
-            AutoScalingGroupName=group.name,
-            LifecycleHookName=group.hook,
-            LifecycleActionResult="CONTINUE",
-            InstanceId=group.instance_id,
-        )
+        group.complete()
 
     threading.Thread(target=operator_completes, daemon=True).start()
     result = deliver(LIFECYCLE, event, cluster_env)

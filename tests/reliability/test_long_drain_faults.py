@@ -63,12 +63,7 @@ def test_a_drain_round_that_fails_for_good_is_counted_with_its_stage(
         deadline = time.monotonic() + 120
         while rule.injected < 9 and time.monotonic() < deadline:  # three rounds, three attempts each
             time.sleep(0.1)
-        group.asg.complete_lifecycle_action(
-            AutoScalingGroupName=group.name,
-            LifecycleHookName=group.hook,
-            LifecycleActionResult="CONTINUE",
-            InstanceId=group.instance_id,
-        )
+        group.complete()
 
     threading.Thread(target=operator_completes, daemon=True).start()
     result = faults.invoke(cluster_env, scaling.event, function=LIFECYCLE)
