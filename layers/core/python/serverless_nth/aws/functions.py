@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from serverless_nth.errors import PermanentError, TemporaryError
+from serverless_nth.aws.calls import typed_call
 
 _TEMPORARY = {"TooManyRequestsException", "ServiceException", "ResourceNotReadyException", "EC2ThrottledException"}
 _STAGE = "start-long-drain"
@@ -30,13 +28,11 @@ class LongDrainStarter:
     def start(self, event: dict[str, Any]) -> None:
         """Hands ``event`` to the starter; Lambda has queued it when this returns."""
         self.requests_sent += 1
-        try:
-            self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=json.dumps(event).encode())
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            if code in _TEMPORARY or status >= 500:
-                raise TemporaryError(f"Invoke: {code}", stage=_STAGE) from exc
-            raise PermanentError(f"Invoke: {code}: {exc}", stage=_STAGE) from exc
-        except BotoCoreError as exc:
-            raise TemporaryError(f"Invoke: {exc}", stage=_STAGE) from exc
+        payload = json.dumps(event).encode()
+        typed_call(
+            "Invoke",
+            _STAGE,
+            _TEMPORARY,
+            lambda: self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=payload),
+            server_errors=True,
+        )
