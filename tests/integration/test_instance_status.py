@@ -144,6 +144,8 @@ def test_an_instance_impaired_long_enough_is_cordoned_and_tainted_at_once_and_ne
     assert outcomes[sick.instance_id] == "cordoned", outcomes
     assert outcomes[lately.instance_id] == "impaired-too-shortly"
     assert foreign.instance_id not in outcomes  # another cluster's: not even looked up
+    # three queries and one DescribeInstances for the two found; the cordon takes those facts
+    assert result.result["ec2_requests"] == 4, result.result
     assert node_state(scenes, sick.node_name) == (True, {IMPAIRED_TAINT: "NoSchedule"})
     taint = {t.key: t.value for t in scenes.core.read_node(sick.node_name).spec.taints}
     assert taint == {IMPAIRED_TAINT: "system-status"}  # no out-of-service: EC2 says it runs
@@ -174,6 +176,7 @@ def test_with_drain_on_impaired_the_node_is_drained_with_its_pods_own_grace_peri
     statuses(sick.instance_id, instance_check={"status": "failed", "since": iso(-180)})
     result = check(cluster_env, DrainOnImpaired="true")
     assert result.result["outcomes"][sick.instance_id] == "drained", result.output[-3000:]
+    assert result.result["ec2_requests"] == 4  # neither the cordon nor the drain asks EC2 again
     assert [p for p in scenes.pods_on(sick.node_name) if p.metadata.namespace == namespace] == []
 
 

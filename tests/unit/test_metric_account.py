@@ -82,7 +82,7 @@ def test_a_failed_event_s_metrics_carry_its_account_in_a_multi_account_deploymen
 
     monkeypatch.setattr(Service, "_handle", explode)
     # routing asks EC2 for the instance's tags; here every event is the stack's own cluster's
-    monkeypatch.setattr(Fleet, "route", lambda self, event, home: Route(self.home()))
+    monkeypatch.setattr(Fleet, "route", lambda self, event, home, known=None: Route(self.home()))
     handler = entrypoint.make_handler(spot_interruption.normalise, "spot-interruption")
     event = load_event("spot-interruption", now=True) | {"account": MEMBER}
     with pytest.raises(ValueError, match="surprise"):

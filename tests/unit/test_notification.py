@@ -45,7 +45,7 @@ def test_the_handler_s_result_names_the_event_s_account(monkeypatch: pytest.Monk
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("MEMBER_ACCOUNTS", MEMBER)
-    monkeypatch.setattr(Fleet, "route", lambda self, event, home: Route(self.home()))
+    monkeypatch.setattr(Fleet, "route", lambda self, event, home, known=None: Route(self.home()))
     monkeypatch.setattr(Service, "_decide", lambda self, *args: None)  # nothing to do: the result as it starts
     handler = entrypoint.make_handler(spot_interruption.normalise, "spot-interruption")
     result = handler(load_event("spot-interruption", now=True) | {"account": MEMBER}, LocalContext("f", 60, "512"))

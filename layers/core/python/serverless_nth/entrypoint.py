@@ -20,7 +20,8 @@ from serverless_nth.config import Settings
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events.model import InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
-from serverless_nth.fleet import Fleet
+from serverless_nth.fleet import Fleet, Route
+from serverless_nth.instance import InstanceFacts
 from serverless_nth.observability import ACCOUNT_DIMENSION, NAMESPACE, Metric, logger, metric_account, metrics, tracer
 from serverless_nth.report import Outcome
 from serverless_nth.service import Service
@@ -47,10 +48,15 @@ def set_home_dimensions(settings: Settings, home_account: str | None) -> None:
     _default_dimensions(settings.cluster_name, settings.many_accounts, home_account)
 
 
-def set_dimensions(service: Service, event: InterruptionEvent, home_account: str | None) -> None:
-    """Metrics carry the cluster of the event; a multi-account deployment's, its account too."""
-    settings = service.settings
+def route(
+    fleet: Fleet, event: InterruptionEvent, home_account: str | None, known: InstanceFacts | None = None
+) -> Route:
+    """The event's cluster's Service (``Fleet.route``); the metrics from here on carry that cluster,
+    and in a multi-account deployment the event's account."""
+    found = fleet.route(event, home_account, known)
+    settings = found.service.settings
     _default_dimensions(settings.cluster_name, settings.many_accounts, event.account or home_account)
+    return found
 
 
 def _default_dimensions(cluster: str, many_accounts: bool, account: str | None) -> None:
@@ -119,10 +125,9 @@ def make_handler(normalise: Callable[[Any], InterruptionEvent], event_family: st
         try:
             # leave time to report (and flush metrics) before Lambda stops the invocation
             stop_by = now + context.get_remaining_time_in_millis() / 1000 - _REPORT_SECONDS
-            route = fleet.route(interruption, home)
-            cluster = route.service.settings.cluster_name
-            set_dimensions(route.service, interruption, home)
-            result = route.service.handle(interruption, stop_by=stop_by, account=home, described=route.described)
+            routed = route(fleet, interruption, home)
+            cluster = routed.service.settings.cluster_name
+            result = routed.service.handle(interruption, stop_by=stop_by, account=home, described=routed.described)
             return result.as_dict()
         except HandlerError as exc:
             _failed(cluster, exc.stage, isinstance(exc, TemporaryError), account)

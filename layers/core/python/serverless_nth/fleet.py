@@ -72,18 +72,19 @@ class Fleet:
                 self._home = Service(self.settings, self.instances(None), eks, self._notifier)
             return self._home
 
-    def route(self, event: InterruptionEvent, home_account: str | None) -> Route:
-        """The Service of the cluster that ``event``'s instance is in."""
+    def route(self, event: InterruptionEvent, home_account: str | None, known: InstanceFacts | None = None) -> Route:
+        """The Service of the cluster that ``event``'s instance is in; ``known``: EC2's facts of the
+        instance, read already (not asked again)."""
         settings = self.settings
         if not settings.serves_many:
-            return Route(self.home())
+            return Route(self.home(), None if known is None else Described(known))
         if ignores(event) or not settings.accepts_account(event.account, home_account or event.account):
             return Route(self.home())  # it tells why, and changes nothing
         member = self.member_of(event, home_account)
-        known = self._routes.get(event.instance_id)
-        if known is not None and known[0] == member:
-            return Route(self.service(member, known[1], event.account))
-        facts = self.instances(member).describe(event.instance_id)
+        kept = self._routes.get(event.instance_id)
+        if kept is not None and kept[0] == member:
+            return Route(self.service(member, kept[1], event.account), None if known is None else Described(known))
+        facts = known if known is not None else self.instances(member).describe(event.instance_id)
         cluster = self._cluster_of(facts, member) if facts is not None else None
         if cluster is None:  # not found, or no served cluster: the stack's own Service says which
             return Route(self.home(), Described(facts))

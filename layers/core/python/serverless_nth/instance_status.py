@@ -15,7 +15,7 @@ so it asks EC2 (``DescribeInstanceStatus``) what Karpenter's instancestatus cont
 
 Cost per run, whatever the fleet's size: three DescribeInstanceStatus calls (one per filter,
 ``aws/ec2.STATUS_QUERIES``; a page holds 1,000 matches), then, only when one matched, one
-DescribeInstances per 100 matching instances, and one more per impaired instance of this cluster.
+DescribeInstances per 100 matching instances, whose answer the sequence then uses (not asked again).
 
 A deployment of many clusters (docs/multi-cluster.md) asks so in its own account and in each account
 ``MemberAccounts`` lists (through the member role; an organisation's accounts are not listed, so
@@ -41,19 +41,18 @@ from serverless_nth.entrypoint import (
     account_of,
     build_fleet,
     count_error,
-    set_dimensions,
+    route,
     set_home_dimensions,
 )
 from serverless_nth.errors import HandlerError, TemporaryError
 from serverless_nth.events import instance_status
 from serverless_nth.events.model import EventKind, InterruptionEvent
-from serverless_nth.fleet import Fleet
+from serverless_nth.fleet import Fleet, Route
 from serverless_nth.instance import InstanceFacts
 from serverless_nth.kube.nodes import Node, find_node
 from serverless_nth.observability import Metric, logger, metric_account, metrics, tracer
 from serverless_nth.policy import decide, event_taint, for_node, instance_opted_in
 from serverless_nth.report import Outcome
-from serverless_nth.service import Service
 
 _REPORT_SECONDS = 3
 STARTED = "started"  # a scheduled event handed to the long drains
@@ -89,12 +88,14 @@ class Backstop:
             raise BackstopFailed(f"not handled this run: {', '.join(failed)}; the others: {summary}", stage="backstop")
         return summary
 
-    def _service(self, event: InterruptionEvent, home: str) -> Service:
-        """The instance's cluster's Service; its metrics carry that cluster (and account)."""
-        service = self.fleet.route(event, home).service
-        if self.fleet.settings.serves_many:
-            set_dimensions(service, event, home)
-        return service
+    def _route(self, event: InterruptionEvent, instance: InstanceFacts, home: str) -> Route | None:
+        """The instance's cluster's Service, with the facts just read (its metrics carry that
+        cluster and account); None when that cluster's ManagedTag leaves the instance out."""
+        found = route(self.fleet, event, home, instance)
+        if not instance_opted_in(instance.tags, found.service.settings):
+            logger.info("not managed: no tag ManagedTag names", extra={"outcome": Outcome.NOT_MANAGED})
+            return None
+        return found
 
     def _run(self, member: str | None, home: str, stop_by: float) -> dict[str, Any]:
         """One look at EC2 in one account, then every instance found on its own (its own metrics,
@@ -114,7 +115,7 @@ class Backstop:
                 long_enough = (moment - found.since).total_seconds() >= settings.impaired_seconds
                 (impaired if long_enough else young).append(found)
         wanted = list(dict.fromkeys([e.instance_id for e in scheduled] + [i.instance_id for i in impaired]))
-        facts = {k: v for k, v in (ec2.describe_many(wanted) if wanted else {}).items() if self._ours(v)}
+        facts = {k: v for k, v in (ec2.describe_many(wanted) if wanted else {}).items() if self._served(v, member)}
         outcomes: dict[str, str] = {i.instance_id: IMPAIRED_TOO_SHORTLY for i in young}
         region = settings.region
         for event in scheduled:
@@ -124,27 +125,28 @@ class Backstop:
         events = [instance_status.impaired_event(i, account, region) for i in impaired if i.instance_id in facts]
         due = []
         for impairment in events:
-            result = self._unit(impairment.kind, self._cordon, impairment, home)
+            result = self._unit(impairment.kind, self._cordon, impairment, facts[impairment.instance_id], home)
             outcomes[impairment.instance_id] = result
             if result == DRAIN_DUE:
                 due.append(impairment)
         for impairment in due:  # every impaired node cordoned first, then the opted-in drains
-            outcomes[impairment.instance_id] = self._unit(impairment.kind, self._drain, impairment, home, stop_by)
+            instance = facts[impairment.instance_id]
+            outcomes[impairment.instance_id] = self._unit(
+                impairment.kind, self._drain, impairment, instance, home, stop_by
+            )
         summary = {"outcomes": outcomes, "ec2_requests": ec2.requests_sent - before, "statuses": len(statuses)}
         logger.info("instance status checked", extra={**summary, "account": account})
         return summary
 
-    def _ours(self, instance: InstanceFacts) -> bool:
-        """Of a cluster this deployment serves (tags), and managed (ManagedTag): as the sequence
-        judges it (each cluster's own ManagedTag is judged again by its Service)."""
+    def _served(self, instance: InstanceFacts, member: str | None) -> bool:
+        """Of a cluster this deployment serves, as its tags say (``Fleet.route`` has the last word,
+        and each cluster's own ManagedTag is judged once the instance is routed: ``_route``)."""
         settings = self.fleet.settings
         if settings.serves_many:
             name, named = instance.cluster_of()
-            served = not named or (name is not None and settings.serves(name))
-        else:
-            clusters = instance.cluster_names()
-            served = not clusters or settings.cluster_name in clusters
-        return served and instance_opted_in(instance.tags, settings)
+            return (not named and member is None) or (name is not None and settings.serves(name))
+        clusters = instance.cluster_names()
+        return not clusters or settings.cluster_name in clusters
 
     def _unit(self, kind: EventKind, work: Callable[..., str], *args: Any) -> str:
         """One instance's work, its metrics flushed with its own dimensions; a failure is counted
@@ -167,7 +169,10 @@ class Backstop:
         product leaves the node alone (its labels, KarpenterNodes)."""
         event = instance_status.normalise(payload).events[0]
         instance = facts[event.instance_id]
-        service = self._service(event, home)
+        found = self._route(event, instance, home)
+        if found is None:
+            return Outcome.NOT_MANAGED
+        service = found.service
         node = find_node(service.kube(), instance)
         if not isinstance(node, Node):
             return Outcome.NODE_NOT_FOUND
@@ -182,13 +187,19 @@ class Backstop:
         logger.info("scheduled event handed to the long drains", extra={"event": payload["detail"]})
         return STARTED
 
-    def _cordon(self, event: InterruptionEvent, home: str) -> str:
+    def _cordon(self, event: InterruptionEvent, instance: InstanceFacts, home: str) -> str:
+        found = self._route(event, instance, home)
+        if found is None:
+            return Outcome.NOT_MANAGED
         report.count(Metric.INSTANCES_IMPAIRED)
-        result = self._service(event, home).handle(event, account=home, drain=False)
+        result = found.service.handle(event, account=home, drain=False, described=found.described)
         return DRAIN_DUE if result.drain_due else result.outcome
 
-    def _drain(self, event: InterruptionEvent, home: str, stop_by: float) -> str:
-        return self._service(event, home).handle(event, stop_by=stop_by, account=home).outcome
+    def _drain(self, event: InterruptionEvent, instance: InstanceFacts, home: str, stop_by: float) -> str:
+        found = self._route(event, instance, home)
+        if found is None:
+            return Outcome.NOT_MANAGED
+        return found.service.handle(event, stop_by=stop_by, account=home, described=found.described).outcome
 
 
 def make_handler() -> Handler:

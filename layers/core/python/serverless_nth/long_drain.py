@@ -29,12 +29,12 @@ from serverless_nth import report
 from serverless_nth.aws.autoscaling import LifecycleActions
 from serverless_nth.aws.ec2 import Ec2Instances
 from serverless_nth.config import Settings
-from serverless_nth.entrypoint import count_error, count_malformed, set_dimensions
+from serverless_nth.entrypoint import count_error, count_malformed, route
 from serverless_nth.errors import HandlerError, PermanentError, TemporaryError
 from serverless_nth.events.model import EventKind, InterruptionEvent, MalformedEvent
 from serverless_nth.events.parsing import check_event_time
-from serverless_nth.fleet import Fleet
-from serverless_nth.instance import InstanceFacts, Presence
+from serverless_nth.fleet import Fleet, Route
+from serverless_nth.instance import Described, InstanceFacts, Presence
 from serverless_nth.kube.lease import Held, LeaseClaim, Refusal, hold_lease, release_lease
 from serverless_nth.kube.volumes import wait_for_detach
 from serverless_nth.long_drain_each import ROUND_SECONDS
@@ -71,13 +71,14 @@ class LongDrains:
     # the dimension ``account`` of the errors counted (observability.metric_account): the event's once routed
     error_account: str | None = None
 
+    def route_for(self, event: InterruptionEvent) -> Route:
+        """The event's instance's cluster (``entrypoint.route``); metrics and errors carry it."""
+        found = route(self.fleet, event, self.home_account)
+        self.error_account = metric_account(self.settings.many_accounts, event.account or self.home_account)
+        return found
+
     def service_for(self, event: InterruptionEvent) -> Service:
-        """The Service of the cluster of the event's instance (``fleet.route``); metrics carry it."""
-        service = self.fleet.route(event, self.home_account).service
-        if self.settings.serves_many:
-            set_dimensions(service, event, self.home_account)
-            self.error_account = metric_account(self.settings.many_accounts, event.account or self.home_account)
-        return service
+        return self.route_for(event).service
 
     def actions_for(self, event: InterruptionEvent) -> LifecycleActions:
         """Auto Scaling in the event's account."""
@@ -143,9 +144,9 @@ class LongDrains:
         holder waits, and leaves the drain (and the completion) to its holder; a newer version of
         the same Health event takes it over."""
         check_event_time(event, datetime.datetime.fromtimestamp(self.clock(), datetime.UTC))
-        route = self.fleet.route(event, account)
-        service = route.service
-        result = service.handle(event, account=account, drain=False, described=route.described)
+        routed = self.route_for(event)
+        service = routed.service
+        result = service.handle(event, account=account, drain=False, described=routed.described)
         due = result.drain_due and bool(result.node) and not service.settings.dry_run
         prepared = {"outcome": result.outcome, "node": result.node, "drain_due": due}
         node = service.get_node(result.node) if due and result.node else None
@@ -179,7 +180,7 @@ class LongDrains:
                 service.restore_marks(event, found, instance.launched_at or event.time)
             return self._stopped(Outcome.INSTANCE_RESTARTED, "the instance was stopped and started since the event")
         if instance is None or instance.presence is not Presence.LIVE or not _still_the_node(service, node, instance):
-            result = service.handle(event, account=account, drain=False)
+            result = service.handle(event, account=account, drain=False, described=Described(instance))
             return {"outcome": result.outcome, "drain_due": result.drain_due and result.node == node}
         return {"outcome": "", "drain_due": True}
 
