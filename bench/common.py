@@ -119,3 +119,45 @@ def load_average() -> str:
     """The load averages (1, 5, 15 min) and the number of cores, as `uptime` says them."""
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
     return f"{one} {five} {fifteen} on {os.cpu_count()} cores"
+
+
+def spot_instances(ec2: Any, count: int, tags: dict[str, str], names: set[str]) -> list[dict[str, Any]]:
+    """``count`` Spot instances (m5.large, us-east-1b) tagged ``tags``, launched 250 at a time.
+    moto draws private IPs at random from the subnet, so two instances can get the same private
+    DNS name (node name): such an instance, or one named like a node in ``names``, is left out and
+    another launched in its place. ``names`` gains the new instances' names."""
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instances: list[dict[str, Any]] = []
+    while len(instances) < count:
+        batch = min(250, count - len(instances))
+        for instance in ec2.run_instances(
+            ImageId=image,
+            MinCount=batch,
+            MaxCount=batch,
+            InstanceType="m5.large",
+            Placement={"AvailabilityZone": "us-east-1b"},
+            InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["Instances"]:
+            if instance["PrivateDnsName"] not in names:
+                names.add(instance["PrivateDnsName"])
+                instances.append(instance)
+    return instances
+
+
+def spot_node(instance: dict[str, Any]) -> dict[str, Any]:
+    """The Node of a Spot instance, as EKS's kubelet registers it (name, zone, type, capacity type,
+    provider ID)."""
+    name, az = instance["PrivateDnsName"], instance["Placement"]["AvailabilityZone"]
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": az,
+                "node.kubernetes.io/instance-type": instance["InstanceType"],
+                "eks.amazonaws.com/capacityType": "SPOT",
+            },
+        },
+        "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
+    }

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, cluster_cpu, function_environment, load_average, machine
+from bench.common import REPO, cluster_cpu, function_environment, load_average, machine, spot_instances, spot_node
 from localeks.accounts import MEMBER_ACCOUNT_ID, ClusterSpec
 from localeks.cluster import ACCOUNT_ID, DEFAULT_STATE, Paths, down, read_env, supervisor_alive, up
 from localeks.clusters import ClusterHandle, Clusters, session_in
@@ -108,50 +108,15 @@ def seed_nodes(env: dict[str, str], handle: ClusterHandle, count: int) -> list[d
     from kubernetes import client, config
 
     ec2 = session_in(env, handle.account).client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"])
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     api = config.new_client_from_config(handle.kubeconfig)
     api.configuration.connection_pool_maxsize = 32
     core = client.CoreV1Api(api)
     names = {n.metadata.name for n in core.list_node().items}
-    instances: list[dict[str, Any]] = []
-    while len(instances) < count:
-        for instance in ec2.run_instances(
-            ImageId=image,
-            MinCount=count - len(instances),
-            MaxCount=count - len(instances),
-            InstanceType="m5.large",
-            Placement={"AvailabilityZone": "us-east-1b"},
-            InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}},
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [
-                        {"Key": f"kubernetes.io/cluster/{handle.name}", "Value": "owned"},
-                        {"Key": "eks:eks-cluster-name", "Value": handle.name},
-                    ],
-                }
-            ],
-        )["Instances"]:
-            if instance["PrivateDnsName"] not in names:  # moto can draw the same private IP twice
-                names.add(instance["PrivateDnsName"])
-                instances.append(instance)
+    tags = {f"kubernetes.io/cluster/{handle.name}": "owned", "eks:eks-cluster-name": handle.name}
+    instances = spot_instances(ec2, count, tags, names)
 
     def make(instance: dict[str, Any]) -> dict[str, str]:
-        name, az = instance["PrivateDnsName"], instance["Placement"]["AvailabilityZone"]
-        core.create_node(
-            {
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "kubernetes.io/hostname": name,
-                        "topology.kubernetes.io/zone": az,
-                        "node.kubernetes.io/instance-type": instance["InstanceType"],
-                        "eks.amazonaws.com/capacityType": "SPOT",
-                    },
-                },
-                "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
-            }
-        )
+        core.create_node(spot_node(instance))
         return {"instance_id": instance["InstanceId"], "account": handle.account, "cluster": handle.name}
 
     with ThreadPoolExecutor(max_workers=16) as pool:
