@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
 import statistics
@@ -9,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localeks.cluster import REPO
+from localeks.cluster import DEFAULT_STATE, REPO
 from localeks.invoke import role_credentials
 
 CORE = REPO / "layers" / "core" / "python"
@@ -161,3 +163,25 @@ def spot_node(instance: dict[str, Any]) -> dict[str, Any]:
         },
         "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
     }
+
+
+def arguments() -> argparse.Namespace:
+    """The options of every bench entry point: ``--smoke`` (the tiny sizes) and ``--out`` (where
+    the results go)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    return parser.parse_args()
+
+
+def local_eks_state() -> Path:
+    """The local EKS's state directory: ``LOCALEKS_STATE``, ``.local`` by default."""
+    return Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+
+
+def write_results(out: Path, name: str, results: dict[str, Any], head: str, body: list[str]) -> None:
+    """``<name>.json`` (the results) and ``<name>.md`` (``head``, then ``body``) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text("\n".join([head, "", *body]) + "\n")
+    print(f"bench: {name} done in {results['seconds']} s; {out / f'{name}.md'}")

@@ -30,7 +30,6 @@ Nodes are kwok nodes without pods; instances are Spot instances tagged to their 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -42,9 +41,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, cluster_cpu, function_environment, load_average, machine, spot_instances, spot_node
+from bench.common import (
+    REPO,
+    arguments,
+    cluster_cpu,
+    function_environment,
+    load_average,
+    local_eks_state,
+    machine,
+    spot_instances,
+    spot_node,
+    write_results,
+)
 from localeks.accounts import MEMBER_ACCOUNT_ID, ClusterSpec
-from localeks.cluster import ACCOUNT_ID, DEFAULT_STATE, Paths, down, read_env, supervisor_alive, up
+from localeks.cluster import ACCOUNT_ID, Paths, down, read_env, supervisor_alive, up
 from localeks.clusters import ClusterHandle, Clusters, session_in
 from localeks.progress import Progress
 
@@ -439,12 +449,9 @@ def lines(multi: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
+    args = arguments()
     load_start, started = load_average(), time.monotonic()
-    state = Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+    state = local_eks_state()
     multi = bench_multi(state, SIZES["smoke" if args.smoke else "full"])
     results = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -457,14 +464,11 @@ def main() -> None:
         "seconds": round(time.monotonic() - started, 1),
         "load_average_end": load_average(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "multi.json").write_text(json.dumps(results, indent=2) + "\n")
     head = (
         f"Many clusters, one deployment, {results['date']} on {results['machine']} (`{results['command']}`, "
         f"{results['seconds']} s); load average {load_start} at the start, {results['load_average_end']} at the end."
     )
-    (args.out / "multi.md").write_text("\n".join([head, "", *lines(multi)]) + "\n")
-    print(f"bench: multi done in {results['seconds']} s; {args.out / 'multi.md'}")
+    write_results(args.out, "multi", results, head, lines(multi))
 
 
 if __name__ == "__main__":

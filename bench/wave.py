@@ -6,28 +6,21 @@ sizes, with the load average before and after; writes wave.json and wave.md.
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
-import os
 import time
-from pathlib import Path
 
-from bench.common import REPO, load_average, machine
+from bench.common import arguments, load_average, local_eks_state, machine, write_results
 from bench.phases import bench_burst
 from bench.report import burst_lines
 from bench.run import SIZES
-from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.cluster import Paths, up
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
+    args = arguments()
     size = SIZES["smoke" if args.smoke else "full"]
     load_start, started = load_average(), time.monotonic()
-    state = Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+    state = local_eks_state()
     cluster_env = up(Paths(state), "local-eks", 0.1)
     burst = bench_burst(cluster_env, state, size)
     for label in ("small", "large"):
@@ -43,14 +36,11 @@ def main() -> None:
         "seconds": round(time.monotonic() - started, 1),
         "load_average_end": load_average(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "wave.json").write_text(json.dumps(results, indent=2) + "\n")
     head = (
         f"Wave of {results['date']} on {results['machine']} (`python -m bench.wave`, {results['seconds']} s); "
         f"load average {load_start} at the start, {results['load_average_end']} at the end."
     )
-    (args.out / "wave.md").write_text("\n".join([head, "", *burst_lines(burst)]) + "\n")
-    print(f"bench: wave done in {results['seconds']} s; {args.out / 'wave.md'}")
+    write_results(args.out, "wave", results, head, burst_lines(burst))
 
 
 if __name__ == "__main__":
