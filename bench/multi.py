@@ -30,6 +30,7 @@ Nodes are kwok nodes without pods; instances are Spot instances tagged to their 
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import os
@@ -97,6 +98,8 @@ def register_clusters(env: dict[str, str], clusters: Clusters, known: int) -> di
     taken = {name for names in have.values() for name in names}
     free = (f"registered-{i:03d}" for i in range(10_000) if f"registered-{i:03d}" not in taken)
     jobs = [(accounts[i % len(accounts)], next(free)) for i in range(max(0, missing))]
+    if not jobs:
+        return {a: len(names) for a, names in have.items()}
 
     def create(job: tuple[str, str]) -> None:
         account, name = job
@@ -196,9 +199,7 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
 
     warm, cold = figures(rest), figures(firsts)
     extra = {k: round(cold[k] - warm[k], 3) for k in warm}
-    outcomes: dict[str, int] = {}
-    for e in firsts + rest:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    outcomes = dict(collections.Counter(e["outcome"] for e in firsts + rest))
     return {
         "environments": len(outs),
         "init_ms": median(outs, "init_ms"),
@@ -224,7 +225,7 @@ def run_wave(
     targets: list[dict[str, str]],
     workers: int,
     threads: int,
-    state: Path | None = None,
+    state: Path,
 ) -> dict[str, Any]:
     """Every target's Spot warning released at once to ``workers`` x ``threads`` warm environments."""
     warm_on = [[None if a == ACCOUNT_ID else a, c] for a, c in sorted({(t["account"], t["cluster"]) for t in targets})]
@@ -253,7 +254,7 @@ def run_wave(
             if proc.poll() is not None:
                 raise RuntimeError("a wave worker ended before it was ready")
     start_at = time.time() + 1.0
-    cpu_before = cluster_cpu(str(state)) if state else {}
+    cpu_before = cluster_cpu(str(state))
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(f"{start_at}\n")
@@ -264,20 +265,17 @@ def run_wave(
         out = next(x for x in proc.stdout.read().splitlines() if x.startswith("BENCH "))
         proc.wait(timeout=60)
         events += json.loads(out[6:])["events"]
-    cpu_after = cluster_cpu(str(state)) if state else {}
-    latencies = [e["cordoned"] - start_at for e in events if e["cordoned"]]
-    own = [e["cordoned"] - e["began"] for e in events if e["cordoned"]]  # the handler's part: no queueing
+    cpu_after = cluster_cpu(str(state))
+    cordoned = [e for e in events if e["cordoned"]]
+    latencies = [e["cordoned"] - start_at for e in cordoned]
+    own = [e["cordoned"] - e["began"] for e in cordoned]  # the handler's part: no queueing
     by_cluster: dict[str, list[float]] = {}
-    for e in events:
-        if e["cordoned"]:
-            by_cluster.setdefault(e["cluster"], []).append(e["cordoned"] - start_at)
-    outcomes: dict[str, int] = {}
-    for e in events:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    for e, latency in zip(cordoned, latencies, strict=True):
+        by_cluster.setdefault(e["cluster"], []).append(latency)
     return {
         "events": len(events),
         "in_flight": workers * threads,
-        "outcomes": outcomes,
+        "outcomes": dict(collections.Counter(e["outcome"] for e in events)),
         "event_to_cordon_p50_s": _percentile(latencies, 0.5),
         "event_to_cordon_p99_s": _percentile(latencies, 0.99),
         "event_to_cordon_max_s": _percentile(latencies, 1.0),
@@ -311,11 +309,11 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
                 (GAMMA, n + wave * waves),
             )
         }
-        listed_before = register_clusters(env, clusters, 0)
+        known_before = sum(register_clusters(env, clusters, 0).values())
         runs: dict[str, Any] = {}
-        progress.say(f"multi: per event, {sum(listed_before.values())} clusters known")
+        progress.say(f"multi: per event, {known_before} clusters known")
         runs["single_alpha"] = run_events(env, single, nodes[HOME][:n], r)
-        runs[f"fleet_{sum(listed_before.values())}_beta"] = run_events(env, fleet, nodes[BETA][:n], r)
+        runs[f"fleet_{known_before}_beta"] = run_events(env, fleet, nodes[BETA][:n], r)
         listed = register_clusters(env, clusters, size["known"])
         known = sum(listed.values())
         progress.say(f"multi: per event, {known} clusters known")
@@ -344,7 +342,7 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
             ]
             for targets, settings, into, label in kinds[i % 3 :] + kinds[: i % 3]:
                 progress.say(f"multi: a Spot wave of {len(targets)} nodes {label} ({i + 1}/{waves})")
-                into.append(run_wave(env, settings, targets, size["workers"], size["threads"], state=paths.state))
+                into.append(run_wave(env, settings, targets, size["workers"], size["threads"], paths.state))
     finally:
         if started_here:
             down(paths)
