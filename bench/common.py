@@ -179,8 +179,31 @@ def local_eks_state() -> Path:
     return Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
 
 
-def write_results(out: Path, name: str, results: dict[str, Any], head: str, body: list[str]) -> None:
-    """``<name>.json`` (the results) and ``<name>.md`` (``head``, then ``body``) in ``out``."""
+def phase_results(started: float, load_start: str, smoke: bool, figures: dict[str, Any]) -> dict[str, Any]:
+    """A phase's results run alone: when and where (date, machine, load average at the start),
+    ``figures``, then how long it took (since the ``time.monotonic()`` ``started``) and the load
+    average at the end."""
+    import datetime
+    import time
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "load_average_start": load_start,
+        "smoke": smoke,
+        **figures,
+        "seconds": round(time.monotonic() - started, 1),
+        "load_average_end": load_average(),
+    }
+
+
+def write_results(out: Path, name: str, results: dict[str, Any], title: str, command: str, body: list[str]) -> None:
+    """``<name>.json`` (``results``, as phase_results makes them) and ``<name>.md`` (a line that
+    says when, where, what ran, how long and the load, then ``body``) in ``out``."""
+    head = (
+        f"{title} {results['date']} on {results['machine']} (`{command}`, {results['seconds']} s); "
+        f"load average {results['load_average_start']} at the start, {results['load_average_end']} at the end."
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / f"{name}.md").write_text("\n".join([head, "", *body]) + "\n")

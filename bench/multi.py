@@ -31,7 +31,6 @@ Nodes are kwok nodes without pods; instances are Spot instances tagged to their 
 from __future__ import annotations
 
 import collections
-import datetime
 import json
 import os
 import statistics
@@ -49,7 +48,7 @@ from bench.common import (
     function_environment,
     load_average,
     local_eks_state,
-    machine,
+    phase_results,
     spot_instances,
     spot_node,
     write_results,
@@ -451,22 +450,10 @@ def main() -> None:
     load_start, started = load_average(), time.monotonic()
     state = local_eks_state()
     multi = bench_multi(state, SIZES["smoke" if args.smoke else "full"])
-    results = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine(),
-        "load_average_start": load_start,
-        "smoke": args.smoke,
-        "command": f"python -m bench.multi{' --smoke' if args.smoke else ''}",
-        **headline(multi),
-        "details": multi,
-        "seconds": round(time.monotonic() - started, 1),
-        "load_average_end": load_average(),
-    }
-    head = (
-        f"Many clusters, one deployment, {results['date']} on {results['machine']} (`{results['command']}`, "
-        f"{results['seconds']} s); load average {load_start} at the start, {results['load_average_end']} at the end."
-    )
-    write_results(args.out, "multi", results, head, lines(multi))
+    command = f"python -m bench.multi{' --smoke' if args.smoke else ''}"
+    results = phase_results(started, load_start, args.smoke, {"command": command, **headline(multi), "details": multi})
+    title = "Many clusters, one deployment,"
+    write_results(args.out, "multi", results, title, command, lines(multi))
 
 
 if __name__ == "__main__":
