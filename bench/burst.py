@@ -34,7 +34,7 @@ from kubernetes import client, config
 
 from bench import apiserver
 from bench.burst_worker import _serve
-from bench.common import apiserver_metrics, cluster_cpu, function_environment, metrics_delta
+from bench.common import apiserver_metrics, cluster_cpu, function_environment, metrics_delta, spot_instances, spot_node
 from localeks import describe_cache
 from localeks.apiserver_metrics import scrape
 from localeks.cluster import moto_client
@@ -51,36 +51,13 @@ def seed_pool(
     Seeded with many requests in flight."""
     with_pods = nodes if with_pods is None else with_pods
     ec2 = moto_client(cluster_env, "ec2")
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     api_client = config.new_client_from_config(cluster_env["KUBECONFIG"])
     api_client.configuration.connection_pool_maxsize = 64
     core = client.CoreV1Api(api_client)
-    # moto draws private IPs at random from the subnet, so two instances can get the same private
-    # DNS name (node name): such an instance, or one named like a node already there, is left out
     names = {n.metadata.name for n in core.list_node().items}
-    instances: list[dict[str, Any]] = []
-    while len(instances) < nodes:
-        count = min(250, nodes - len(instances))
-        for instance in ec2.run_instances(
-            ImageId=image,
-            MinCount=count,
-            MaxCount=count,
-            InstanceType="m5.large",
-            Placement={"AvailabilityZone": "us-east-1b"},
-            InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}},
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [
-                        {"Key": f"kubernetes.io/cluster/{cluster_env['CLUSTER_NAME']}", "Value": "owned"},
-                        {"Key": "eks:cluster-name", "Value": cluster_env["CLUSTER_NAME"]},
-                    ],
-                }
-            ],
-        )["Instances"]:
-            if instance["PrivateDnsName"] not in names:
-                names.add(instance["PrivateDnsName"])
-                instances.append(instance)
+    cluster = cluster_env["CLUSTER_NAME"]
+    tags = {f"kubernetes.io/cluster/{cluster}": "owned", "eks:cluster-name": cluster}
+    instances = spot_instances(ec2, nodes, tags, names)
     ns = f"burst-{label}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": ns}})
     # The pods name a ReplicaSet as their controller, but no such object exists: the drain treats
@@ -96,21 +73,7 @@ def seed_pool(
 
     def make_node(index: int, instance: dict[str, Any]) -> dict[str, str]:
         name = instance["PrivateDnsName"]
-        az = instance["Placement"]["AvailabilityZone"]
-        core.create_node(
-            {
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "kubernetes.io/hostname": name,
-                        "topology.kubernetes.io/zone": az,
-                        "node.kubernetes.io/instance-type": instance["InstanceType"],
-                        "eks.amazonaws.com/capacityType": "SPOT",
-                    },
-                },
-                "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
-            }
-        )
+        core.create_node(spot_node(instance))
         for i in range(pods_per_node if index < with_pods else 0):
             core.create_namespaced_pod(
                 ns,

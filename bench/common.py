@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
 import statistics
@@ -9,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from localeks.cluster import REPO
+from localeks.cluster import DEFAULT_STATE, REPO
 from localeks.invoke import role_credentials
 
 CORE = REPO / "layers" / "core" / "python"
@@ -119,3 +121,90 @@ def load_average() -> str:
     """The load averages (1, 5, 15 min) and the number of cores, as `uptime` says them."""
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
     return f"{one} {five} {fifteen} on {os.cpu_count()} cores"
+
+
+def spot_instances(ec2: Any, count: int, tags: dict[str, str], names: set[str]) -> list[dict[str, Any]]:
+    """``count`` Spot instances (m5.large, us-east-1b) tagged ``tags``, launched 250 at a time.
+    moto draws private IPs at random from the subnet, so two instances can get the same private
+    DNS name (node name): such an instance, or one named like a node in ``names``, is left out and
+    another launched in its place. ``names`` gains the new instances' names."""
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instances: list[dict[str, Any]] = []
+    while len(instances) < count:
+        batch = min(250, count - len(instances))
+        for instance in ec2.run_instances(
+            ImageId=image,
+            MinCount=batch,
+            MaxCount=batch,
+            InstanceType="m5.large",
+            Placement={"AvailabilityZone": "us-east-1b"},
+            InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["Instances"]:
+            if instance["PrivateDnsName"] not in names:
+                names.add(instance["PrivateDnsName"])
+                instances.append(instance)
+    return instances
+
+
+def spot_node(instance: dict[str, Any]) -> dict[str, Any]:
+    """The Node of a Spot instance, as EKS's kubelet registers it (name, zone, type, capacity type,
+    provider ID)."""
+    name, az = instance["PrivateDnsName"], instance["Placement"]["AvailabilityZone"]
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": az,
+                "node.kubernetes.io/instance-type": instance["InstanceType"],
+                "eks.amazonaws.com/capacityType": "SPOT",
+            },
+        },
+        "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
+    }
+
+
+def arguments() -> argparse.Namespace:
+    """The options of every bench entry point: ``--smoke`` (the tiny sizes) and ``--out`` (where
+    the results go)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    return parser.parse_args()
+
+
+def local_eks_state() -> Path:
+    """The local EKS's state directory: ``LOCALEKS_STATE``, ``.local`` by default."""
+    return Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+
+
+def phase_results(started: float, load_start: str, smoke: bool, figures: dict[str, Any]) -> dict[str, Any]:
+    """A phase's results run alone: when and where (date, machine, load average at the start),
+    ``figures``, then how long it took (since the ``time.monotonic()`` ``started``) and the load
+    average at the end."""
+    import datetime
+    import time
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "load_average_start": load_start,
+        "smoke": smoke,
+        **figures,
+        "seconds": round(time.monotonic() - started, 1),
+        "load_average_end": load_average(),
+    }
+
+
+def write_results(out: Path, name: str, results: dict[str, Any], title: str, command: str, body: list[str]) -> None:
+    """``<name>.json`` (``results``, as phase_results makes them) and ``<name>.md`` (a line that
+    says when, where, what ran, how long and the load, then ``body``) in ``out``."""
+    head = (
+        f"{title} {results['date']} on {results['machine']} (`{command}`, {results['seconds']} s); "
+        f"load average {results['load_average_start']} at the start, {results['load_average_end']} at the end."
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text("\n".join([head, "", *body]) + "\n")
+    print(f"bench: {name} done in {results['seconds']} s; {out / f'{name}.md'}")

@@ -30,8 +30,7 @@ Nodes are kwok nodes without pods; instances are Spot instances tagged to their 
 
 from __future__ import annotations
 
-import argparse
-import datetime
+import collections
 import json
 import os
 import statistics
@@ -42,9 +41,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, cluster_cpu, function_environment, load_average, machine
+from bench.common import (
+    REPO,
+    arguments,
+    cluster_cpu,
+    function_environment,
+    load_average,
+    local_eks_state,
+    phase_results,
+    spot_instances,
+    spot_node,
+    write_results,
+)
 from localeks.accounts import MEMBER_ACCOUNT_ID, ClusterSpec
-from localeks.cluster import ACCOUNT_ID, DEFAULT_STATE, Paths, down, read_env, supervisor_alive, up
+from localeks.cluster import ACCOUNT_ID, Paths, down, read_env, supervisor_alive, up
 from localeks.clusters import ClusterHandle, Clusters, session_in
 from localeks.progress import Progress
 
@@ -87,6 +97,8 @@ def register_clusters(env: dict[str, str], clusters: Clusters, known: int) -> di
     taken = {name for names in have.values() for name in names}
     free = (f"registered-{i:03d}" for i in range(10_000) if f"registered-{i:03d}" not in taken)
     jobs = [(accounts[i % len(accounts)], next(free)) for i in range(max(0, missing))]
+    if not jobs:
+        return {a: len(names) for a, names in have.items()}
 
     def create(job: tuple[str, str]) -> None:
         account, name = job
@@ -108,50 +120,15 @@ def seed_nodes(env: dict[str, str], handle: ClusterHandle, count: int) -> list[d
     from kubernetes import client, config
 
     ec2 = session_in(env, handle.account).client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"])
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     api = config.new_client_from_config(handle.kubeconfig)
     api.configuration.connection_pool_maxsize = 32
     core = client.CoreV1Api(api)
     names = {n.metadata.name for n in core.list_node().items}
-    instances: list[dict[str, Any]] = []
-    while len(instances) < count:
-        for instance in ec2.run_instances(
-            ImageId=image,
-            MinCount=count - len(instances),
-            MaxCount=count - len(instances),
-            InstanceType="m5.large",
-            Placement={"AvailabilityZone": "us-east-1b"},
-            InstanceMarketOptions={"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}},
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [
-                        {"Key": f"kubernetes.io/cluster/{handle.name}", "Value": "owned"},
-                        {"Key": "eks:eks-cluster-name", "Value": handle.name},
-                    ],
-                }
-            ],
-        )["Instances"]:
-            if instance["PrivateDnsName"] not in names:  # moto can draw the same private IP twice
-                names.add(instance["PrivateDnsName"])
-                instances.append(instance)
+    tags = {f"kubernetes.io/cluster/{handle.name}": "owned", "eks:eks-cluster-name": handle.name}
+    instances = spot_instances(ec2, count, tags, names)
 
     def make(instance: dict[str, Any]) -> dict[str, str]:
-        name, az = instance["PrivateDnsName"], instance["Placement"]["AvailabilityZone"]
-        core.create_node(
-            {
-                "metadata": {
-                    "name": name,
-                    "labels": {
-                        "kubernetes.io/hostname": name,
-                        "topology.kubernetes.io/zone": az,
-                        "node.kubernetes.io/instance-type": instance["InstanceType"],
-                        "eks.amazonaws.com/capacityType": "SPOT",
-                    },
-                },
-                "spec": {"providerID": f"aws:///{az}/{instance['InstanceId']}"},
-            }
-        )
+        core.create_node(spot_node(instance))
         return {"instance_id": instance["InstanceId"], "account": handle.account, "cluster": handle.name}
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -221,9 +198,7 @@ def summarise(outs: list[dict[str, Any]]) -> dict[str, Any]:
 
     warm, cold = figures(rest), figures(firsts)
     extra = {k: round(cold[k] - warm[k], 3) for k in warm}
-    outcomes: dict[str, int] = {}
-    for e in firsts + rest:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    outcomes = dict(collections.Counter(e["outcome"] for e in firsts + rest))
     return {
         "environments": len(outs),
         "init_ms": median(outs, "init_ms"),
@@ -249,7 +224,7 @@ def run_wave(
     targets: list[dict[str, str]],
     workers: int,
     threads: int,
-    state: Path | None = None,
+    state: Path,
 ) -> dict[str, Any]:
     """Every target's Spot warning released at once to ``workers`` x ``threads`` warm environments."""
     warm_on = [[None if a == ACCOUNT_ID else a, c] for a, c in sorted({(t["account"], t["cluster"]) for t in targets})]
@@ -278,7 +253,7 @@ def run_wave(
             if proc.poll() is not None:
                 raise RuntimeError("a wave worker ended before it was ready")
     start_at = time.time() + 1.0
-    cpu_before = cluster_cpu(str(state)) if state else {}
+    cpu_before = cluster_cpu(str(state))
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write(f"{start_at}\n")
@@ -289,20 +264,17 @@ def run_wave(
         out = next(x for x in proc.stdout.read().splitlines() if x.startswith("BENCH "))
         proc.wait(timeout=60)
         events += json.loads(out[6:])["events"]
-    cpu_after = cluster_cpu(str(state)) if state else {}
-    latencies = [e["cordoned"] - start_at for e in events if e["cordoned"]]
-    own = [e["cordoned"] - e["began"] for e in events if e["cordoned"]]  # the handler's part: no queueing
+    cpu_after = cluster_cpu(str(state))
+    cordoned = [e for e in events if e["cordoned"]]
+    latencies = [e["cordoned"] - start_at for e in cordoned]
+    own = [e["cordoned"] - e["began"] for e in cordoned]  # the handler's part: no queueing
     by_cluster: dict[str, list[float]] = {}
-    for e in events:
-        if e["cordoned"]:
-            by_cluster.setdefault(e["cluster"], []).append(e["cordoned"] - start_at)
-    outcomes: dict[str, int] = {}
-    for e in events:
-        outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+    for e, latency in zip(cordoned, latencies, strict=True):
+        by_cluster.setdefault(e["cluster"], []).append(latency)
     return {
         "events": len(events),
         "in_flight": workers * threads,
-        "outcomes": outcomes,
+        "outcomes": dict(collections.Counter(e["outcome"] for e in events)),
         "event_to_cordon_p50_s": _percentile(latencies, 0.5),
         "event_to_cordon_p99_s": _percentile(latencies, 0.99),
         "event_to_cordon_max_s": _percentile(latencies, 1.0),
@@ -336,11 +308,11 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
                 (GAMMA, n + wave * waves),
             )
         }
-        listed_before = register_clusters(env, clusters, 0)
+        known_before = sum(register_clusters(env, clusters, 0).values())
         runs: dict[str, Any] = {}
-        progress.say(f"multi: per event, {sum(listed_before.values())} clusters known")
+        progress.say(f"multi: per event, {known_before} clusters known")
         runs["single_alpha"] = run_events(env, single, nodes[HOME][:n], r)
-        runs[f"fleet_{sum(listed_before.values())}_beta"] = run_events(env, fleet, nodes[BETA][:n], r)
+        runs[f"fleet_{known_before}_beta"] = run_events(env, fleet, nodes[BETA][:n], r)
         listed = register_clusters(env, clusters, size["known"])
         known = sum(listed.values())
         progress.say(f"multi: per event, {known} clusters known")
@@ -369,7 +341,7 @@ def bench_multi(state: Path, size: dict[str, int]) -> dict[str, Any]:
             ]
             for targets, settings, into, label in kinds[i % 3 :] + kinds[: i % 3]:
                 progress.say(f"multi: a Spot wave of {len(targets)} nodes {label} ({i + 1}/{waves})")
-                into.append(run_wave(env, settings, targets, size["workers"], size["threads"], state=paths.state))
+                into.append(run_wave(env, settings, targets, size["workers"], size["threads"], paths.state))
     finally:
         if started_here:
             down(paths)
@@ -474,32 +446,14 @@ def lines(multi: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
+    args = arguments()
     load_start, started = load_average(), time.monotonic()
-    state = Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+    state = local_eks_state()
     multi = bench_multi(state, SIZES["smoke" if args.smoke else "full"])
-    results = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine(),
-        "load_average_start": load_start,
-        "smoke": args.smoke,
-        "command": f"python -m bench.multi{' --smoke' if args.smoke else ''}",
-        **headline(multi),
-        "details": multi,
-        "seconds": round(time.monotonic() - started, 1),
-        "load_average_end": load_average(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "multi.json").write_text(json.dumps(results, indent=2) + "\n")
-    head = (
-        f"Many clusters, one deployment, {results['date']} on {results['machine']} (`{results['command']}`, "
-        f"{results['seconds']} s); load average {load_start} at the start, {results['load_average_end']} at the end."
-    )
-    (args.out / "multi.md").write_text("\n".join([head, "", *lines(multi)]) + "\n")
-    print(f"bench: multi done in {results['seconds']} s; {args.out / 'multi.md'}")
+    command = f"python -m bench.multi{' --smoke' if args.smoke else ''}"
+    results = phase_results(started, load_start, args.smoke, {"command": command, **headline(multi), "details": multi})
+    title = "Many clusters, one deployment,"
+    write_results(args.out, "multi", results, title, command, lines(multi))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ import threading
 import time
 from typing import Any
 
-import bench.common  # noqa: F401 (the core layer on sys.path)
-from bench.common import REPO
+from bench.common import REPO  # and, importing bench.common, the core layer on sys.path
 
 SPOT_HANDLER = REPO / "handlers" / "spot_interruption"
 _fleets: list[Any] = []
@@ -171,7 +170,7 @@ def _wave(events: list[dict[str, Any]], threads: int) -> dict[str, Any]:
                 handed = time.time()
                 result = route.service.handle(event, stop_by=began + 100, account=home, described=route.described)
                 outcome, cluster = str(result.outcome), result.cluster
-                cordoned = handed + (result.cordoned_after_seconds or 0) if result.cordoned_after_seconds else None
+                cordoned = handed + result.cordoned_after_seconds if result.cordoned_after_seconds else None
             except Exception as exc:
                 outcome, cluster, cordoned = f"error: {type(exc).__name__}: {exc}"[:200], None, None
             finally:

@@ -17,17 +17,15 @@ nothing here asserts a timing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, load_average, machine, warm_service
+from bench.common import arguments, load_average, local_eks_state, machine, warm_service
 from bench.multi import SIZES as MULTI_SIZES
 from bench.multi import bench_multi, headline
 from bench.order import bench_order
@@ -47,7 +45,7 @@ from bench.phases import (  # noqa: F401 (the names callers used from here)
     speed1_paths,
     unzipped_mb,
 )
-from localeks.cluster import DEFAULT_STATE, Paths, up
+from localeks.cluster import Paths, up
 from localeks.progress import Progress, duration
 from localeks.scenes import Scenes
 
@@ -130,14 +128,11 @@ class Phases:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
-    args = parser.parse_args()
+    args = arguments()
     size = SIZES["smoke" if args.smoke else "full"]
     started = time.monotonic()
     load_start = load_average()
-    state = Path(os.environ.get("LOCALEKS_STATE", DEFAULT_STATE)).resolve()
+    state = local_eks_state()
     paths = Paths(state)
     cluster_env = up(paths, "local-eks", 0.1)
     scenes = Scenes(cluster_env)

@@ -4,13 +4,9 @@ accounts beside this process's cluster state (``<state>-multi``), or reuses one 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from localeks.cluster import REPO
+from tests.bench.smoke import missing_figures, run_smoke
 from tests.conftest import cluster_state
 
 REQUIRED = [
@@ -31,17 +27,8 @@ REQUIRED = [
 
 
 def test_bench_multi_smoke_writes_every_figure(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LOCALEKS_STATE": str(cluster_state())}
-    subprocess.run(
-        [sys.executable, "-m", "bench.multi", "--smoke", "--out", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        check=True,
-        timeout=900,
-    )
-    results = json.loads((tmp_path / "multi.json").read_text())
-    missing = [k for k in REQUIRED if not isinstance(results.get(k), int | float)]
-    assert missing == []
+    results = run_smoke("bench.multi", cluster_state(), tmp_path, "multi.json", timeout=900)
+    assert missing_figures(results, REQUIRED) == []
     known = results["multi_clusters_known"]
     assert known >= 6
     runs = results["details"]["runs"]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from localeks.cluster import REPO
+from tests.bench.smoke import missing_figures, run_smoke
 
 REQUIRED = [
     "drain_6_evictions_sent_s",
@@ -60,17 +56,9 @@ REQUIRED = [
 
 
 def test_bench_smoke_run_writes_every_figure(cluster_env: dict[str, str], tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LOCALEKS_STATE": str(Path(cluster_env["KUBECONFIG"]).parent)}
-    subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        check=True,
-        timeout=600,
-    )
-    results = json.loads((tmp_path / "latest.json").read_text())
-    missing = [k for k in REQUIRED if not isinstance(results.get(k), int | float)]
-    assert missing == []
+    state = Path(cluster_env["KUBECONFIG"]).parent
+    results = run_smoke("bench.run", state, tmp_path, "latest.json", timeout=600)
+    assert missing_figures(results, REQUIRED) == []
     assert results["burst_events"] == 4
     burst = results["details"]["burst"]
     assert burst["large"]["drain"]["outcomes"] == {"drained": 4}
