@@ -281,15 +281,18 @@ def _ahead(moment: datetime.datetime, now: datetime.datetime) -> datetime.dateti
     return moment if moment > now else None
 
 
-def next_pause(previous: float, changed: bool, ceiling: float, first: float = 1.0) -> float:
-    """The pause before a long drain's next round: ``first`` after a round that changed something
+FIRST_PAUSE = 1.0  # seconds: the pause after a round that changed something, and the least one
+
+
+def next_pause(previous: float, changed: bool, ceiling: float) -> float:
+    """The pause before a long drain's next round: FIRST_PAUSE after a round that changed something
     on the node, else twice the previous one, up to ``ceiling`` (what a lifecycle drain's heartbeat
-    interval leaves), never below ``first``. A round that changed nothing (a budget still refusing,
+    interval leaves), never below FIRST_PAUSE. A round that changed nothing (a budget still refusing,
     the API server failing) is likely to change nothing soon, and each round costs operations in
     the execution's history."""
     if changed:
-        return first
-    return max(first, min(ceiling, 2 * previous))
+        return FIRST_PAUSE
+    return max(FIRST_PAUSE, min(ceiling, 2 * previous))
 
 
 def unfinished_drain_result(setting: UnfinishedDrainResult, group_retains: bool) -> str:

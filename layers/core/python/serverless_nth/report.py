@@ -309,7 +309,7 @@ def notify(notifier: Notifier, event: InterruptionEvent, result: HandlerResult) 
     drain = result.drain or {}
     message = {
         "cluster": result.cluster,
-        "account": result.account or event.account,
+        "account": result.account,
         "node": result.node,
         "instance_id": result.instance_id,
         "event_kind": result.event_kind,
